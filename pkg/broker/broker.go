@@ -1,0 +1,163 @@
+// Package broker connects terminal-apiserver to NATS: either an embedded
+// nats-server with JetStream on a local data dir (the default, so one process
+// runs the whole system) or an external NATS cluster.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config says where NATS is. An empty URL starts an embedded server.
+type Config struct {
+	// URL of an external NATS cluster (comma-separated seed URLs).
+	URL string
+	// CredsFile is a NATS user credentials file (JWT + NKey) for URL.
+	CredsFile string
+	// TLS client certificate, key and CA bundle for URL.
+	TLSCertFile, TLSKeyFile, TLSCAFile string
+
+	// DataDir is the embedded server's JetStream store directory.
+	DataDir string
+	// ListenAddress makes the embedded server accept TCP clients (host:port),
+	// e.g. for the nats CLI or a second replica in development. Empty keeps it
+	// in-process only, which is the safe default: nothing else can reach it.
+	ListenAddress string
+	// MemoryOnly keeps embedded JetStream data in memory (tests).
+	MemoryOnly bool
+
+	// Name identifies this client in NATS monitoring.
+	Name string
+}
+
+// Broker is a live NATS connection with JetStream.
+type Broker struct {
+	Conn      *nats.Conn
+	JetStream jetstream.JetStream
+	// Embedded is the in-process server, nil when URL was given.
+	Embedded *server.Server
+}
+
+// Start connects to NATS, starting the embedded server first if needed.
+func Start(cfg Config) (*Broker, error) {
+	b := &Broker{}
+	opts := []nats.Option{
+		nats.Name(cfg.Name),
+		// The API server must keep serving through NATS restarts and
+		// leader elections: reconnect forever and let readyz report it.
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectBufSize(8 << 20),
+	}
+	url := cfg.URL
+	if url == "" {
+		srv, err := startEmbedded(cfg)
+		if err != nil {
+			return nil, err
+		}
+		b.Embedded = srv
+		opts = append(opts, nats.InProcessServer(srv))
+	} else {
+		if cfg.CredsFile != "" {
+			opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+		}
+		if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
+			opts = append(opts, nats.ClientCert(cfg.TLSCertFile, cfg.TLSKeyFile))
+		}
+		if cfg.TLSCAFile != "" {
+			opts = append(opts, nats.RootCAs(cfg.TLSCAFile))
+		}
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("connect to NATS %q: %w", displayURL(url), err)
+	}
+	b.Conn = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	b.JetStream = js
+	return b, nil
+}
+
+func displayURL(url string) string {
+	if url == "" {
+		return "embedded"
+	}
+	return url
+}
+
+func startEmbedded(cfg Config) (*server.Server, error) {
+	opts := &server.Options{
+		ServerName: cfg.Name,
+		JetStream:  true,
+		StoreDir:   cfg.DataDir,
+		NoSigs:     true,
+		NoLog:      true,
+		DontListen: cfg.ListenAddress == "",
+	}
+	if cfg.MemoryOnly {
+		opts.JetStreamMaxStore = 0
+	}
+	if cfg.ListenAddress != "" {
+		host, port, err := net.SplitHostPort(cfg.ListenAddress)
+		if err != nil {
+			return nil, fmt.Errorf("embedded NATS listen address %q: %w", cfg.ListenAddress, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("embedded NATS listen port %q: %w", port, err)
+		}
+		opts.Host, opts.Port = host, p
+	}
+	if cfg.DataDir == "" && !cfg.MemoryOnly {
+		return nil, errors.New("embedded NATS needs a data dir (--nats-data-dir)")
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("embedded NATS did not become ready within 30s")
+	}
+	return srv, nil
+}
+
+// Ready reports whether NATS is connected and JetStream answers; it backs the
+// server's /readyz check.
+func (b *Broker) Ready(ctx context.Context) error {
+	if b.Conn == nil || !b.Conn.IsConnected() {
+		return errors.New("not connected to NATS")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := b.JetStream.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("JetStream unavailable: %w", err)
+	}
+	return nil
+}
+
+// Close drains nothing: callers stop their consumers first. It closes the
+// connection and shuts the embedded server down.
+func (b *Broker) Close() {
+	if b.Conn != nil {
+		b.Conn.Close()
+	}
+	if b.Embedded != nil {
+		b.Embedded.Shutdown()
+		b.Embedded.WaitForShutdown()
+	}
+}
