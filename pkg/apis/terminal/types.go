@@ -114,10 +114,12 @@ type TerminalTarget struct {
 type TerminalSize struct {
 	// cols is the width of the terminal, in columns (characters). Between 1 and 10000;
 	// defaults to 80.
+	// +optional
 	Cols int32
 
 	// rows is the height of the terminal, in rows (lines). Between 1 and 10000;
 	// defaults to 24.
+	// +optional
 	Rows int32
 }
 

@@ -470,7 +470,6 @@ func schema_pkg_apis_terminal_v1alpha1_TerminalSize(ref common.ReferenceCallback
 					"cols": {
 						SchemaProps: spec.SchemaProps{
 							Description: "cols is the width of the terminal, in columns (characters). Between 1 and 10000; defaults to 80.",
-							Default:     0,
 							Type:        []string{"integer"},
 							Format:      "int32",
 						},
@@ -478,13 +477,11 @@ func schema_pkg_apis_terminal_v1alpha1_TerminalSize(ref common.ReferenceCallback
 					"rows": {
 						SchemaProps: spec.SchemaProps{
 							Description: "rows is the height of the terminal, in rows (lines). Between 1 and 10000; defaults to 24.",
-							Default:     0,
 							Type:        []string{"integer"},
 							Format:      "int32",
 						},
 					},
 				},
-				Required: []string{"cols", "rows"},
 			},
 		},
 	}

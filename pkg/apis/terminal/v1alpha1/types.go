@@ -115,11 +115,13 @@ type TerminalTarget struct {
 type TerminalSize struct {
 	// cols is the width of the terminal, in columns (characters). Between 1 and 10000;
 	// defaults to 80.
-	Cols int32 `json:"cols"`
+	// +optional
+	Cols int32 `json:"cols,omitempty"`
 
 	// rows is the height of the terminal, in rows (lines). Between 1 and 10000;
 	// defaults to 24.
-	Rows int32 `json:"rows"`
+	// +optional
+	Rows int32 `json:"rows,omitempty"`
 }
 
 // TerminalSessionPhase is a coarse summary of where a session is in its life.
