@@ -1,0 +1,221 @@
+// Package app is terminal-apiserver's command: flags, configuration and run.
+package app
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apiserver/pkg/endpoints/openapi"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/apiserver/pkg/server/healthz"
+	genericoptions "k8s.io/apiserver/pkg/server/options"
+	serverstorage "k8s.io/apiserver/pkg/server/storage"
+	"k8s.io/apiserver/pkg/util/compatibility"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	basecompatibility "k8s.io/component-base/compatibility"
+	baseversion "k8s.io/component-base/version"
+	netutils "k8s.io/utils/net"
+
+	"github.com/meshery/terminal-apiserver/pkg/apis/terminal"
+	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
+	"github.com/meshery/terminal-apiserver/pkg/apiserver"
+	"github.com/meshery/terminal-apiserver/pkg/broker"
+	generatedopenapi "github.com/meshery/terminal-apiserver/pkg/generated/openapi"
+	"github.com/meshery/terminal-apiserver/pkg/kvstore"
+)
+
+// Options are terminal-apiserver's flags.
+type Options struct {
+	Recommended *genericoptions.RecommendedOptions
+	NATS        NATSOptions
+	// ComponentGlobalsRegistry holds the effective version and feature gates.
+	ComponentGlobalsRegistry basecompatibility.ComponentGlobalsRegistry
+}
+
+// NATSOptions say where NATS is and how objects are stored in it.
+type NATSOptions struct {
+	URL, CredsFile, TLSCertFile, TLSKeyFile, TLSCAFile string
+	DataDir, ListenAddress                             string
+	StreamReplicas                                     int
+	WatchHistory                                       int
+}
+
+// AddFlags registers the NATS flags.
+func (o *NATSOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.URL, "nats-url", o.URL, "URL(s) of an external NATS cluster with JetStream (comma-separated). "+
+		"Empty starts an embedded NATS server with JetStream in --nats-data-dir.")
+	fs.StringVar(&o.CredsFile, "nats-creds", o.CredsFile, "NATS user credentials file (JWT and NKey) for --nats-url.")
+	fs.StringVar(&o.TLSCertFile, "nats-tls-cert-file", o.TLSCertFile, "Client certificate for --nats-url.")
+	fs.StringVar(&o.TLSKeyFile, "nats-tls-key-file", o.TLSKeyFile, "Client key for --nats-url.")
+	fs.StringVar(&o.TLSCAFile, "nats-tls-ca-file", o.TLSCAFile, "CA bundle that verifies --nats-url's servers.")
+	fs.StringVar(&o.DataDir, "nats-data-dir", o.DataDir, "JetStream store directory of the embedded NATS server. "+
+		"Sessions survive restarts as long as this directory does.")
+	fs.StringVar(&o.ListenAddress, "nats-listen-address", o.ListenAddress, "host:port on which the embedded NATS server "+
+		"accepts clients (other replicas, the nats CLI). Empty: in-process only.")
+	fs.IntVar(&o.StreamReplicas, "nats-stream-replicas", o.StreamReplicas, "Replicas of each JetStream stream; 3 on a "+
+		"production cluster.")
+	fs.IntVar(&o.WatchHistory, "watch-history", o.WatchHistory, "Changes each replica keeps in memory per resource for "+
+		"watches and lists at a past resourceVersion; older resourceVersions get 410 Gone and clients relist.")
+}
+
+// Validate checks the NATS flags.
+func (o *NATSOptions) Validate() []error {
+	var errs []error
+	if o.URL == "" && o.DataDir == "" {
+		errs = append(errs, fmt.Errorf("--nats-data-dir is required when --nats-url is empty"))
+	}
+	if o.URL == "" && (o.CredsFile != "" || o.TLSCertFile != "" || o.TLSCAFile != "") {
+		errs = append(errs, fmt.Errorf("--nats-creds and --nats-tls-* need --nats-url"))
+	}
+	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
+		errs = append(errs, fmt.Errorf("--nats-tls-cert-file and --nats-tls-key-file go together"))
+	}
+	if o.StreamReplicas < 1 || o.StreamReplicas > 5 {
+		errs = append(errs, fmt.Errorf("--nats-stream-replicas must be between 1 and 5, got %d", o.StreamReplicas))
+	}
+	if o.WatchHistory < 100 {
+		errs = append(errs, fmt.Errorf("--watch-history must be at least 100, got %d", o.WatchHistory))
+	}
+	return errs
+}
+
+// NewOptions returns the defaults.
+func NewOptions() *Options {
+	o := &Options{
+		// etcd is replaced by NATS: no codec needed here.
+		Recommended: genericoptions.NewRecommendedOptions("/registry", nil),
+		NATS: NATSOptions{
+			DataDir:        "/var/lib/terminal-apiserver/nats",
+			StreamReplicas: 1,
+			WatchHistory:   10000,
+		},
+		ComponentGlobalsRegistry: compatibility.DefaultComponentGlobalsRegistry,
+	}
+	o.Recommended.Etcd = nil
+	return o
+}
+
+// NewCommand is the terminal-apiserver command.
+func NewCommand(ctx context.Context) *cobra.Command {
+	o := NewOptions()
+	cmd := &cobra.Command{
+		Use:   "terminal-apiserver",
+		Short: "Kubernetes aggregated API server for TerminalSessions (terminal.meshery.io)",
+		Long: "terminal-apiserver serves the TerminalSession resource through the Kubernetes aggregation layer, " +
+			"so Kubernetes authentication, RBAC and audit cover every terminal. Objects live in NATS JetStream.",
+		SilenceUsage: true,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			return o.ComponentGlobalsRegistry.Set()
+		},
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(c.Context())
+		},
+	}
+	cmd.SetContext(ctx)
+	fs := cmd.Flags()
+	o.Recommended.AddFlags(fs)
+	o.NATS.AddFlags(fs)
+	_, _ = o.ComponentGlobalsRegistry.ComponentGlobalsOrRegister(basecompatibility.DefaultKubeComponent,
+		basecompatibility.NewEffectiveVersionFromString(baseversion.DefaultKubeBinaryVersion, "", ""), utilfeature.DefaultMutableFeatureGate)
+	o.ComponentGlobalsRegistry.AddFlags(fs)
+	return cmd
+}
+
+// Validate checks all flags.
+func (o *Options) Validate() error {
+	errs := o.Recommended.Validate()
+	errs = append(errs, o.NATS.Validate()...)
+	errs = append(errs, o.ComponentGlobalsRegistry.Validate()...)
+	return utilerrors.NewAggregate(errs)
+}
+
+// Run starts NATS (or connects to it) and serves until ctx ends.
+func (o *Options) Run(ctx context.Context) error {
+	if o.NATS.URL == "" {
+		if err := os.MkdirAll(o.NATS.DataDir, 0o700); err != nil {
+			return fmt.Errorf("NATS data dir: %w", err)
+		}
+	}
+	hostname, _ := os.Hostname()
+	b, err := broker.Start(broker.Config{
+		URL:           o.NATS.URL,
+		CredsFile:     o.NATS.CredsFile,
+		TLSCertFile:   o.NATS.TLSCertFile,
+		TLSKeyFile:    o.NATS.TLSKeyFile,
+		TLSCAFile:     o.NATS.TLSCAFile,
+		DataDir:       o.NATS.DataDir,
+		ListenAddress: o.NATS.ListenAddress,
+		Name:          "terminal-apiserver-" + hostname,
+	})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	config, err := o.Config(b)
+	if err != nil {
+		return err
+	}
+	server, err := config.Complete().New()
+	if err != nil {
+		return err
+	}
+	return server.GenericAPIServer.PrepareRun().RunWithContext(ctx)
+}
+
+// Config builds the server configuration on a connected broker.
+func (o *Options) Config(b *broker.Broker) (*apiserver.Config, error) {
+	if err := o.Recommended.SecureServing.MaybeDefaultWithSelfSignedCerts("localhost", nil,
+		[]net.IP{netutils.ParseIPSloppy("127.0.0.1")}); err != nil {
+		return nil, fmt.Errorf("self-signed certificates: %w", err)
+	}
+	cfg := genericapiserver.NewRecommendedConfig(apiserver.Codecs)
+	namer := openapi.NewDefinitionNamer(apiserver.Scheme)
+	cfg.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(generatedopenapi.GetOpenAPIDefinitions, namer)
+	cfg.OpenAPIConfig.Info.Title = "terminal-apiserver"
+	cfg.OpenAPIConfig.Info.Version = v1alpha1.SchemeGroupVersion.Version
+	cfg.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(generatedopenapi.GetOpenAPIDefinitions, namer)
+	cfg.OpenAPIV3Config.Info.Title = "terminal-apiserver"
+	cfg.OpenAPIV3Config.Info.Version = v1alpha1.SchemeGroupVersion.Version
+	cfg.FeatureGate = o.ComponentGlobalsRegistry.FeatureGateFor(basecompatibility.DefaultKubeComponent)
+	cfg.EffectiveVersion = o.ComponentGlobalsRegistry.EffectiveVersionFor(basecompatibility.DefaultKubeComponent)
+	if err := o.Recommended.ApplyTo(cfg); err != nil {
+		return nil, err
+	}
+	// Ready only while NATS answers: a replica cut off from NATS can
+	// neither store sessions nor relay terminals.
+	cfg.AddReadyzChecks(healthz.NamedCheck("nats", func(r *http.Request) error { return b.Ready(r.Context()) }))
+
+	codec, _, err := serverstorage.NewStorageCodec(serverstorage.StorageCodecConfig{
+		StorageMediaType:  "application/json",
+		StorageSerializer: apiserver.Codecs,
+		StorageVersion:    v1alpha1.SchemeGroupVersion,
+		MemoryVersion:     terminal.SchemeGroupVersion,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage codec: %w", err)
+	}
+	return &apiserver.Config{
+		GenericConfig: cfg,
+		RESTOptionsGetter: &kvstore.RESTOptionsGetter{
+			JetStream:               b.JetStream,
+			Codec:                   codec,
+			Prefix:                  "/registry",
+			StreamPrefix:            "TERMINAL",
+			SubjectPrefix:           "terminal-apiserver.objects",
+			Replicas:                o.NATS.StreamReplicas,
+			History:                 o.NATS.WatchHistory,
+			DeleteCollectionWorkers: 1,
+			EnableGarbageCollection: true,
+		},
+	}, nil
+}

@@ -1,0 +1,90 @@
+// Package apiserver assembles terminal-apiserver: the terminal.meshery.io API
+// group on a generic API server whose storage is NATS JetStream.
+package apiserver
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apiserver/pkg/registry/generic"
+	"k8s.io/apiserver/pkg/registry/rest"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+
+	"github.com/meshery/terminal-apiserver/pkg/apis/terminal"
+	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/install"
+	"github.com/meshery/terminal-apiserver/pkg/registry/terminalsession"
+)
+
+var (
+	// Scheme knows the terminal.meshery.io types and the meta types the
+	// generic server needs.
+	Scheme = runtime.NewScheme()
+	// Codecs serializes Scheme's types.
+	Codecs = serializer.NewCodecFactory(Scheme)
+)
+
+func init() {
+	install.Install(Scheme)
+	// Options types (ListOptions, DeleteOptions, ...) are served as v1.
+	metav1.AddToGroupVersion(Scheme, schema.GroupVersion{Version: "v1"})
+	unversioned := schema.GroupVersion{Group: "", Version: "v1"}
+	Scheme.AddUnversionedTypes(unversioned,
+		&metav1.Status{},
+		&metav1.APIVersions{},
+		&metav1.APIGroupList{},
+		&metav1.APIGroup{},
+		&metav1.APIResourceList{},
+	)
+}
+
+// Config is the server's configuration.
+type Config struct {
+	GenericConfig *genericapiserver.RecommendedConfig
+	// RESTOptionsGetter provides storage for each resource (NATS).
+	RESTOptionsGetter generic.RESTOptionsGetter
+}
+
+type completedConfig struct {
+	GenericConfig     genericapiserver.CompletedConfig
+	RESTOptionsGetter generic.RESTOptionsGetter
+}
+
+// CompletedConfig is a Config with defaults filled in.
+type CompletedConfig struct {
+	*completedConfig
+}
+
+// Complete fills in defaults.
+func (cfg *Config) Complete() CompletedConfig {
+	return CompletedConfig{&completedConfig{
+		GenericConfig:     cfg.GenericConfig.Complete(),
+		RESTOptionsGetter: cfg.RESTOptionsGetter,
+	}}
+}
+
+// Server is a running terminal-apiserver.
+type Server struct {
+	GenericAPIServer *genericapiserver.GenericAPIServer
+}
+
+// New builds the server and installs the API group.
+func (c CompletedConfig) New() (*Server, error) {
+	generic, err := c.GenericConfig.New("terminal-apiserver", genericapiserver.NewEmptyDelegate())
+	if err != nil {
+		return nil, err
+	}
+	sessions, status, err := terminalsession.NewREST(Scheme, c.RESTOptionsGetter)
+	if err != nil {
+		return nil, err
+	}
+	group := genericapiserver.NewDefaultAPIGroupInfo(terminal.GroupName, Scheme, metav1.ParameterCodec, Codecs)
+	group.VersionedResourcesStorageMap["v1alpha1"] = map[string]rest.Storage{
+		"terminalsessions":        sessions,
+		"terminalsessions/status": status,
+	}
+	if err := generic.InstallAPIGroup(&group); err != nil {
+		return nil, err
+	}
+	return &Server{GenericAPIServer: generic}, nil
+}
