@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"k8s.io/klog/v2"
 )
 
 // errCompacted means the history needed to answer at a revision is gone; the
@@ -56,31 +58,50 @@ func newIndex(maxHistory int) *index {
 	}
 }
 
-// apply records a put (value != nil) or a delete at rev. A delete of a key the
-// index never saw (a tombstone expiring, a lagging consumer skipping a removed
-// message) only advances the revision. record says whether the change enters
-// the watch history; the initial load of an existing stream does not, since
-// what came before it is unknown.
-func (i *index) apply(rev uint64, key string, value []byte, deleted, record bool) {
+// apply records a put (value != nil) or a delete at rev. prev, when the
+// message carries it, is the revision of the live value the write replaced;
+// if the index holds another, this replica missed a change (its consumer
+// fell further behind than the stream's per-key history), so the history
+// it would serve is incomplete: it expires every watch and refuses older
+// revisions, as etcd does after compaction, and clients relist. record says
+// whether the change enters the watch history; the initial load of an
+// existing stream does not, since what came before it is unknown.
+func (i *index) apply(rev uint64, key string, value []byte, deleted bool, prev uint64, hasPrev, record bool) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if rev <= i.rev {
 		return
 	}
-	prev := i.items[key]
+	old := i.items[key]
+	var oldRev uint64
+	if old != nil {
+		oldRev = old.modRev
+	}
+	gap := record && hasPrev && prev != oldRev
 	var ev *event
 	switch {
-	case deleted && prev != nil:
+	case deleted && old != nil:
 		delete(i.items, key)
-		ev = &event{rev: rev, key: key, prev: prev, deleted: true}
+		ev = &event{rev: rev, key: key, prev: old, deleted: true}
 	case !deleted:
 		i.items[key] = newRecord(value, rev)
-		ev = &event{rev: rev, key: key, value: value, prev: prev}
+		ev = &event{rev: rev, key: key, value: value, prev: old}
 	}
 	i.rev = rev
-	if !record {
+	switch {
+	case !record:
 		i.compacted = rev
-	} else if ev != nil {
+	case gap:
+		klog.InfoS("Storage consumer missed a change; expiring watches so clients relist",
+			"key", key, "revision", rev, "expectedPrevious", prev, "seenPrevious", oldRev)
+		clear(i.history)
+		i.history = i.history[:0]
+		i.compacted = rev
+		for w := range i.watchers {
+			w.expire()
+			delete(i.watchers, w)
+		}
+	case ev != nil:
 		i.history = append(i.history, ev)
 		if over := len(i.history) - i.maxHistory; over > 0 {
 			i.compacted = i.history[over-1].rev

@@ -210,7 +210,7 @@ func (s *Store) Create(ctx context.Context, key string, obj, out runtime.Object,
 	// and only on conflict learn whether a tombstone is what is in the way.
 	var expected uint64
 	for {
-		rev, err := s.b.put(ctx, preparedKey, newData, expected, time.Duration(ttl)*time.Second)
+		rev, err := s.b.put(ctx, preparedKey, newData, expected, 0, time.Duration(ttl)*time.Second)
 		if errors.Is(err, errConflict) {
 			rec, tombstone, gerr := s.b.get(ctx, preparedKey)
 			if gerr != nil {
@@ -451,7 +451,7 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, key string, destination ru
 		if err != nil {
 			return storage.NewInternalError(err)
 		}
-		rev, err := s.b.put(ctx, preparedKey, newData, origState.expect, time.Duration(ttl)*time.Second)
+		rev, err := s.b.put(ctx, preparedKey, newData, origState.expect, origState.rev, time.Duration(ttl)*time.Second)
 		if errors.Is(err, errConflict) {
 			klog.V(4).InfoS("GuaranteedUpdate conflicted, retrying", "key", preparedKey)
 			if origState, err = getCurrentState(); err != nil {

@@ -5,7 +5,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,6 +22,9 @@ const (
 	// markerHeader is set by nats-server on the marker it writes when a
 	// subject's last message expires (a TTL'd object): also a deletion.
 	markerHeader = "Nats-Marker-Reason"
+	// prevHeader carries the revision of the live value a write replaced
+	// (0: none). A consumer whose index disagrees has missed a change.
+	prevHeader = "Terminal-Prev"
 	// initToken is the subject token of the stream's first message; '~' is
 	// outside the base64url alphabet, so it never collides with a key.
 	initToken = "~init"
@@ -38,9 +43,17 @@ type StreamConfig struct {
 	// History is how many recent changes each replica keeps for watches
 	// and exact-revision lists; older resourceVersions get 410 Gone.
 	History int
-	// TombstoneTTL is how long a deletion stays in the stream. Replicas
-	// that restart later never need it: the key is simply absent.
-	TombstoneTTL time.Duration
+	// KeepPerKey is how many recent messages the stream keeps per key. A
+	// replica's consumer must see every change of a key, so a message may
+	// only be dropped once every consumer is past it: keeping a few per key
+	// makes that safe however closely writes follow each other. A consumer
+	// that still misses one detects it (see prevHeader) and expires its
+	// watches, exactly as etcd compaction would.
+	KeepPerKey int
+	// TombstoneGrace is how long a deleted key's messages stay in the stream
+	// before they are purged: long enough for every replica to see the
+	// deletion.
+	TombstoneGrace time.Duration
 }
 
 func (c *StreamConfig) defaults() {
@@ -50,8 +63,11 @@ func (c *StreamConfig) defaults() {
 	if c.History == 0 {
 		c.History = 10000
 	}
-	if c.TombstoneTTL == 0 {
-		c.TombstoneTTL = 15 * time.Minute
+	if c.KeepPerKey == 0 {
+		c.KeepPerKey = 16
+	}
+	if c.TombstoneGrace == 0 {
+		c.TombstoneGrace = 5 * time.Minute
 	}
 }
 
@@ -63,6 +79,16 @@ type backend struct {
 	cfg     StreamConfig
 	idx     *index
 	consume jetstream.ConsumeContext
+	stop    context.CancelFunc
+	done    chan struct{}
+
+	mu         sync.Mutex
+	tombstones map[string]tombstone // deleted keys whose messages await purging
+}
+
+type tombstone struct {
+	seq uint64
+	at  time.Time
 }
 
 // errConflict means the key changed since the expected revision.
@@ -78,17 +104,19 @@ func openBackend(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) 
 		Name:              cfg.Name,
 		Description:       "terminal-apiserver objects: one subject per key, the stream sequence is the resourceVersion",
 		Subjects:          []string{cfg.Subject + ".>"},
-		MaxMsgsPerSubject: 1,
+		MaxMsgsPerSubject: int64(cfg.KeepPerKey),
 		Storage:           storageType,
 		Replicas:          cfg.Replicas,
 		Discard:           jetstream.DiscardOld,
 		AllowMsgTTL:       true,
 		// A TTL'd key that expires must reach watchers as a deletion; the
-		// server writes a marker message for it. Keep markers long enough
-		// for every replica's consumer to see them.
-		SubjectDeleteMarkerTTL: 10 * time.Minute,
+		// server writes a marker message for it. The server also raises
+		// every TTL to at least the markers' own, so keep it at the 1s
+		// minimum: storage TTLs are seconds. (TerminalSessions never use
+		// TTLs; the storage contract has them.)
+		SubjectDeleteMarkerTTL: time.Second,
+		AllowRollup:            true,
 		DenyDelete:             true,
-		DenyPurge:              true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", cfg.Name, err)
@@ -106,11 +134,12 @@ func openBackend(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) 
 	if err != nil {
 		return nil, fmt.Errorf("stream %s info: %w", cfg.Name, err)
 	}
-	b := &backend{js: js, stream: stream, cfg: cfg, idx: newIndex(cfg.History)}
+	b := &backend{js: js, stream: stream, cfg: cfg, idx: newIndex(cfg.History), tombstones: map[string]tombstone{}}
 	loaded := info.State.LastSeq
 
+	// Start from each key's latest message, then follow every change.
 	cons, err := js.OrderedConsumer(ctx, cfg.Name, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverAllPolicy,
+		DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("stream %s consumer: %w", cfg.Name, err)
@@ -130,7 +159,10 @@ func openBackend(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) 
 			b.idx.advance(rev)
 			return
 		}
-		b.idx.apply(rev, key, msg.Data(), isDelete(msg.Headers()), rev > loaded)
+		deleted := isDelete(msg.Headers())
+		b.trackTombstone(key, deleted, rev, md.Timestamp)
+		prev, hasPrev := parsePrev(msg.Headers())
+		b.idx.apply(rev, key, msg.Data(), deleted, prev, hasPrev, rev > loaded)
 	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		klog.V(2).InfoS("Stream consumer", "stream", cfg.Name, "err", err)
 	}))
@@ -141,12 +173,75 @@ func openBackend(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) 
 		b.close()
 		return nil, fmt.Errorf("load stream %s up to %d: %w", cfg.Name, loaded, err)
 	}
+	jctx, stop := context.WithCancel(context.Background())
+	b.stop, b.done = stop, make(chan struct{})
+	go b.janitor(jctx)
 	return b, nil
 }
 
 func (b *backend) close() {
 	if b.consume != nil {
 		b.consume.Stop()
+	}
+	if b.stop != nil {
+		b.stop()
+		<-b.done
+	}
+}
+
+func parsePrev(h nats.Header) (uint64, bool) {
+	v := h.Get(prevHeader)
+	if v == "" {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	return n, err == nil
+}
+
+func (b *backend) trackTombstone(key string, deleted bool, seq uint64, at time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if deleted {
+		b.tombstones[key] = tombstone{seq: seq, at: at}
+	} else {
+		delete(b.tombstones, key)
+	}
+}
+
+// janitor purges deleted keys' messages once every replica has had time to
+// see the deletion, so the stream holds live keys only. Every replica runs
+// it; a purge bounded by the tombstone's sequence is idempotent and never
+// touches a newer write of the same key.
+func (b *backend) janitor(ctx context.Context) {
+	defer close(b.done)
+	tick := time.NewTicker(b.cfg.TombstoneGrace / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			b.mu.Lock()
+			due := map[string]uint64{}
+			for k, t := range b.tombstones {
+				if now.Sub(t.at) >= b.cfg.TombstoneGrace {
+					due[k] = t.seq
+				}
+			}
+			b.mu.Unlock()
+			for k, seq := range due {
+				err := b.stream.Purge(ctx, jetstream.WithPurgeSubject(b.subject(k)), jetstream.WithPurgeSequence(seq+1))
+				if err != nil {
+					klog.V(2).InfoS("Purging a deleted key failed; will retry", "stream", b.cfg.Name, "key", k, "err", err)
+					continue
+				}
+				b.mu.Lock()
+				if t, ok := b.tombstones[k]; ok && t.seq == seq {
+					delete(b.tombstones, k)
+				}
+				b.mu.Unlock()
+			}
+		}
 	}
 }
 
@@ -213,23 +308,29 @@ func (b *backend) get(ctx context.Context, key string) (rec *record, tombstone u
 }
 
 // put writes value if the key's last sequence is still expected (0: the key
-// has no message at all) and returns the new revision.
-func (b *backend) put(ctx context.Context, key string, value []byte, expected uint64, ttl time.Duration) (uint64, error) {
-	msg := &nats.Msg{Subject: b.subject(key), Data: value, Header: nats.Header{}}
+// has no message at all) and returns the new revision. live is the revision
+// of the live value being replaced (0 for a creation).
+func (b *backend) put(ctx context.Context, key string, value []byte, expected, live uint64, ttl time.Duration) (uint64, error) {
+	msg := &nats.Msg{Subject: b.subject(key), Data: value, Header: nats.Header{prevHeader: []string{strconv.FormatUint(live, 10)}}}
 	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(expected)}
 	if ttl > 0 {
+		// When a TTL'd value expires, nothing older may resurface as the
+		// key's value: it replaces the key's history. (Only the storage
+		// tests use TTLs; TerminalSessions never expire this way.)
+		msg.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
 		opts = append(opts, jetstream.WithMsgTTL(ttl))
 	}
 	return b.publish(ctx, key, msg, opts)
 }
 
-// del writes a tombstone if the key is still at expected.
+// del writes a tombstone if the key is still at expected, the live value's
+// revision.
 func (b *backend) del(ctx context.Context, key string, expected uint64) (uint64, error) {
-	msg := &nats.Msg{Subject: b.subject(key), Header: nats.Header{opHeader: []string{opDelete}}}
-	return b.publish(ctx, key, msg, []jetstream.PublishOpt{
-		jetstream.WithExpectLastSequencePerSubject(expected),
-		jetstream.WithMsgTTL(b.cfg.TombstoneTTL),
-	})
+	msg := &nats.Msg{Subject: b.subject(key), Header: nats.Header{
+		opHeader:   []string{opDelete},
+		prevHeader: []string{strconv.FormatUint(expected, 10)},
+	}}
+	return b.publish(ctx, key, msg, []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(expected)})
 }
 
 func (b *backend) publish(ctx context.Context, key string, msg *nats.Msg, opts []jetstream.PublishOpt) (uint64, error) {

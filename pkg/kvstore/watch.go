@@ -37,6 +37,7 @@ type watchChan struct {
 	mu       sync.Mutex
 	queue    []*event
 	overflow bool
+	expired  bool
 	signal   chan struct{}
 }
 
@@ -65,16 +66,28 @@ func (w *watchChan) push(ev *event) {
 	}
 }
 
-func (w *watchChan) pop() (ev *event, overflow bool) {
+// expire ends the watch with 410 Gone once the events already queued are
+// delivered (called with the index lock held).
+func (w *watchChan) expire() {
+	w.mu.Lock()
+	w.expired = true
+	w.mu.Unlock()
+	select {
+	case w.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (w *watchChan) pop() (ev *event, overflow, expired bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.queue) > 0 {
 		ev = w.queue[0]
 		w.queue[0] = nil
 		w.queue = w.queue[1:]
-		return ev, false
+		return ev, false, false
 	}
-	return nil, w.overflow
+	return nil, w.overflow, w.expired
 }
 
 func (w *watchChan) Stop()                          { w.cancel() }
@@ -166,7 +179,11 @@ func (w *watchChan) run(requestedRev uint64, initial, endBookmark bool) {
 	}
 
 	for {
-		ev, overflow := w.pop()
+		ev, overflow, expired := w.pop()
+		if expired {
+			w.sendError(apierrors.NewResourceExpired("The resourceVersion for the provided watch is too old."))
+			return
+		}
 		if overflow {
 			w.sendError(&apierrors.StatusError{ErrStatus: metav1.Status{
 				Status:  metav1.StatusFailure,
