@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Stops everything hack/local-up.sh started (pid files under _output/local/pids), kills
+# processes left over from `kubectl exec` on kwok, and checks that no listener is left.
+# Logs, certificates and kubeconfigs stay in _output/local/ (certificates are reused by
+# the next `make up`; etcd's data is wiped by it). --clean removes _output/local/ too.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=hack/lib/local.sh
+source "$ROOT/hack/lib/local.sh"
+
+clean=0
+case ${1:-} in
+--clean) clean=1 ;;
+"") ;;
+*) die "usage: $0 [--clean]" ;;
+esac
+
+if [[ -f $STATE_ENV ]]; then
+  # shellcheck disable=SC1090
+  source "$STATE_ENV"
+fi
+
+# Reverse start order: terminal-apiserver and kwok first, etcd last, so nothing logs
+# a storm of connection errors on its way down.
+for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
+  stop_component "${COMPONENTS[i]}"
+done
+
+# kwok runs exec'd commands in sessions of their own and never kills them (a real
+# kubelet's runtime would, with the container): find them by kwok's marker.
+mapfile -t leftovers < <(kwok_exec_pids)
+if ((${#leftovers[@]})); then
+  log "killing ${#leftovers[@]} process(es) left over from kwok exec: ${leftovers[*]}"
+  kill -TERM "${leftovers[@]}" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    mapfile -t leftovers < <(kwok_exec_pids)
+    ((${#leftovers[@]})) || break
+    sleep 0.1
+  done
+  ((${#leftovers[@]} == 0)) || kill -KILL "${leftovers[@]}" 2>/dev/null || true
+fi
+
+# Verify: the ports we used are free and no process of ours still listens anywhere
+# (that would include whatever port terminal-apiserver's embedded NATS opened).
+busy=()
+for var in ETCD_PORT ETCD_PEER_PORT KUBE_APISERVER_PORT KUBE_CONTROLLER_MANAGER_PORT \
+  KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT; do
+  port=${!var:-}
+  [[ -z $port ]] || ! port_in_use "$port" || busy+=("$var=$port")
+done
+if command -v ss >/dev/null; then
+  while read -r pid; do
+    [[ -r /proc/$pid/cmdline ]] || continue
+    if tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$LOCAL_DIR"; then
+      busy+=("pid $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" | cut -c1-80))")
+    fi
+  done < <(ss -Hltnp | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u)
+fi
+if ((${#busy[@]})); then
+  printf 'error: still listening after local-down: %s\n' "${busy[@]}" >&2
+  exit 1
+fi
+
+if ((clean)); then
+  rm -rf "$LOCAL_DIR"
+  log "removed ${LOCAL_DIR#"$ROOT"/}"
+fi
+log "local control plane is down"
