@@ -1,0 +1,38 @@
+# Entry points; the work is in hack/. `make test` is what CI runs (.ci/run).
+SHELL := /usr/bin/env bash
+
+.PHONY: all tools up down build test verify unit e2e bench
+
+all: build
+
+# Pinned kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd and kwok,
+# built once into _output/tools/ (a second run is a no-op).
+tools:
+	hack/build-tools.sh
+
+# Local control plane + terminal-apiserver; prints the KUBECONFIG/PATH lines to paste.
+up:
+	hack/local-up.sh
+
+down:
+	hack/local-down.sh
+
+# Every command under cmd/ into _output/bin/.
+build:
+	@mkdir -p _output/bin
+	@if compgen -G 'cmd/*/*.go' >/dev/null; then go build -o _output/bin/ ./cmd/...; \
+	else echo "nothing to build: no commands under cmd/ yet"; fi
+
+test: verify unit e2e
+
+verify:
+	hack/verify.sh
+
+unit:
+	go test ./pkg/... ./cmd/...
+
+e2e:
+	hack/e2e.sh
+
+bench:
+	hack/bench.sh
