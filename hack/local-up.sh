@@ -287,9 +287,12 @@ rules:
   resources:
   - group: coordination.k8s.io
     resources: [leases]
+# kube-apiserver's own bootstrapping (default RBAC, flow schemas, APIServices).
+- level: None
+  users: [system:apiserver]
 - level: None
   verbs: [get, list, watch]
-  users: [system:kube-scheduler, system:kube-controller-manager, kwok, system:apiserver]
+  users: [system:kube-scheduler, system:kube-controller-manager, kwok]
 - level: None
   verbs: [get, list, watch]
   userGroups: ["system:serviceaccounts:kube-system"]
@@ -447,6 +450,7 @@ start_cluster() {
   # otherwise wait out the old leases), and the same starting point for every e2e run.
   rm -rf "$LOCAL_DIR/etcd" "$LOCAL_DIR/nats" "$LOCAL_DIR/containers" "$LOCAL_DIR/kwok"
   rm -f "$LOCAL_DIR/terminal-apiserver.state"
+  [[ ! -f $LOG_DIR/kube-apiserver-audit.log ]] || mv -f "$LOG_DIR/kube-apiserver-audit.log" "$LOG_DIR/kube-apiserver-audit.log.prev"
   start_etcd
   start_kube_apiserver
   start_controllers
