@@ -259,6 +259,17 @@ func (i *index) register(w *watchChan, initial bool) ([]keyRecord, error) {
 	return snapshot, nil
 }
 
+// stopWatches ends every watch; clients reconnect, to another replica if
+// this one is going away.
+func (i *index) stopWatches() {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	for w := range i.watchers {
+		w.cancel()
+		delete(i.watchers, w)
+	}
+}
+
 func (i *index) unregister(w *watchChan) {
 	i.mu.Lock()
 	defer i.mu.Unlock()

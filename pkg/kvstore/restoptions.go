@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -36,6 +37,18 @@ type RESTOptionsGetter struct {
 	// DeleteCollectionWorkers and EnableGarbageCollection as for etcd.
 	DeleteCollectionWorkers int
 	EnableGarbageCollection bool
+
+	mu     sync.Mutex
+	stores []*Store
+}
+
+// StopWatches ends the open watches of every store this getter made.
+func (g *RESTOptionsGetter) StopWatches() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, s := range g.stores {
+		s.StopWatches()
+	}
 }
 
 var streamNameUnsafe = regexp.MustCompile(`[^A-Za-z0-9_-]`)
@@ -81,6 +94,9 @@ func (g *RESTOptionsGetter) decorator(resource schema.GroupResource) generic.Sto
 		if err != nil {
 			return nil, nil, fmt.Errorf("storage for %s: %w", resource, err)
 		}
+		g.mu.Lock()
+		g.stores = append(g.stores, s)
+		g.mu.Unlock()
 		return s, s.Close, nil
 	}
 }

@@ -110,8 +110,16 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 // xf is the current value transformer; tests swap it to inject failures.
 func (s *Store) xf() value.Transformer { return *s.transformer.Load() }
 
-// Close stops the stream consumer. Open watches end when their contexts do.
-func (s *Store) Close() { s.b.close() }
+// Close ends open watches and stops the stream consumer.
+func (s *Store) Close() {
+	s.b.idx.stopWatches()
+	s.b.close()
+}
+
+// StopWatches ends open watches, e.g. when the server shuts down: an HTTP
+// server drains open requests before it stops, and a watch only ends when
+// its client or its storage ends it.
+func (s *Store) StopWatches() { s.b.idx.stopWatches() }
 
 // Compact drops retained history up to rev, as etcd compaction does: reads
 // and watches at older revisions then get 410 Gone.

@@ -169,6 +169,14 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The HTTP server drains open requests before it stops; watches would
+	// hold it until the shutdown timeout. End them once shutdown starts, and
+	// clients rewatch on another replica.
+	getter := config.RESTOptionsGetter.(*kvstore.RESTOptionsGetter)
+	server.GenericAPIServer.AddPreShutdownHookOrDie("stop-watches", func() error {
+		getter.StopWatches()
+		return nil
+	})
 	return server.GenericAPIServer.PrepareRun().RunWithContext(ctx)
 }
 

@@ -1,0 +1,236 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/rest"
+
+	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
+	clientset "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned"
+)
+
+// replica is a terminal-apiserver process the test owns, beside the one
+// local-up registered, using the same cluster for authentication and
+// authorization.
+type replica struct {
+	t       *testing.T
+	name    string
+	args    []string
+	port    int
+	cmd     *exec.Cmd
+	logPath string
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func startReplica(t *testing.T, name string, extra ...string) *replica {
+	t.Helper()
+	kubeconfig := os.Getenv("TERMINAL_APISERVER_KUBECONFIG")
+	if kubeconfig == "" {
+		t.Fatal("TERMINAL_APISERVER_KUBECONFIG is unset")
+	}
+	dir := t.TempDir()
+	r := &replica{t: t, name: name, port: freePort(t), logPath: filepath.Join(env.localDir, "logs", "e2e-"+name+".log")}
+	r.args = append([]string{
+		fmt.Sprintf("--secure-port=%d", r.port),
+		"--bind-address=127.0.0.1",
+		"--cert-dir=" + dir,
+		"--kubeconfig=" + kubeconfig,
+		"--authentication-kubeconfig=" + kubeconfig,
+		"--authorization-kubeconfig=" + kubeconfig,
+	}, extra...)
+	r.start()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *replica) start() {
+	t := r.t
+	t.Helper()
+	logf, err := os.OpenFile(r.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.cmd = exec.Command(filepath.Join(env.root, "_output/bin/terminal-apiserver"), r.args...)
+	r.cmd.Stdout, r.cmd.Stderr = logf, logf
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logf.Close()
+	r.waitReady()
+}
+
+func (r *replica) stop() {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return
+	}
+	_ = r.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = r.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		_ = r.cmd.Process.Kill()
+		<-done
+	}
+	r.cmd = nil
+}
+
+// config talks to the replica directly, as admin (a client certificate the
+// replica verifies against the cluster's client CA).
+func (r *replica) config() *rest.Config {
+	cfg := rest.CopyConfig(restConfig(r.t, "admin"))
+	cfg.Host = fmt.Sprintf("https://127.0.0.1:%d", r.port)
+	cfg.TLSClientConfig.CAData, cfg.TLSClientConfig.CAFile = nil, ""
+	cfg.TLSClientConfig.Insecure = true // the replica's self-signed serving cert
+	return cfg
+}
+
+func (r *replica) client() *clientset.Clientset {
+	c, err := clientset.NewForConfig(r.config())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return c
+}
+
+// waitReady polls, on a fresh connection each time, until the replica
+// serves an authenticated request. Until the replica has loaded the
+// cluster's client CA it does not ask for client certificates, and an
+// HTTP/2 connection opened then would stay anonymous: so neither /readyz nor
+// a cached client-go transport will do.
+func (r *replica) waitReady() {
+	r.t.Helper()
+	tlsCfg, err := rest.TLSConfigFor(r.config())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	url := fmt.Sprintf("https://127.0.0.1:%d/apis/terminal.meshery.io/v1alpha1/namespaces/team-a/terminalsessions?limit=1", r.port)
+	var last string
+	defer func() {
+		if r.t.Failed() {
+			r.t.Logf("replica %s: last response: %s", r.name, last)
+		}
+	}()
+	eventually(r.t, 60*time.Second, "replica "+r.name+" serving authenticated requests", func(ctx context.Context) (bool, error) {
+		if r.cmd.ProcessState != nil {
+			log, _ := os.ReadFile(r.logPath)
+			return false, fmt.Errorf("replica %s exited:\n%s", r.name, tail(string(log), 30))
+		}
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, DisableKeepAlives: true}}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		last = fmt.Sprintf("%d %s", resp.StatusCode, body)
+		return resp.StatusCode == http.StatusOK, nil
+	})
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Two replicas on the same NATS see the same objects and each other's
+// changes; objects survive a restart of the replica that embeds NATS.
+func TestStorageSharedAndDurable(t *testing.T) {
+	t.Parallel()
+	natsPort := freePort(t)
+	natsDir := t.TempDir()
+	a := startReplica(t, "a", "--nats-data-dir="+natsDir, fmt.Sprintf("--nats-listen-address=127.0.0.1:%d", natsPort))
+	b := startReplica(t, "b", fmt.Sprintf("--nats-url=nats://127.0.0.1:%d", natsPort))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ns := "team-a"
+	ca := a.client().TerminalV1alpha1().TerminalSessions(ns)
+	cb := b.client().TerminalV1alpha1().TerminalSessions(ns)
+	name := uniqueName("durable")
+
+	w, err := cb.Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	created, err := ca.Create(ctx, newSession(ns, name, "shell-demo"), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-w.ResultChan():
+		if ev.Type != watch.Added || ev.Object.(*v1alpha1.TerminalSession).Name != name {
+			t.Fatalf("replica b watch: %s %v", ev.Type, ev.Object)
+		}
+	case <-ctx.Done():
+		t.Fatal("replica b saw no ADDED event for an object created on replica a")
+	}
+	got, err := cb.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("replica b get: %v", err)
+	}
+	if got.ResourceVersion != created.ResourceVersion || got.UID != created.UID {
+		t.Errorf("replicas disagree: a rv=%s uid=%s, b rv=%s uid=%s", created.ResourceVersion, created.UID, got.ResourceVersion, got.UID)
+	}
+	// A write on b with a's stale copy conflicts, whichever replica serves it.
+	upd := got.DeepCopy()
+	upd.Labels["by"] = "b"
+	if _, err := cb.Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	stale := created.DeepCopy()
+	stale.Labels["by"] = "a"
+	if _, err := ca.Update(ctx, stale, metav1.UpdateOptions{}); err == nil || !strings.Contains(err.Error(), "the object has been modified") {
+		t.Errorf("stale update on a after b's write: want 409, got %v", err)
+	}
+
+	// Restart the replica that embeds NATS: the object is still there, on
+	// both replicas (b reconnects by itself).
+	a.stop()
+	a.start()
+	eventually(t, 60*time.Second, "object after restart on both replicas", func(ctx context.Context) (bool, error) {
+		for _, c := range []interface {
+			Get(context.Context, string, metav1.GetOptions) (*v1alpha1.TerminalSession, error)
+		}{ca, cb} {
+			s, err := c.Get(ctx, name, metav1.GetOptions{})
+			if err != nil || s.Labels["by"] != "b" {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err := cb.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "deletion seen by replica a", func(ctx context.Context) (bool, error) {
+		l, err := ca.List(ctx, metav1.ListOptions{})
+		return err == nil && !containsName(l.Items, name), nil
+	})
+}
