@@ -15,6 +15,9 @@ import (
 // been compacted".
 var errCompacted = errors.New("required revision has been compacted")
 
+// errStopped ends watches that start while the server shuts down.
+var errStopped = errors.New("storage is shutting down")
+
 // record is a key's stored bytes and the stream sequence that wrote them.
 type record struct {
 	value  []byte
@@ -47,6 +50,7 @@ type index struct {
 	maxHistory int
 
 	watchers map[*watchChan]struct{}
+	stopped  bool // shutting down: watches end at once
 }
 
 func newIndex(maxHistory int) *index {
@@ -235,6 +239,9 @@ func (i *index) list(key string, recursive bool, rev uint64) ([]keyRecord, uint6
 func (i *index) register(w *watchChan, initial bool) ([]keyRecord, error) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	if i.stopped {
+		return nil, errStopped
+	}
 	var snapshot []keyRecord
 	if initial {
 		for k, r := range i.items {
@@ -264,6 +271,7 @@ func (i *index) register(w *watchChan, initial bool) ([]keyRecord, error) {
 func (i *index) stopWatches() {
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	i.stopped = true
 	for w := range i.watchers {
 		w.cancel()
 		delete(i.watchers, w)

@@ -146,8 +146,12 @@ func (w *watchChan) run(requestedRev uint64, initial, endBookmark bool) {
 			w.sendError(storage.NewTooLargeResourceVersionError(requestedRev, cur, 1))
 			return
 		}
-		snapshot, _ = idx.register(w, true)
-	} else if _, err := idx.register(w, false); err != nil {
+		if snapshot, err = idx.register(w, true); err != nil {
+			return // shutting down: the client rewatches elsewhere
+		}
+	} else if _, err := idx.register(w, false); errors.Is(err, errStopped) {
+		return
+	} else if err != nil {
 		w.sendError(apierrors.NewResourceExpired("The resourceVersion for the provided watch is too old."))
 		return
 	}

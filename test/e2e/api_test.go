@@ -11,6 +11,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
@@ -341,6 +342,38 @@ func TestServerSideApply(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "spec: Forbidden: field is immutable") {
 		t.Errorf("apply changed spec: %s", r)
 	}
+}
+
+// Deleting an object with finalizers marks it; it goes once they are gone.
+func TestGracefulDeleteWithFinalizer(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
+	s := newSession("team-a", uniqueName("final"), "shell-demo")
+	s.Finalizers = []string{"e2e.terminal.meshery.io/hold"}
+	created, err := c.Create(ctx, s, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(ctx, created.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	held, err := c.Get(ctx, created.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("object with a finalizer gone at once: %v", err)
+	}
+	if held.DeletionTimestamp == nil {
+		t.Fatal("deletionTimestamp not set")
+	}
+	patch := []byte(`[{"op":"remove","path":"/metadata/finalizers"}]`)
+	if _, err := c.Patch(ctx, created.Name, types.JSONPatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "object gone after its finalizer", func(ctx context.Context) (bool, error) {
+		_, err := c.Get(ctx, created.Name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
 }
 
 func containsName(items []v1alpha1.TerminalSession, name string) bool {

@@ -211,9 +211,19 @@ func TestStorageSharedAndDurable(t *testing.T) {
 		t.Errorf("stale update on a after b's write: want 409, got %v", err)
 	}
 
+	// NATS is part of readiness.
+	body, err := a.client().Discovery().RESTClient().Get().AbsPath("/readyz").Param("verbose", "true").DoRaw(ctx)
+	if err != nil || !strings.Contains(string(body), "[+]nats ok") {
+		t.Errorf("/readyz?verbose lacks the nats check: %v\n%s", err, body)
+	}
+
 	// Restart the replica that embeds NATS: the object is still there, on
 	// both replicas (b reconnects by itself).
 	a.stop()
+	eventually(t, 30*time.Second, "replica b unready while NATS is down", func(ctx context.Context) (bool, error) {
+		_, err := b.client().Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		return err != nil, nil
+	})
 	a.start()
 	eventually(t, 60*time.Second, "object after restart on both replicas", func(ctx context.Context) (bool, error) {
 		for _, c := range []interface {
