@@ -1,13 +1,12 @@
 package kvstore
 
 import (
-	"context"
 	"errors"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/apis/example"
 	"k8s.io/apiserver/pkg/storage"
 )
@@ -35,39 +34,55 @@ func TestIndexGapExpiresWatches(t *testing.T) {
 	}
 }
 
-// Deleted keys leave nothing behind in the stream once every replica has had
-// time to see the deletion, and the key can be created again.
-func TestTombstonesArePurged(t *testing.T) {
+// Compaction leaves only the latest message of a live key and nothing of a
+// deleted one, and the deleted key can be created again.
+func TestCompaction(t *testing.T) {
 	ctx, s := newTestStore(t)
-	s.b.cfg.TombstoneGrace = 200 * time.Millisecond
-	s.b.stop()
-	<-s.b.done
-	jctx, stop := context.WithCancel(context.Background())
-	s.b.stop, s.b.done = stop, make(chan struct{})
-	go s.b.janitor(jctx)
+	update := func(key string) {
+		err := s.GuaranteedUpdate(ctx, key, &example.Pod{}, false, nil,
+			storage.SimpleUpdate(func(obj runtime.Object) (runtime.Object, error) {
+				p := obj.(*example.Pod)
+				p.Labels = map[string]string{"n": p.ResourceVersion}
+				return p, nil
+			}), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"live", "gone"} {
+		pod := &example.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns"}}
+		if err := s.Create(ctx, "/pods/ns/"+name, pod, &example.Pod{}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	update("/pods/ns/live")
+	update("/pods/ns/live")
+	if err := s.Delete(ctx, "/pods/ns/gone", &example.Pod{}, nil, storage.ValidateAllObjectFunc, nil, storage.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cut, err := s.b.sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.b.compact(ctx, cut)
 
-	pod := &example.Pod{ObjectMeta: metav1.ObjectMeta{Name: "foo", Namespace: "ns"}}
-	key := "/pods/ns/foo"
-	out := &example.Pod{}
-	if err := s.Create(ctx, key, pod, out, 0); err != nil {
+	info, err := s.b.stream.Info(ctx, jetstream.WithSubjectFilter(s.b.cfg.Subject+".>"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(ctx, key, out, nil, storage.ValidateAllObjectFunc, nil, storage.DeleteOptions{}); err != nil {
-		t.Fatal(err)
+	live, gone := s.b.subject(s.pathPrefix+"pods/ns/live"), s.b.subject(s.pathPrefix+"pods/ns/gone")
+	if n := info.State.Subjects[live]; n != 1 {
+		t.Errorf("live key keeps %d messages, want 1", n)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := s.b.stream.GetLastMsgForSubject(ctx, s.b.subject(s.pathPrefix+"pods/ns/foo"))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("deleted key's messages still in the stream: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if n, ok := info.State.Subjects[gone]; ok {
+		t.Errorf("deleted key keeps %d messages, want none", n)
 	}
-	pod.ResourceVersion = ""
-	if err := s.Create(ctx, key, pod, &example.Pod{}, 0); err != nil {
-		t.Fatalf("re-create after purge: %v", err)
+	got := &example.Pod{}
+	if err := s.Get(ctx, "/pods/ns/live", storage.GetOptions{}, got); err != nil || got.Labels["n"] == "" {
+		t.Fatalf("live key after compaction: %v %v", got.Labels, err)
+	}
+	pod := &example.Pod{ObjectMeta: metav1.ObjectMeta{Name: "gone", Namespace: "ns"}}
+	if err := s.Create(ctx, "/pods/ns/gone", pod, &example.Pod{}, 0); err != nil {
+		t.Fatalf("re-create after compaction: %v", err)
 	}
 }

@@ -43,17 +43,19 @@ type StreamConfig struct {
 	// History is how many recent changes each replica keeps for watches
 	// and exact-revision lists; older resourceVersions get 410 Gone.
 	History int
-	// KeepPerKey is how many recent messages the stream keeps per key. A
-	// replica's consumer must see every change of a key, so a message may
-	// only be dropped once every consumer is past it: keeping a few per key
-	// makes that safe however closely writes follow each other. A consumer
-	// that still misses one detects it (see prevHeader) and expires its
-	// watches, exactly as etcd compaction would.
-	KeepPerKey int
-	// TombstoneGrace is how long a deleted key's messages stay in the stream
-	// before they are purged: long enough for every replica to see the
-	// deletion.
-	TombstoneGrace time.Duration
+	// A replica's consumer must see every change of a key, so a message may
+	// only leave the stream once every consumer is past it. Old revisions
+	// and deleted keys are therefore purged by a compactor, not by a
+	// per-key limit at write time (which drops a revision the instant the
+	// next is written, before a lagging consumer has read it). Every
+	// CompactInterval, each replica purges what was superseded before its
+	// previous pass: consumers have had a whole interval to read it. A
+	// consumer that still misses a change detects it (see prevHeader) and
+	// expires its watches, as etcd compaction would.
+	CompactInterval time.Duration
+	// MaxPerKey caps the revisions kept per key between compactions, so a
+	// runaway writer cannot grow the stream without bound.
+	MaxPerKey int
 }
 
 func (c *StreamConfig) defaults() {
@@ -63,11 +65,11 @@ func (c *StreamConfig) defaults() {
 	if c.History == 0 {
 		c.History = 10000
 	}
-	if c.KeepPerKey == 0 {
-		c.KeepPerKey = 16
+	if c.CompactInterval == 0 {
+		c.CompactInterval = 10 * time.Second
 	}
-	if c.TombstoneGrace == 0 {
-		c.TombstoneGrace = 5 * time.Minute
+	if c.MaxPerKey == 0 {
+		c.MaxPerKey = 1024
 	}
 }
 
@@ -82,13 +84,15 @@ type backend struct {
 	stop    context.CancelFunc
 	done    chan struct{}
 
-	mu         sync.Mutex
-	tombstones map[string]tombstone // deleted keys whose messages await purging
+	mu    sync.Mutex
+	dirty map[string]keyState // keys with messages to compact away
 }
 
-type tombstone struct {
-	seq uint64
-	at  time.Time
+// keyState is a key written since the compactor last cleaned it up: its
+// latest message and whether that is a deletion.
+type keyState struct {
+	latest  uint64
+	deleted bool
 }
 
 // errConflict means the key changed since the expected revision.
@@ -104,7 +108,7 @@ func openBackend(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) 
 		Name:              cfg.Name,
 		Description:       "terminal-apiserver objects: one subject per key, the stream sequence is the resourceVersion",
 		Subjects:          []string{cfg.Subject + ".>"},
-		MaxMsgsPerSubject: int64(cfg.KeepPerKey),
+		MaxMsgsPerSubject: int64(cfg.MaxPerKey),
 		Storage:           storageType,
 		Replicas:          cfg.Replicas,
 		Discard:           jetstream.DiscardOld,
@@ -134,7 +138,7 @@ func openBackend(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) 
 	if err != nil {
 		return nil, fmt.Errorf("stream %s info: %w", cfg.Name, err)
 	}
-	b := &backend{js: js, stream: stream, cfg: cfg, idx: newIndex(cfg.History), tombstones: map[string]tombstone{}}
+	b := &backend{js: js, stream: stream, cfg: cfg, idx: newIndex(cfg.History), dirty: map[string]keyState{}}
 	loaded := info.State.LastSeq
 
 	// Start from each key's latest message, then follow every change.
@@ -160,7 +164,7 @@ func openBackend(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) 
 			return
 		}
 		deleted := isDelete(msg.Headers())
-		b.trackTombstone(key, deleted, rev, md.Timestamp)
+		b.track(key, deleted, rev)
 		prev, hasPrev := parsePrev(msg.Headers())
 		b.idx.apply(rev, key, msg.Data(), deleted, prev, hasPrev, rev > loaded)
 	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -175,7 +179,7 @@ func openBackend(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) 
 	}
 	jctx, stop := context.WithCancel(context.Background())
 	b.stop, b.done = stop, make(chan struct{})
-	go b.janitor(jctx)
+	go b.compactor(jctx)
 	return b, nil
 }
 
@@ -198,50 +202,64 @@ func parsePrev(h nats.Header) (uint64, bool) {
 	return n, err == nil
 }
 
-func (b *backend) trackTombstone(key string, deleted bool, seq uint64, at time.Time) {
+// track notes a key's new message for the compactor: older messages of the
+// key, or the whole key once deleted, are now superseded.
+func (b *backend) track(key string, deleted bool, seq uint64) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if deleted {
-		b.tombstones[key] = tombstone{seq: seq, at: at}
-	} else {
-		delete(b.tombstones, key)
-	}
+	b.dirty[key] = keyState{latest: seq, deleted: deleted}
+	b.mu.Unlock()
 }
 
-// janitor purges deleted keys' messages once every replica has had time to
-// see the deletion, so the stream holds live keys only. Every replica runs
-// it; a purge bounded by the tombstone's sequence is idempotent and never
-// touches a newer write of the same key.
-func (b *backend) janitor(ctx context.Context) {
+// compactor purges superseded revisions and deleted keys. Every replica runs
+// it; purges bounded by sequence are idempotent and never touch a newer
+// write of the key.
+func (b *backend) compactor(ctx context.Context) {
 	defer close(b.done)
-	tick := time.NewTicker(b.cfg.TombstoneGrace / 4)
+	tick := time.NewTicker(b.cfg.CompactInterval)
 	defer tick.Stop()
+	cut := b.idx.currentRev() // everything up to here was read by us before the next pass
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-tick.C:
-			b.mu.Lock()
-			due := map[string]uint64{}
-			for k, t := range b.tombstones {
-				if now.Sub(t.at) >= b.cfg.TombstoneGrace {
-					due[k] = t.seq
-				}
-			}
-			b.mu.Unlock()
-			for k, seq := range due {
-				err := b.stream.Purge(ctx, jetstream.WithPurgeSubject(b.subject(k)), jetstream.WithPurgeSequence(seq+1))
-				if err != nil {
-					klog.V(2).InfoS("Purging a deleted key failed; will retry", "stream", b.cfg.Name, "key", k, "err", err)
-					continue
-				}
-				b.mu.Lock()
-				if t, ok := b.tombstones[k]; ok && t.seq == seq {
-					delete(b.tombstones, k)
-				}
-				b.mu.Unlock()
-			}
+		case <-tick.C:
 		}
+		next := b.idx.currentRev()
+		b.compact(ctx, cut)
+		cut = next
+	}
+}
+
+// compact purges, for each key written since its last compaction, the
+// messages superseded at or before cut: all of a deleted key's, all but the
+// latest of a live key's.
+func (b *backend) compact(ctx context.Context, cut uint64) {
+	b.mu.Lock()
+	below := map[string]uint64{} // purge the key's messages below this sequence
+	for k, st := range b.dirty {
+		switch {
+		case st.latest > cut:
+			below[k] = cut + 1 // written since the cut: keep what the cut has not covered
+		case st.deleted:
+			below[k] = st.latest + 1
+		default:
+			below[k] = st.latest
+		}
+	}
+	b.mu.Unlock()
+	for k, seq := range below {
+		err := b.stream.Purge(ctx, jetstream.WithPurgeSubject(b.subject(k)), jetstream.WithPurgeSequence(seq))
+		if err != nil {
+			if ctx.Err() == nil {
+				klog.V(2).InfoS("Compacting a key failed; will retry", "stream", b.cfg.Name, "key", k, "err", err)
+			}
+			continue
+		}
+		b.mu.Lock()
+		if st, ok := b.dirty[k]; ok && st.latest <= cut {
+			delete(b.dirty, k) // clean, and not written since the cut
+		}
+		b.mu.Unlock()
 	}
 }
 
