@@ -1,0 +1,65 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// LeaseBucket holds one key per bridged session (its UID), owned by the
+// replica running its exec. Keys expire unless renewed, so a dead replica's
+// sessions become visibly ownerless after the TTL.
+const LeaseBucket = "TERMINAL_BRIDGE_LEASES"
+
+// leases claims and renews session ownership in a JetStream KV bucket.
+type leases struct {
+	kv       jetstream.KeyValue
+	holder   string
+	duration time.Duration
+}
+
+func openLeases(ctx context.Context, js jetstream.JetStream, holder string, duration time.Duration, replicas int) (*leases, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      LeaseBucket,
+		Description: "terminal-apiserver: which replica runs each session's exec",
+		TTL:         duration,
+		Replicas:    replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lease bucket: %w", err)
+	}
+	return &leases{kv: kv, holder: holder, duration: duration}, nil
+}
+
+// claim takes the session's lease; false if another replica holds it.
+func (l *leases) claim(ctx context.Context, uid string) (uint64, bool, error) {
+	rev, err := l.kv.Create(ctx, uid, []byte(l.holder))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("claim session %s: %w", uid, err)
+	}
+	return rev, true, nil
+}
+
+// renew extends the lease at rev; an error means it was lost.
+func (l *leases) renew(ctx context.Context, uid string, rev uint64) (uint64, error) {
+	return l.kv.Update(ctx, uid, []byte(l.holder), rev)
+}
+
+func (l *leases) release(ctx context.Context, uid string, rev uint64) {
+	_ = l.kv.Delete(ctx, uid, jetstream.LastRevision(rev))
+}
+
+// held reports whether any replica holds the session's lease.
+func (l *leases) held(ctx context.Context, uid string) (bool, error) {
+	_, err := l.kv.Get(ctx, uid)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}

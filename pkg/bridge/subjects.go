@@ -1,0 +1,34 @@
+// Package bridge runs a TerminalSession's process: it claims the session (one
+// replica owns each exec), opens pods/exec against kube-apiserver as the
+// session's owner, and relays the terminal through the session's NATS
+// subjects.
+package bridge
+
+import "fmt"
+
+// Subject names, keyed by the session's UID: never by user-supplied strings.
+//
+//	terminal.<uid>.out     output frames (stdout, and stderr under a TTY), in the TERMINAL_IO stream
+//	terminal.<uid>.ctl     lifecycle events (started, exit), in the TERMINAL_IO stream
+//	terminal.<uid>.in      input bytes (core NATS)
+//	terminal.<uid>.resize  {"cols":N,"rows":N} (core NATS)
+type Subjects string
+
+// SubjectsFor is the subject prefix of a session.
+func SubjectsFor(uid string) Subjects { return Subjects("terminal." + uid) }
+
+func (s Subjects) Out() string    { return string(s) + ".out" }
+func (s Subjects) Ctl() string    { return string(s) + ".ctl" }
+func (s Subjects) In() string     { return string(s) + ".in" }
+func (s Subjects) Resize() string { return string(s) + ".resize" }
+
+const (
+	// SeqHeader numbers a session's output frames 1, 2, 3, ... so a viewer
+	// sees gaps and knows where to resume.
+	SeqHeader = "Terminal-Seq"
+	// IOStream keeps recent output and control events of every session:
+	// the scrollback a late or reconnecting viewer replays.
+	IOStream = "TERMINAL_IO"
+)
+
+func (s Subjects) String() string { return fmt.Sprint(string(s)) }
