@@ -313,6 +313,18 @@ func (s *Store) getStateFromObject(obj runtime.Object) (*objState, error) {
 	return state, nil
 }
 
+// initialState is where a write loop starts: the caller's cached copy when it
+// has one (saving a read; the loop re-reads if it proves stale), else
+// storage. current says which.
+func (s *Store) initialState(cached runtime.Object, getCurrentState func() (*objState, error)) (st *objState, current bool, err error) {
+	if cached != nil {
+		st, err = s.getStateFromObject(cached)
+		return st, false, err
+	}
+	st, err = getCurrentState()
+	return st, true, err
+}
+
 // Delete implements storage.Interface.
 func (s *Store) Delete(ctx context.Context, key string, out runtime.Object, preconditions *storage.Preconditions,
 	validateDeletion storage.ValidateObjectFunc, cachedExistingObject runtime.Object, opts storage.DeleteOptions) error {
@@ -329,14 +341,7 @@ func (s *Store) Delete(ctx context.Context, key string, out runtime.Object, prec
 	}
 	getCurrentState := s.getCurrentState(ctx, preparedKey, v, false)
 
-	var origState *objState
-	origStateIsCurrent := false
-	if cachedExistingObject != nil {
-		origState, err = s.getStateFromObject(cachedExistingObject)
-	} else {
-		origState, err = getCurrentState()
-		origStateIsCurrent = true
-	}
+	origState, origStateIsCurrent, err := s.initialState(cachedExistingObject, getCurrentState)
 	if err != nil {
 		return err
 	}
@@ -394,14 +399,7 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, key string, destination ru
 	}
 	getCurrentState := s.getCurrentState(ctx, preparedKey, v, ignoreNotFound)
 
-	var origState *objState
-	origStateIsCurrent := false
-	if cachedExistingObject != nil {
-		origState, err = s.getStateFromObject(cachedExistingObject)
-	} else {
-		origState, err = getCurrentState()
-		origStateIsCurrent = true
-	}
+	origState, origStateIsCurrent, err := s.initialState(cachedExistingObject, getCurrentState)
 	if err != nil {
 		return err
 	}
