@@ -75,9 +75,22 @@ func (Strategy) PrepareForCreate(ctx context.Context, obj runtime.Object) {
 	session := obj.(*terminal.TerminalSession)
 	session.Generation = 1
 	session.Status = terminal.TerminalSessionStatus{
-		Phase: terminal.TerminalSessionPending,
-		Owner: ownerFromContext(ctx),
+		Phase:    terminal.TerminalSessionPending,
+		Owner:    ownerFromContext(ctx),
+		Subjects: SubjectPrefix(session),
 	}
+}
+
+// SubjectPrefix is the prefix of the NATS subjects that carry a session's streams. It is
+// built from the UID, which the server generates (the store sets it before
+// PrepareForCreate), and never from names or other strings a user chose: those could
+// contain NATS wildcards or token separators, and a recreated session of the same name
+// must not see the previous one's streams. Empty while the session has no UID.
+func SubjectPrefix(session *terminal.TerminalSession) string {
+	if session.UID == "" {
+		return ""
+	}
+	return "terminal." + string(session.UID)
 }
 
 // ownerFromContext copies the requesting user, so that later changes to the request's
@@ -174,6 +187,7 @@ func (StatusStrategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
 			fieldpath.MakePathOrDie("metadata", "ownerReferences"),
 			fieldpath.MakePathOrDie("metadata", "deletionTimestamp"),
 			fieldpath.MakePathOrDie("status", "owner"),
+			fieldpath.MakePathOrDie("status", "subjects"),
 		),
 	}
 }
@@ -188,6 +202,11 @@ func (StatusStrategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Obj
 	newSession.Spec = oldSession.Spec
 	metav1.ResetObjectMetaForStatus(&newSession.ObjectMeta, &oldSession.ObjectMeta)
 	newSession.Status.Owner = oldSession.Status.Owner
+	// Viewers read the session's streams below status.subjects: a status writer that
+	// could point it elsewhere could splice another session's streams into this one.
+	if oldSession.Status.Subjects != "" {
+		newSession.Status.Subjects = oldSession.Status.Subjects
+	}
 }
 
 // ValidateUpdate validates a status update.

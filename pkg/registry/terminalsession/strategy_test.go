@@ -104,6 +104,19 @@ func TestPrepareForCreate(t *testing.T) {
 	}
 }
 
+// The subject prefix comes from the server-generated UID, never from the name or
+// anything else the client wrote.
+func TestPrepareForCreateSubjects(t *testing.T) {
+	s := newSession()
+	s.Name = "a.b.>"
+	s.UID = "0b7b6d1e-5a1c-4c1e-9f57-2f0c4f1a9d3e"
+	s.Status.Subjects = "terminal.someone-else"
+	NewStrategy(newScheme()).PrepareForCreate(userContext(jane), s)
+	if s.Status.Subjects != "terminal.0b7b6d1e-5a1c-4c1e-9f57-2f0c4f1a9d3e" {
+		t.Errorf("subjects = %q, want terminal.<uid>", s.Status.Subjects)
+	}
+}
+
 func TestPrepareForCreateWithoutUser(t *testing.T) {
 	s := newSession()
 	NewStrategy(newScheme()).PrepareForCreate(genericapirequest.WithNamespace(context.Background(), "dev"), s)
@@ -166,6 +179,7 @@ func TestStatusPrepareForUpdate(t *testing.T) {
 	s.Labels = map[string]string{"team": "b"}
 	s.Generation = 7
 	s.Status.Owner = &terminal.SessionOwner{Username: "mallory"}
+	s.Status.Subjects = "terminal.another-session"
 	s.Status.Phase = terminal.TerminalSessionClosed
 	s.Status.Reason = "Exited"
 	s.Status.ExitCode = ptr.To[int32](3)
@@ -179,6 +193,9 @@ func TestStatusPrepareForUpdate(t *testing.T) {
 	}
 	if s.Status.Owner.Username != "jane" {
 		t.Errorf("owner = %q, want the stored owner", s.Status.Owner.Username)
+	}
+	if s.Status.Subjects != old.Status.Subjects {
+		t.Errorf("subjects = %q, want the stored %q", s.Status.Subjects, old.Status.Subjects)
 	}
 	if s.Status.Phase != terminal.TerminalSessionClosed || *s.Status.ExitCode != 3 {
 		t.Errorf("status update was lost: %+v", s.Status)
@@ -208,8 +225,9 @@ func TestGetResetFields(t *testing.T) {
 	}
 	status := NewStatusStrategy(NewStrategy(newScheme())).GetResetFields()
 	set, ok := status[version]
-	if !ok || !set.Has(fieldpath.MakePathOrDie("spec")) || !set.Has(fieldpath.MakePathOrDie("status", "owner")) {
-		t.Errorf("status reset fields = %v, want spec and status.owner", status)
+	if !ok || !set.Has(fieldpath.MakePathOrDie("spec")) || !set.Has(fieldpath.MakePathOrDie("status", "owner")) ||
+		!set.Has(fieldpath.MakePathOrDie("status", "subjects")) {
+		t.Errorf("status reset fields = %v, want spec, status.owner and status.subjects", status)
 	}
 	if set.Has(fieldpath.MakePathOrDie("status")) || set.Has(fieldpath.MakePathOrDie("status", "phase")) {
 		t.Errorf("status reset fields = %v reset the status itself", status)
