@@ -3,6 +3,8 @@
 package apiserver
 
 import (
+	"errors"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -10,6 +12,7 @@ import (
 	"k8s.io/apiserver/pkg/registry/generic"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal"
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/install"
@@ -43,11 +46,15 @@ type Config struct {
 	GenericConfig *genericapiserver.RecommendedConfig
 	// RESTOptionsGetter provides storage for each resource (NATS).
 	RESTOptionsGetter generic.RESTOptionsGetter
+	// KubeClient talks to kube-apiserver as the server's own identity. Creating a
+	// session asks it whether the user may exec into the target and looks the pod up.
+	KubeClient kubernetes.Interface
 }
 
 type completedConfig struct {
 	GenericConfig     genericapiserver.CompletedConfig
 	RESTOptionsGetter generic.RESTOptionsGetter
+	KubeClient        kubernetes.Interface
 }
 
 // CompletedConfig is a Config with defaults filled in.
@@ -60,6 +67,7 @@ func (cfg *Config) Complete() CompletedConfig {
 	return CompletedConfig{&completedConfig{
 		GenericConfig:     cfg.GenericConfig.Complete(),
 		RESTOptionsGetter: cfg.RESTOptionsGetter,
+		KubeClient:        cfg.KubeClient,
 	}}
 }
 
@@ -70,11 +78,16 @@ type Server struct {
 
 // New builds the server and installs the API group.
 func (c CompletedConfig) New() (*Server, error) {
+	// Without a client the create-time checks could not run, and a session would then
+	// grant a shell to anyone allowed to create terminalsessions: refuse to start.
+	if c.KubeClient == nil {
+		return nil, errors.New("a kube-apiserver client is required: sessions are authorized against pods/exec at creation")
+	}
 	generic, err := c.GenericConfig.New("terminal-apiserver", genericapiserver.NewEmptyDelegate())
 	if err != nil {
 		return nil, err
 	}
-	sessions, status, err := terminalsession.NewREST(Scheme, c.RESTOptionsGetter)
+	sessions, status, err := terminalsession.NewREST(Scheme, c.RESTOptionsGetter, terminalsession.NewTargetChecker(c.KubeClient))
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	serverstorage "k8s.io/apiserver/pkg/server/storage"
 	"k8s.io/apiserver/pkg/util/compatibility"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	"k8s.io/client-go/kubernetes"
 	basecompatibility "k8s.io/component-base/compatibility"
 	baseversion "k8s.io/component-base/version"
 	netutils "k8s.io/utils/net"
@@ -199,6 +200,15 @@ func (o *Options) Config(b *broker.Broker) (*apiserver.Config, error) {
 	if err := o.Recommended.ApplyTo(cfg); err != nil {
 		return nil, err
 	}
+	// The core-API client (--kubeconfig, else in-cluster) is the server's own identity;
+	// it asks kube-apiserver whether a user may exec into a session's target.
+	if cfg.ClientConfig == nil {
+		return nil, fmt.Errorf("no kube-apiserver client configuration: set --kubeconfig or run in a cluster")
+	}
+	kubeClient, err := kubernetes.NewForConfig(cfg.ClientConfig)
+	if err != nil {
+		return nil, fmt.Errorf("kube-apiserver client: %w", err)
+	}
 	// Ready only while NATS answers: a replica cut off from NATS can
 	// neither store sessions nor relay terminals.
 	cfg.AddReadyzChecks(healthz.NamedCheck("nats", func(r *http.Request) error { return b.Ready(r.Context()) }))
@@ -214,6 +224,7 @@ func (o *Options) Config(b *broker.Broker) (*apiserver.Config, error) {
 	}
 	return &apiserver.Config{
 		GenericConfig: cfg,
+		KubeClient:    kubeClient,
 		RESTOptionsGetter: &kvstore.RESTOptionsGetter{
 			JetStream:               b.JetStream,
 			Codec:                   codec,

@@ -18,15 +18,19 @@ package terminalsession
 
 import (
 	"context"
+	"fmt"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/generic"
 	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
 	"k8s.io/apiserver/pkg/registry/rest"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal"
+	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/validation"
 )
 
 // REST is the storage of the terminalsessions resource.
@@ -46,8 +50,10 @@ var (
 
 // NewREST returns the storage of the terminalsessions resource and of its status
 // subresource. Both share one underlying store; they differ only in which fields an
-// update may change. scheme must have the terminal group installed.
-func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*REST, *StatusREST, error) {
+// update may change. scheme must have the terminal group installed. targets checks
+// every new session before it is stored (see checkTarget); nil skips the checks, which
+// only tests that do not exercise them may do.
+func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, targets TargetChecker) (*REST, *StatusREST, error) {
 	strategy := NewStrategy(scheme)
 	statusStrategy := NewStatusStrategy(strategy)
 
@@ -68,6 +74,18 @@ func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*RES
 
 		TableConvertor: NewTableConvertor(),
 	}
+	if targets != nil {
+		// BeginCreate, not a Create override: server-side apply creates through Update
+		// (forceAllowCreate), and the store calls this hook on both paths, dry runs
+		// included, after the object's UID and generated name are set and before it is
+		// stored. What it changes in the object (the resolved container) is stored.
+		store.BeginCreate = func(ctx context.Context, obj runtime.Object, _ *metav1.CreateOptions) (genericregistry.FinishFunc, error) {
+			if err := checkTarget(ctx, targets, obj); err != nil {
+				return nil, err
+			}
+			return func(context.Context, bool) {}, nil
+		}
+	}
 	options := &generic.StoreOptions{RESTOptions: optsGetter, AttrFunc: GetAttrs}
 	if err := store.CompleteWithOptions(options); err != nil {
 		return nil, nil, err
@@ -78,6 +96,36 @@ func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*RES
 	statusStore.ResetFieldsStrategy = statusStrategy
 
 	return &REST{store}, &StatusREST{store: &statusStore}, nil
+}
+
+// checkTarget runs targets' checks on a session about to be created and writes the
+// resolved container into its spec, which is immutable from then on: the bridge and
+// `kubectl get term` see the container the session really runs in.
+func checkTarget(ctx context.Context, targets TargetChecker, obj runtime.Object) error {
+	session, ok := obj.(*terminal.TerminalSession)
+	if !ok {
+		return apierrors.NewInternalError(fmt.Errorf("creating a terminal session: got %T", obj))
+	}
+	// The store validates after this hook. Validate first here too, so that a bad spec
+	// gets its 422 with every field error rather than a 403 or a pod lookup for a name
+	// that validation would refuse. Returning the error (rather than skipping the checks
+	// and leaving it to the store) means no object can reach storage unchecked.
+	if errs := validation.ValidateTerminalSession(session); len(errs) > 0 {
+		return apierrors.NewInvalid(terminal.Kind("TerminalSession"), session.Name, errs)
+	}
+	// The store keys the object by the request's namespace; check the same one.
+	checked := session
+	if ns, ok := genericapirequest.NamespaceFrom(ctx); ok && ns != "" && ns != session.Namespace {
+		checked = session.DeepCopy()
+		checked.Namespace = ns
+	}
+	u, _ := genericapirequest.UserFrom(ctx)
+	container, err := targets.Check(ctx, u, checked)
+	if err != nil {
+		return err
+	}
+	session.Spec.Target.Container = container
+	return nil
 }
 
 // ShortNames lets `kubectl get term` find the resource.
