@@ -45,7 +45,7 @@ fi
 # (that would include whatever port terminal-apiserver's embedded NATS opened).
 busy=()
 for var in ETCD_PORT ETCD_PEER_PORT KUBE_APISERVER_PORT KUBE_CONTROLLER_MANAGER_PORT \
-  KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT; do
+  KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT TERMINAL_APISERVER_NATS_PORT; do
   port=${!var:-}
   [[ -z $port ]] || ! port_in_use "$port" || busy+=("$var=$port")
 done

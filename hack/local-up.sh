@@ -10,7 +10,7 @@
 #
 # Environment (all optional):
 #   ETCD_PORT ETCD_PEER_PORT KUBE_APISERVER_PORT KUBE_CONTROLLER_MANAGER_PORT
-#   KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT
+#   KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT TERMINAL_APISERVER_NATS_PORT
 #       ports on 127.0.0.1; a port given explicitly must be free, a default that is
 #       taken is replaced by the next free one. The choice is saved in _output/local/env.sh.
 #   SKIP_TERMINAL_APISERVER=1      bring up the cluster only
@@ -100,6 +100,7 @@ pick_ports() {
   pick_port KUBE_SCHEDULER_PORT 16259
   pick_port KWOK_PORT 16250
   pick_port TERMINAL_APISERVER_PORT 16643
+  pick_port TERMINAL_APISERVER_NATS_PORT 16422
 }
 
 write_state() {
@@ -122,6 +123,10 @@ export KWOK_PORT=$KWOK_PORT
 export TERMINAL_APISERVER_PORT=$TERMINAL_APISERVER_PORT
 export TERMINAL_APISERVER_URL='https://127.0.0.1:$TERMINAL_APISERVER_PORT'
 export TERMINAL_APISERVER_NATS_DATA_DIR='$LOCAL_DIR/nats'
+# The embedded NATS server listens here (loopback only) so tests and the nats CLI
+# can reach the session subjects.
+export TERMINAL_APISERVER_NATS_PORT=$TERMINAL_APISERVER_NATS_PORT
+export TERMINAL_APISERVER_NATS_URL='nats://127.0.0.1:$TERMINAL_APISERVER_NATS_PORT'
 export TERMINAL_APISERVER_KUBECONFIG='$LOCAL_DIR/terminal-apiserver.kubeconfig'
 export TERMINAL_APISERVER_LOG='$LOG_DIR/terminal-apiserver.log'
 export KUBE_AUDIT_LOG='$LOG_DIR/kube-apiserver-audit.log'
@@ -643,6 +648,8 @@ up_terminal_apiserver() {
     k delete apiservice v1alpha1.terminal.meshery.io --ignore-not-found >/dev/null
     return 0
   fi
+  # A cluster started by an older local-up has no NATS port yet.
+  [[ -n ${TERMINAL_APISERVER_NATS_PORT:-} ]] || pick_port TERMINAL_APISERVER_NATS_PORT 16422
   log "building terminal-apiserver"
   mkdir -p "$ROOT/_output/bin"
   (cd "$ROOT" && go build -o _output/bin/terminal-apiserver ./cmd/terminal-apiserver)
@@ -658,6 +665,7 @@ up_terminal_apiserver() {
     --authentication-kubeconfig="$LOCAL_DIR/terminal-apiserver.kubeconfig"
     --authorization-kubeconfig="$LOCAL_DIR/terminal-apiserver.kubeconfig"
     --nats-data-dir="$LOCAL_DIR/nats"
+    --nats-listen-address="127.0.0.1:$TERMINAL_APISERVER_NATS_PORT"
     ${TERMINAL_APISERVER_EXTRA_ARGS:-}
   )
   # Restart only when the binary or its flags changed: sessions in NATS survive a
@@ -724,7 +732,7 @@ main() {
       "$ROOT/hack/local-down.sh"
     fi
     unset ETCD_PORT ETCD_PEER_PORT KUBE_APISERVER_PORT KUBE_CONTROLLER_MANAGER_PORT \
-      KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT
+      KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT TERMINAL_APISERVER_NATS_PORT
     # Ports given by the caller (saved before sourcing the state file) still apply.
     local v
     for v in "${!USER_PORT_@}"; do printf -v "${v#USER_PORT_}" '%s' "${!v}"; done
@@ -758,7 +766,7 @@ EOF
 
 # Remember ports the caller set explicitly, before the state file's values shadow them.
 for _v in ETCD_PORT ETCD_PEER_PORT KUBE_APISERVER_PORT KUBE_CONTROLLER_MANAGER_PORT \
-  KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT; do
+  KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT TERMINAL_APISERVER_NATS_PORT; do
   if [[ -n ${!_v:-} ]]; then printf -v "USER_PORT_$_v" '%s' "${!_v}"; fi
 done
 unset _v

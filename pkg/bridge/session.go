@@ -26,7 +26,7 @@ import (
 
 // Event is what the control subject carries.
 type Event struct {
-	Type     string `json:"type"` // "started" or "closed"
+	Type     string   `json:"type"` // "started" or "closed"
 	Command  []string `json:"command,omitempty"`
 	ExitCode *int32   `json:"exitCode,omitempty"`
 	Reason   string   `json:"reason,omitempty"`
@@ -244,4 +244,3 @@ func (b *Bridge) event(ctx context.Context, subj Subjects, ev Event) error {
 	_, err = b.cfg.JetStream.Publish(ctx, subj.Ctl(), data)
 	return err
 }
-

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/healthz"
@@ -26,7 +27,9 @@ import (
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal"
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	"github.com/meshery/terminal-apiserver/pkg/apiserver"
+	"github.com/meshery/terminal-apiserver/pkg/bridge"
 	"github.com/meshery/terminal-apiserver/pkg/broker"
+	clientset "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned"
 	generatedopenapi "github.com/meshery/terminal-apiserver/pkg/generated/openapi"
 	"github.com/meshery/terminal-apiserver/pkg/kvstore"
 )
@@ -45,6 +48,7 @@ type NATSOptions struct {
 	DataDir, ListenAddress                             string
 	StreamReplicas                                     int
 	WatchHistory                                       int
+	ScrollbackFrames                                   int
 }
 
 // AddFlags registers the NATS flags.
@@ -61,6 +65,8 @@ func (o *NATSOptions) AddFlags(fs *pflag.FlagSet) {
 		"accepts clients (other replicas, the nats CLI). Empty: in-process only.")
 	fs.IntVar(&o.StreamReplicas, "nats-stream-replicas", o.StreamReplicas, "Replicas of each JetStream stream; 3 on a "+
 		"production cluster.")
+	fs.IntVar(&o.ScrollbackFrames, "scrollback-frames", o.ScrollbackFrames, "Output frames (up to 32 KiB each) kept per "+
+		"session for viewers that attach late or reconnect.")
 	fs.IntVar(&o.WatchHistory, "watch-history", o.WatchHistory, "Changes each replica keeps in memory per resource for "+
 		"watches and lists at a past resourceVersion; older resourceVersions get 410 Gone and clients relist.")
 }
@@ -80,6 +86,9 @@ func (o *NATSOptions) Validate() []error {
 	if o.StreamReplicas < 1 || o.StreamReplicas > 5 {
 		errs = append(errs, fmt.Errorf("--nats-stream-replicas must be between 1 and 5, got %d", o.StreamReplicas))
 	}
+	if o.ScrollbackFrames < 1 {
+		errs = append(errs, fmt.Errorf("--scrollback-frames must be positive, got %d", o.ScrollbackFrames))
+	}
 	if o.WatchHistory < 100 {
 		errs = append(errs, fmt.Errorf("--watch-history must be at least 100, got %d", o.WatchHistory))
 	}
@@ -92,9 +101,10 @@ func NewOptions() *Options {
 		// etcd is replaced by NATS: no codec needed here.
 		Recommended: genericoptions.NewRecommendedOptions("/registry", nil),
 		NATS: NATSOptions{
-			DataDir:        "/var/lib/terminal-apiserver/nats",
-			StreamReplicas: 1,
-			WatchHistory:   10000,
+			DataDir:          "/var/lib/terminal-apiserver/nats",
+			StreamReplicas:   1,
+			WatchHistory:     10000,
+			ScrollbackFrames: 1000,
 		},
 		ComponentGlobalsRegistry: compatibility.DefaultComponentGlobalsRegistry,
 	}
@@ -176,6 +186,27 @@ func (o *Options) Run(ctx context.Context) error {
 	getter := config.RESTOptionsGetter.(*kvstore.RESTOptionsGetter)
 	server.GenericAPIServer.AddPreShutdownHookOrDie("stop-watches", func() error {
 		getter.StopWatches()
+		return nil
+	})
+	kubeConfig := config.GenericConfig.ClientConfig
+	server.GenericAPIServer.AddPostStartHookOrDie("terminal-bridge", func(hook genericapiserver.PostStartHookContext) error {
+		sessions, err := clientset.NewForConfig(hook.LoopbackClientConfig)
+		if err != nil {
+			return err
+		}
+		br, err := bridge.New(hook, bridge.Config{
+			Conn:             b.Conn,
+			JetStream:        b.JetStream,
+			KubeConfig:       kubeConfig,
+			Sessions:         sessions,
+			Holder:           hostname + "-" + string(uuid.NewUUID()),
+			ScrollbackFrames: o.NATS.ScrollbackFrames,
+			Replicas:         o.NATS.StreamReplicas,
+		})
+		if err != nil {
+			return err
+		}
+		go br.Run(hook)
 		return nil
 	})
 	return server.GenericAPIServer.PrepareRun().RunWithContext(ctx)

@@ -1,0 +1,179 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
+	"github.com/meshery/terminal-apiserver/pkg/bridge"
+)
+
+// screen collects a session's output from its NATS output subject, from the
+// first frame (the IO stream keeps them), checking frame sequence numbers.
+type screen struct {
+	mu   sync.Mutex
+	text strings.Builder
+	seq  uint64
+	err  error
+}
+
+func (s *screen) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.text.String()
+}
+
+func natsConn(t *testing.T) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	url := os.Getenv("TERMINAL_APISERVER_NATS_URL")
+	if url == "" {
+		t.Fatal("TERMINAL_APISERVER_NATS_URL is unset")
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+func watchScreen(t *testing.T, js jetstream.JetStream, subj bridge.Subjects) *screen {
+	t.Helper()
+	ctx := context.Background()
+	cons, err := js.OrderedConsumer(ctx, bridge.IOStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj.Out()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &screen{}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		var seq uint64
+		fmt.Sscan(m.Headers().Get(bridge.SeqHeader), &seq)
+		if seq != s.seq+1 && s.err == nil {
+			s.err = fmt.Errorf("frame %d after %d", seq, s.seq)
+		}
+		s.seq = seq
+		s.text.Write(m.Data())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cc.Stop)
+	return s
+}
+
+func waitPhase(t *testing.T, ns, name string, phase v1alpha1.TerminalSessionPhase) *v1alpha1.TerminalSession {
+	t.Helper()
+	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions(ns)
+	var got *v1alpha1.TerminalSession
+	eventually(t, 30*time.Second, fmt.Sprintf("session %s/%s %s", ns, name, phase), func(ctx context.Context) (bool, error) {
+		s, err := c.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		got = s
+		return s.Status.Phase == phase, nil
+	})
+	return got
+}
+
+// A session opens a real shell in the pod; its bytes flow through NATS; the
+// process's exit closes it with the exit code.
+func TestBridgeShellRoundTrip(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	nc, js := natsConn(t)
+	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
+	name := uniqueName("shell")
+	s := newSession("team-a", name, "shell-demo")
+	s.Spec.Size = &v1alpha1.TerminalSize{Cols: 100, Rows: 30}
+	created, err := c.Create(ctx, s, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	subj := bridge.SubjectsFor(string(created.UID))
+	scr := watchScreen(t, js, subj)
+	defer func() {
+		if t.Failed() {
+			t.Logf("screen:\n%s", scr.String())
+		}
+	}()
+
+	running := waitPhase(t, "team-a", name, v1alpha1.TerminalSessionRunning)
+	if running.Status.StartedAt == nil {
+		t.Error("status.startedAt not set")
+	}
+	// The initial size is applied before the first byte; bash is found.
+	if err := nc.Publish(subj.In(), []byte("echo size=$(stty size) shell=$0 marker=$((6*7))\n")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "command output on the output subject", func(context.Context) (bool, error) {
+		return strings.Contains(scr.String(), "size=30 100 shell=bash marker=42"), nil
+	})
+	// Resize through NATS.
+	data, _ := json.Marshal(bridge.Size{Cols: 132, Rows: 43})
+	if err := nc.Publish(subj.Resize(), data); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "resized terminal", func(ctx context.Context) (bool, error) {
+		if err := nc.Publish(subj.In(), []byte("echo now=$(stty size)\n")); err != nil {
+			return false, err
+		}
+		return strings.Contains(scr.String(), "now=43 132"), nil
+	})
+	// Deleting the session ends the exec at once. (kwok cannot show a
+	// process exiting by itself while its stdin is open: it reports the exit
+	// only after stdin closes, which a real kubelet does not wait for. Nor
+	// does kwok kill the process when the stream ends; local-down does.)
+	closedEvents := make(chan bridge.Event, 4)
+	ctlSub, err := nc.Subscribe(subj.Ctl(), func(m *nats.Msg) {
+		var ev bridge.Event
+		if json.Unmarshal(m.Data, &ev) == nil && ev.Type == "closed" {
+			closedEvents <- ev
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctlSub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := c.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-closedEvents:
+		if ev.Reason != v1alpha1.ReasonDeleted {
+			t.Errorf("closed event reason %q, want Deleted", ev.Reason)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("exec ended %s after the delete, want within 1s", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no closed event after delete")
+	}
+	scr.mu.Lock()
+	defer scr.mu.Unlock()
+	if scr.err != nil {
+		t.Errorf("output frames: %v", scr.err)
+	}
+}
