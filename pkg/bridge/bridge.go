@@ -5,12 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
@@ -40,15 +45,40 @@ type Config struct {
 	ScrollbackFrames int
 	// Replicas of the JetStream streams and buckets it creates.
 	Replicas int
+	// Limits: the defaults apply when a session's spec leaves a field out,
+	// the ceilings (0: none) cap what a spec may ask for.
+	Limits Limits
+	// StatusInterval is the most often a session's lastActivityTime is
+	// written: a keystroke must never become a storage write.
+	StatusInterval time.Duration
+}
+
+// Limits are the server-wide session timeouts.
+type Limits struct {
+	DefaultIdleTimeout, MaxIdleTimeout time.Duration
+	DefaultMaxDuration, MaxMaxDuration time.Duration
+}
+
+// effective is the spec's value, else the default, capped by the ceiling.
+func effective(spec *metav1.Duration, def, ceiling time.Duration) time.Duration {
+	d := def
+	if spec != nil {
+		d = spec.Duration
+	}
+	if ceiling > 0 && (d == 0 || d > ceiling) {
+		d = ceiling
+	}
+	return d
 }
 
 // Bridge runs the sessions this replica claims.
 type Bridge struct {
 	cfg    Config
 	leases *leases
+	kube   kubernetes.Interface // the server's own identity: target checks
 
 	mu      sync.Mutex
-	running map[types.UID]context.CancelFunc
+	running map[types.UID]context.CancelCauseFunc
 	wg      sync.WaitGroup
 }
 
@@ -81,7 +111,14 @@ func New(ctx context.Context, cfg Config) (*Bridge, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Bridge{cfg: cfg, leases: l, running: map[types.UID]context.CancelFunc{}}, nil
+	if cfg.StatusInterval == 0 {
+		cfg.StatusInterval = 5 * time.Second
+	}
+	kube, err := kubernetes.NewForConfig(cfg.KubeConfig)
+	if err != nil {
+		return nil, err
+	}
+	return &Bridge{cfg: cfg, leases: l, kube: kube, running: map[types.UID]context.CancelCauseFunc{}}, nil
 }
 
 // Run watches TerminalSessions and bridges the pending ones it claims, until
@@ -102,22 +139,62 @@ func (b *Bridge) Run(ctx context.Context) {
 		},
 	})
 	factory.Start(ctx.Done())
+	// Sessions whose replica died: their lease expires and nobody renews it.
+	go wait.UntilWithContext(ctx, func(ctx context.Context) {
+		for _, obj := range inf.GetStore().List() {
+			b.checkOrphan(ctx, obj.(*v1alpha1.TerminalSession))
+		}
+	}, b.cfg.LeaseDuration)
 	<-ctx.Done()
 	factory.Shutdown()
 	b.mu.Lock()
 	for _, cancel := range b.running {
-		cancel()
+		cancel(errShutdown)
 	}
 	b.mu.Unlock()
 	b.wg.Wait()
 }
 
+// closeCause is why a session's exec was stopped.
+type closeCause struct {
+	reason, message string
+	phase           v1alpha1.TerminalSessionPhase
+}
+
+func (c *closeCause) Error() string { return c.reason + ": " + c.message }
+
+var (
+	errDeleted   = &closeCause{reason: v1alpha1.ReasonDeleted, message: "the session was deleted"}
+	errShutdown  = errors.New("server shutting down")
+	errLeaseLost = errors.New("lease lost")
+)
+
 func (b *Bridge) stop(uid types.UID) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if cancel, ok := b.running[uid]; ok {
-		cancel()
+		cancel(errDeleted)
 	}
+}
+
+// checkOrphan marks a Running session Failed(BridgeLost) once no replica
+// holds its lease: its replica died or lost NATS, and its stream is gone.
+func (b *Bridge) checkOrphan(ctx context.Context, s *v1alpha1.TerminalSession) {
+	if s.Status.Phase != v1alpha1.TerminalSessionRunning || s.DeletionTimestamp != nil {
+		return
+	}
+	b.mu.Lock()
+	_, mine := b.running[s.UID]
+	b.mu.Unlock()
+	if mine {
+		return
+	}
+	held, err := b.leases.held(ctx, string(s.UID))
+	if err != nil || held {
+		return
+	}
+	b.markClosed(ctx, s, Event{Type: "closed", Reason: v1alpha1.ReasonBridgeLost,
+		Message: "the replica running this session's exec stopped renewing its lease"}, v1alpha1.TerminalSessionFailed)
 }
 
 // consider starts a Pending session's exec if this replica wins its lease.
@@ -139,7 +216,7 @@ func (b *Bridge) consider(ctx context.Context, s *v1alpha1.TerminalSession) {
 	if !ok {
 		return // another replica runs it
 	}
-	sctx, cancel := context.WithCancel(ctx)
+	sctx, cancel := context.WithCancelCause(ctx)
 	b.mu.Lock()
 	b.running[s.UID] = cancel
 	b.mu.Unlock()
@@ -147,7 +224,7 @@ func (b *Bridge) consider(ctx context.Context, s *v1alpha1.TerminalSession) {
 	go func() {
 		defer b.wg.Done()
 		defer func() {
-			cancel()
+			cancel(nil)
 			b.mu.Lock()
 			delete(b.running, s.UID)
 			b.mu.Unlock()
@@ -156,10 +233,9 @@ func (b *Bridge) consider(ctx context.Context, s *v1alpha1.TerminalSession) {
 	}()
 }
 
-// own runs a claimed session: renews its lease, runs its exec and records
-// how it ended.
-func (b *Bridge) own(ctx context.Context, cancel context.CancelFunc, s *v1alpha1.TerminalSession, rev uint64) {
-	leaseLost := make(chan struct{})
+// own runs a claimed session: renews its lease, enforces its timeouts,
+// watches its target, runs its exec and records how it ended.
+func (b *Bridge) own(ctx context.Context, cancel context.CancelCauseFunc, s *v1alpha1.TerminalSession, rev uint64) {
 	go func() {
 		t := time.NewTicker(b.cfg.LeaseDuration / 3)
 		defer t.Stop()
@@ -172,8 +248,7 @@ func (b *Bridge) own(ctx context.Context, cancel context.CancelFunc, s *v1alpha1
 				if err != nil {
 					if ctx.Err() == nil {
 						klog.ErrorS(err, "Lost a session's lease; stopping its exec", "session", klog.KObj(s))
-						close(leaseLost)
-						cancel()
+						cancel(errLeaseLost)
 					}
 					return
 				}
@@ -181,29 +256,118 @@ func (b *Bridge) own(ctx context.Context, cancel context.CancelFunc, s *v1alpha1
 			}
 		}
 	}()
+	act := &activity{}
+	act.touch()
+	go b.supervise(ctx, cancel, s, act)
 
-	code, _, err := b.run(ctx, s)
-	subj := SubjectsFor(string(s.UID))
-	ev := Event{Type: "closed"}
+	code, _, err := b.run(ctx, s, act)
+	cause := context.Cause(ctx)
+	if errors.Is(cause, errLeaseLost) || errors.Is(cause, errShutdown) {
+		// The session outlives this replica: another marks it BridgeLost
+		// once the lease expires.
+		return
+	}
+	ev, phase := Event{Type: "closed"}, v1alpha1.TerminalSessionClosed
+	var cc *closeCause
 	switch {
-	case isClosed(leaseLost):
-		return // the replica that sees the lease expire reports it
-	case ctx.Err() != nil:
-		ev.Reason = v1alpha1.ReasonDeleted
+	case errors.As(cause, &cc):
+		ev.Reason, ev.Message = cc.reason, cc.message
+		if cc.phase != "" {
+			phase = cc.phase
+		}
 	case err != nil:
-		ev.Reason, ev.Message = "ExecFailed", err.Error()
+		ev.Reason, ev.Message, phase = "ExecFailed", err.Error(), v1alpha1.TerminalSessionFailed
+		if gone := b.targetGone(context.WithoutCancel(ctx), s); gone != nil {
+			ev.Reason, ev.Message, phase = gone.reason, gone.message, gone.phase
+		}
 	default:
 		ev.Reason, ev.ExitCode = v1alpha1.ReasonExited, &code
+		ev.Message = fmt.Sprintf("the process exited with code %d", code)
 	}
 	pubCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer done()
-	if err := b.event(pubCtx, subj, ev); err != nil {
+	if err := b.event(pubCtx, SubjectsFor(string(s.UID)), ev); err != nil {
 		klog.ErrorS(err, "Publishing the close event failed", "session", klog.KObj(s))
 	}
 	if ev.Reason != v1alpha1.ReasonDeleted {
-		b.markClosed(pubCtx, s, ev)
+		b.markClosed(pubCtx, s, ev, phase)
 	}
 	b.leases.release(pubCtx, string(s.UID), rev)
+}
+
+// activity is when the session last saw input or output.
+type activity struct{ last atomic.Int64 }
+
+func (a *activity) touch()        { a.last.Store(time.Now().UnixNano()) }
+func (a *activity) at() time.Time { return time.Unix(0, a.last.Load()) }
+
+// supervise ends the session on its timeouts or when its target goes away,
+// and writes lastActivityTime at most every StatusInterval.
+func (b *Bridge) supervise(ctx context.Context, cancel context.CancelCauseFunc, s *v1alpha1.TerminalSession, act *activity) {
+	limits := b.cfg.Limits
+	idle := effective(s.Spec.IdleTimeout, limits.DefaultIdleTimeout, limits.MaxIdleTimeout)
+	maxDur := effective(s.Spec.MaxDuration, limits.DefaultMaxDuration, limits.MaxMaxDuration)
+	started := time.Now()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var written, lastCheck time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			last := act.at()
+			switch {
+			case maxDur > 0 && now.Sub(started) >= maxDur:
+				cancel(&closeCause{reason: v1alpha1.ReasonMaxDuration, message: fmt.Sprintf("the session reached its maximum duration of %s", maxDur)})
+				return
+			case idle > 0 && now.Sub(last) >= idle:
+				cancel(&closeCause{reason: v1alpha1.ReasonIdleTimeout, message: fmt.Sprintf("no input or output for %s", idle)})
+				return
+			}
+			if now.Sub(lastCheck) >= b.cfg.StatusInterval {
+				lastCheck = now
+				if gone := b.targetGone(ctx, s); gone != nil {
+					cancel(gone)
+					return
+				}
+				if last.After(written) {
+					written = last
+					t := metav1.NewTime(last)
+					b.updateStatus(ctx, s, func(st *v1alpha1.TerminalSessionStatus) bool {
+						if st.Phase != v1alpha1.TerminalSessionRunning {
+							return false
+						}
+						st.LastActivityTime = &t
+						return true
+					})
+				}
+			}
+		}
+	}
+}
+
+// targetGone reports why the session's pod can no longer run it, if so.
+func (b *Bridge) targetGone(ctx context.Context, s *v1alpha1.TerminalSession) *closeCause {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	pod, err := b.kube.CoreV1().Pods(s.Namespace).Get(ctx, s.Spec.Target.Pod, metav1.GetOptions{})
+	gone := func(msg string) *closeCause {
+		return &closeCause{reason: v1alpha1.ReasonTargetGone, message: msg, phase: v1alpha1.TerminalSessionClosed}
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		return gone(fmt.Sprintf("pod %q was deleted", s.Spec.Target.Pod))
+	case err != nil:
+		return nil // can't tell; the next check may
+	case s.Status.StartedAt != nil && pod.CreationTimestamp.After(s.Status.StartedAt.Time):
+		return gone(fmt.Sprintf("pod %q was replaced", s.Spec.Target.Pod))
+	case pod.DeletionTimestamp != nil:
+		return gone(fmt.Sprintf("pod %q is being deleted", s.Spec.Target.Pod))
+	case pod.Status.Phase != corev1.PodRunning:
+		return gone(fmt.Sprintf("pod %q is %s", s.Spec.Target.Pod, pod.Status.Phase))
+	}
+	return nil
 }
 
 func isClosed(ch chan struct{}) bool {
@@ -215,7 +379,9 @@ func isClosed(ch chan struct{}) bool {
 	}
 }
 
-func (b *Bridge) updateStatus(ctx context.Context, s *v1alpha1.TerminalSession, mutate func(*v1alpha1.TerminalSessionStatus)) {
+// updateStatus applies mutate to the current status and writes it, unless
+// mutate says there is nothing to write.
+func (b *Bridge) updateStatus(ctx context.Context, s *v1alpha1.TerminalSession, mutate func(*v1alpha1.TerminalSessionStatus) bool) {
 	c := b.cfg.Sessions.TerminalV1alpha1().TerminalSessions(s.Namespace)
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := c.Get(ctx, s.Name, metav1.GetOptions{})
@@ -225,7 +391,9 @@ func (b *Bridge) updateStatus(ctx context.Context, s *v1alpha1.TerminalSession, 
 		if cur.UID != s.UID {
 			return errors.New("session was replaced")
 		}
-		mutate(&cur.Status)
+		if !mutate(&cur.Status) {
+			return nil
+		}
 		_, err = c.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 		return err
 	})
@@ -236,24 +404,27 @@ func (b *Bridge) updateStatus(ctx context.Context, s *v1alpha1.TerminalSession, 
 
 func (b *Bridge) markRunning(ctx context.Context, s *v1alpha1.TerminalSession, command []string) {
 	now := metav1.Now()
-	b.updateStatus(ctx, s, func(st *v1alpha1.TerminalSessionStatus) {
+	s.Status.StartedAt = &now
+	b.updateStatus(ctx, s, func(st *v1alpha1.TerminalSessionStatus) bool {
+		if st.Phase != v1alpha1.TerminalSessionPending {
+			return false
+		}
 		st.Phase = v1alpha1.TerminalSessionRunning
 		st.StartedAt = &now
 		st.LastActivityTime = &now
 		st.Message = fmt.Sprintf("running %q", command)
+		return true
 	})
 }
 
-func (b *Bridge) markClosed(ctx context.Context, s *v1alpha1.TerminalSession, ev Event) {
+// markClosed records the end of a session that is still open.
+func (b *Bridge) markClosed(ctx context.Context, s *v1alpha1.TerminalSession, ev Event, phase v1alpha1.TerminalSessionPhase) {
 	now := metav1.Now()
-	b.updateStatus(ctx, s, func(st *v1alpha1.TerminalSessionStatus) {
-		st.Phase = v1alpha1.TerminalSessionClosed
-		if ev.Reason == "ExecFailed" {
-			st.Phase = v1alpha1.TerminalSessionFailed
+	b.updateStatus(ctx, s, func(st *v1alpha1.TerminalSessionStatus) bool {
+		if st.Phase == v1alpha1.TerminalSessionClosed || st.Phase == v1alpha1.TerminalSessionFailed {
+			return false // final
 		}
-		st.Reason, st.Message, st.ExitCode, st.ClosedAt = ev.Reason, ev.Message, ev.ExitCode, &now
-		if ev.Reason == v1alpha1.ReasonExited {
-			st.Message = fmt.Sprintf("the process exited with code %d", *ev.ExitCode)
-		}
+		st.Phase, st.Reason, st.Message, st.ExitCode, st.ClosedAt = phase, ev.Reason, ev.Message, ev.ExitCode, &now
+		return true
 	})
 }

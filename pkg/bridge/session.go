@@ -133,7 +133,7 @@ func (q *sizeQueue) Next() *remotecommand.TerminalSize {
 
 // run is one session's exec, from start to exit. It returns the exit code,
 // or an error if the exec could not run.
-func (b *Bridge) run(ctx context.Context, s *v1alpha1.TerminalSession) (exitCode int32, command []string, err error) {
+func (b *Bridge) run(ctx context.Context, s *v1alpha1.TerminalSession, act *activity) (exitCode int32, command []string, err error) {
 	subj := SubjectsFor(string(s.UID))
 	tty := s.Spec.TTY == nil || *s.Spec.TTY
 
@@ -177,6 +177,7 @@ func (b *Bridge) run(ctx context.Context, s *v1alpha1.TerminalSession) (exitCode
 		for {
 			select {
 			case p := <-input:
+				act.touch()
 				if _, err := stdinW.Write(p); err != nil {
 					return
 				}
@@ -197,6 +198,7 @@ func (b *Bridge) run(ctx context.Context, s *v1alpha1.TerminalSession) (exitCode
 	}
 
 	out := newOutput(func(ctx context.Context, seq uint64, frame []byte) error {
+		act.touch()
 		_, err := b.cfg.JetStream.PublishMsg(ctx, &nats.Msg{
 			Subject: subj.Out(), Data: frame,
 			Header: nats.Header{SeqHeader: []string{strconv.FormatUint(seq, 10)}},

@@ -120,6 +120,13 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 			return nil, fmt.Errorf("embedded NATS listen port %q: %w", port, err)
 		}
 		opts.Host, opts.Port = host, p
+		// nats-server reports a busy port only in its (silenced) log and then
+		// never becomes ready: check first, for an error that says why.
+		l, err := net.Listen("tcp", cfg.ListenAddress)
+		if err != nil {
+			return nil, fmt.Errorf("embedded NATS cannot listen on %s: %w", cfg.ListenAddress, err)
+		}
+		l.Close()
 	}
 	if cfg.DataDir == "" && !cfg.MemoryOnly {
 		return nil, errors.New("embedded NATS needs a data dir (--nats-data-dir)")

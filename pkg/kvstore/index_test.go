@@ -77,6 +77,21 @@ func TestCompaction(t *testing.T) {
 	if n, ok := info.State.Subjects[gone]; ok {
 		t.Errorf("deleted key keeps %d messages, want none", n)
 	}
+	// The stream's last message (the deletion) is gone now: consistent reads
+	// and a restart must not wait for it.
+	if err := s.GetList(ctx, "/pods/", storage.ListOptions{Recursive: true, Predicate: storage.Everything}, &example.PodList{}); err != nil {
+		t.Fatalf("consistent list after the last message was purged: %v", err)
+	}
+	restarted, err := New(ctx, Config{
+		JetStream: sharedBroker.b.JetStream, Stream: s.b.cfg, Codec: s.codec,
+		NewFunc: s.newFunc, NewListFunc: func() runtime.Object { return &example.PodList{} },
+		ResourcePrefix: "/pods/", Transformer: s.xf(),
+	})
+	if err != nil {
+		t.Fatalf("reopen after the last message was purged: %v", err)
+	}
+	restarted.Close()
+
 	got := &example.Pod{}
 	if err := s.Get(ctx, "/pods/ns/live", storage.GetOptions{}, got); err != nil || got.Labels["n"] == "" {
 		t.Fatalf("live key after compaction: %v %v", got.Labels, err)

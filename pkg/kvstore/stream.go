@@ -81,6 +81,7 @@ type backend struct {
 	cfg     StreamConfig
 	idx     *index
 	consume jetstream.ConsumeContext
+	cons    jetstream.Consumer
 	stop    context.CancelFunc
 	done    chan struct{}
 
@@ -148,6 +149,7 @@ func openBackend(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) 
 	if err != nil {
 		return nil, fmt.Errorf("stream %s consumer: %w", cfg.Name, err)
 	}
+	b.cons = cons
 	b.consume, err = cons.Consume(func(msg jetstream.Msg) {
 		md, err := msg.Metadata()
 		if err != nil {
@@ -173,9 +175,9 @@ func openBackend(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) 
 	if err != nil {
 		return nil, fmt.Errorf("stream %s consume: %w", cfg.Name, err)
 	}
-	if err := b.idx.waitFor(ctx, loaded); err != nil {
+	if _, err := b.sync(ctx); err != nil {
 		b.close()
-		return nil, fmt.Errorf("load stream %s up to %d: %w", cfg.Name, loaded, err)
+		return nil, fmt.Errorf("load stream %s: %w", cfg.Name, err)
 	}
 	jctx, stop := context.WithCancel(context.Background())
 	b.stop, b.done = stop, make(chan struct{})
@@ -295,6 +297,12 @@ func (b *backend) currentRev(ctx context.Context) (uint64, error) {
 
 // sync waits until the index reflects every write acknowledged before the
 // call, and returns that revision.
+//
+// The stream's last sequence is the target, but the compactor may have
+// purged that very message (a deleted key), so the index can't always reach
+// it by applying messages. Once the consumer has nothing pending and the
+// index has applied all it was delivered, every message up to the target
+// that still exists has been applied: the index is then at the target.
 func (b *backend) sync(ctx context.Context) (uint64, error) {
 	rev, err := b.currentRev(ctx)
 	if err != nil {
@@ -302,10 +310,28 @@ func (b *backend) sync(ctx context.Context) (uint64, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := b.idx.waitFor(ctx, rev); err != nil {
-		return 0, fmt.Errorf("stream %s: index did not reach revision %d: %w", b.cfg.Name, rev, err)
+	for {
+		short, stop := context.WithTimeout(ctx, 100*time.Millisecond)
+		err := b.idx.waitFor(short, rev)
+		stop()
+		if err == nil {
+			return rev, nil
+		}
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("stream %s: index did not reach revision %d: %w", b.cfg.Name, rev, ctx.Err())
+		}
+		info, err := b.cons.Info(ctx)
+		if err != nil {
+			continue
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			if err := b.idx.waitFor(ctx, info.Delivered.Stream); err != nil {
+				return 0, fmt.Errorf("stream %s: index did not reach delivered revision %d: %w", b.cfg.Name, info.Delivered.Stream, err)
+			}
+			b.idx.advance(rev)
+			return rev, nil
+		}
 	}
-	return rev, nil
 }
 
 // get reads a key's latest record from the stream leader; nil when absent.

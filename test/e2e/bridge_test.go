@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
@@ -175,5 +176,72 @@ func TestBridgeShellRoundTrip(t *testing.T) {
 	defer scr.mu.Unlock()
 	if scr.err != nil {
 		t.Errorf("output frames: %v", scr.err)
+	}
+}
+
+// Each timeout closes the session with its own reason.
+func TestBridgeTimeouts(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, reason string
+		spec         func(*v1alpha1.TerminalSessionSpec)
+	}{
+		{"idle", v1alpha1.ReasonIdleTimeout, func(s *v1alpha1.TerminalSessionSpec) { s.IdleTimeout = &metav1.Duration{Duration: 2 * time.Second} }},
+		{"max-duration", v1alpha1.ReasonMaxDuration, func(s *v1alpha1.TerminalSessionSpec) { s.MaxDuration = &metav1.Duration{Duration: 3 * time.Second} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
+			s := newSession("team-a", uniqueName(tc.name), "shell-demo")
+			tc.spec(&s.Spec)
+			created, err := c.Create(ctx, s, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c.Delete(context.Background(), created.Name, metav1.DeleteOptions{}) })
+			closed := waitPhase(t, "team-a", created.Name, v1alpha1.TerminalSessionClosed)
+			if closed.Status.Reason != tc.reason || closed.Status.ClosedAt == nil || closed.Status.Message == "" {
+				t.Errorf("closed: reason %q closedAt %v message %q, want reason %s", closed.Status.Reason, closed.Status.ClosedAt, closed.Status.Message, tc.reason)
+			}
+		})
+	}
+}
+
+// Deleting the target pod closes the session as TargetGone.
+func TestBridgeTargetGone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	kube := kubeClient(t, "alice")
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: uniqueName("target"), Namespace: "team-a"},
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "shell", Image: "busybox:1.37"}},
+			// kwok nodes carry this taint; the demo workloads tolerate it too.
+			Tolerations: []corev1.Toleration{{Key: "kwok.x-k8s.io/node", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
+		},
+	}
+	if _, err := kube.CoreV1().Pods("team-a").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = kube.CoreV1().Pods("team-a").Delete(context.Background(), pod.Name, metav1.DeleteOptions{}) })
+	eventually(t, 60*time.Second, "pod running", func(ctx context.Context) (bool, error) {
+		p, err := kube.CoreV1().Pods("team-a").Get(ctx, pod.Name, metav1.GetOptions{})
+		return err == nil && p.Status.Phase == corev1.PodRunning, nil
+	})
+	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
+	created, err := c.Create(ctx, newSession("team-a", uniqueName("gone"), pod.Name), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), created.Name, metav1.DeleteOptions{}) })
+	waitPhase(t, "team-a", created.Name, v1alpha1.TerminalSessionRunning)
+	zero := int64(0)
+	if err := kube.CoreV1().Pods("team-a").Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	closed := waitPhase(t, "team-a", created.Name, v1alpha1.TerminalSessionClosed)
+	if closed.Status.Reason != v1alpha1.ReasonTargetGone {
+		t.Errorf("reason %q message %q, want TargetGone", closed.Status.Reason, closed.Status.Message)
 	}
 }

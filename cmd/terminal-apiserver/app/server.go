@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -38,6 +39,7 @@ import (
 type Options struct {
 	Recommended *genericoptions.RecommendedOptions
 	NATS        NATSOptions
+	Sessions    bridge.Limits
 	// ComponentGlobalsRegistry holds the effective version and feature gates.
 	ComponentGlobalsRegistry basecompatibility.ComponentGlobalsRegistry
 }
@@ -106,6 +108,10 @@ func NewOptions() *Options {
 			WatchHistory:     10000,
 			ScrollbackFrames: 1000,
 		},
+		Sessions: bridge.Limits{
+			DefaultIdleTimeout: 30 * time.Minute,
+			DefaultMaxDuration: 8 * time.Hour,
+		},
 		ComponentGlobalsRegistry: compatibility.DefaultComponentGlobalsRegistry,
 	}
 	o.Recommended.Etcd = nil
@@ -135,6 +141,14 @@ func NewCommand(ctx context.Context) *cobra.Command {
 	fs := cmd.Flags()
 	o.Recommended.AddFlags(fs)
 	o.NATS.AddFlags(fs)
+	fs.DurationVar(&o.Sessions.DefaultIdleTimeout, "idle-timeout-default", o.Sessions.DefaultIdleTimeout,
+		"Idle timeout of sessions whose spec.idleTimeout is empty; 0: none.")
+	fs.DurationVar(&o.Sessions.MaxIdleTimeout, "idle-timeout-max", o.Sessions.MaxIdleTimeout,
+		"Ceiling on any session's idle timeout; 0: no ceiling.")
+	fs.DurationVar(&o.Sessions.DefaultMaxDuration, "max-duration-default", o.Sessions.DefaultMaxDuration,
+		"Maximum duration of sessions whose spec.maxDuration is empty; 0: none.")
+	fs.DurationVar(&o.Sessions.MaxMaxDuration, "max-duration-max", o.Sessions.MaxMaxDuration,
+		"Ceiling on any session's maximum duration; 0: no ceiling.")
 	_, _ = o.ComponentGlobalsRegistry.ComponentGlobalsOrRegister(basecompatibility.DefaultKubeComponent,
 		basecompatibility.NewEffectiveVersionFromString(baseversion.DefaultKubeBinaryVersion, "", ""), utilfeature.DefaultMutableFeatureGate)
 	o.ComponentGlobalsRegistry.AddFlags(fs)
@@ -145,6 +159,14 @@ func NewCommand(ctx context.Context) *cobra.Command {
 func (o *Options) Validate() error {
 	errs := o.Recommended.Validate()
 	errs = append(errs, o.NATS.Validate()...)
+	for name, d := range map[string]time.Duration{
+		"--idle-timeout-default": o.Sessions.DefaultIdleTimeout, "--idle-timeout-max": o.Sessions.MaxIdleTimeout,
+		"--max-duration-default": o.Sessions.DefaultMaxDuration, "--max-duration-max": o.Sessions.MaxMaxDuration,
+	} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative, got %s", name, d))
+		}
+	}
 	errs = append(errs, o.ComponentGlobalsRegistry.Validate()...)
 	return utilerrors.NewAggregate(errs)
 }
@@ -202,6 +224,7 @@ func (o *Options) Run(ctx context.Context) error {
 			Holder:           hostname + "-" + string(uuid.NewUUID()),
 			ScrollbackFrames: o.NATS.ScrollbackFrames,
 			Replicas:         o.NATS.StreamReplicas,
+			Limits:           o.Sessions,
 		})
 		if err != nil {
 			return err
