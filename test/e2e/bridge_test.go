@@ -224,7 +224,9 @@ func TestBridgeTargetGone(t *testing.T) {
 	if _, err := kube.CoreV1().Pods("team-a").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = kube.CoreV1().Pods("team-a").Delete(context.Background(), pod.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = kube.CoreV1().Pods("team-a").Delete(context.Background(), pod.Name, metav1.DeleteOptions{})
+	})
 	eventually(t, 60*time.Second, "pod running", func(ctx context.Context) (bool, error) {
 		p, err := kube.CoreV1().Pods("team-a").Get(ctx, pod.Name, metav1.GetOptions{})
 		return err == nil && p.Status.Phase == corev1.PodRunning, nil
