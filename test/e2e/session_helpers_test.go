@@ -1,0 +1,105 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
+	"github.com/meshery/terminal-apiserver/pkg/bridge"
+)
+
+// A shell is one running session as seen through its NATS subjects: what a
+// viewer of the terminal would type into and read from.
+type shell struct {
+	nc   *nats.Conn
+	subj bridge.Subjects
+	scr  *screen
+}
+
+// marker returns a random lowercase alphanumeric token: unique across tests,
+// runs and the sessions of one run, so finding it in output proves where the
+// output came from.
+func marker() string {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// openShell creates a session as alice in ns on pod (container "" lets the
+// server resolve it), deletes it when the test ends, follows its output
+// subject from the first frame and returns once the session is Running, the
+// point from which the bridge reads the input subject.
+func openShell(t *testing.T, ns, pod, container string) *shell {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	nc, js := natsConn(t)
+	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions(ns)
+	name := uniqueName("scenario")
+	s := newSession(ns, name, pod)
+	s.Spec.Target.Container = container
+	created, err := c.Create(ctx, s, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	sh := &shell{nc: nc, subj: bridge.SubjectsFor(string(created.UID))}
+	sh.scr = watchScreen(t, js, sh.subj)
+	// Registered after watchScreen's cleanup, so it runs before the consumer
+	// stops: the screen is complete when it is printed.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("session %s/%s screen:\n%s", ns, name, sh.scr.String())
+		}
+		sh.scr.mu.Lock()
+		defer sh.scr.mu.Unlock()
+		if sh.scr.err != nil {
+			t.Errorf("output frames of %s/%s: %v", ns, name, sh.scr.err)
+		}
+	})
+	waitPhase(t, ns, name, v1alpha1.TerminalSessionRunning)
+	return sh
+}
+
+// run types cmd into the shell between two echoed markers and returns what
+// the shell printed between them, with the terminal's CRLF line ends turned
+// into LF. The markers are typed quoted ("BEGIN"-id) and printed unquoted
+// (BEGIN-id), so neither the terminal's echo of the typed line nor a prompt
+// can be mistaken for the command's output.
+func (sh *shell) run(t *testing.T, cmd string, timeout time.Duration) string {
+	t.Helper()
+	id := marker()
+	begin, end := "BEGIN-"+id, "END-"+id
+	line := fmt.Sprintf("echo \"BEGIN\"-%s; %s; echo \"END\"-%s\n", id, cmd, id)
+	if err := sh.nc.Publish(sh.subj.In(), []byte(line)); err != nil {
+		t.Fatal(err)
+	}
+	var out string
+	eventually(t, timeout, fmt.Sprintf("output of %q between markers", cmd), func(context.Context) (bool, error) {
+		text := sh.scr.String()
+		i := strings.Index(text, begin)
+		if i < 0 {
+			return false, nil
+		}
+		rest := text[i+len(begin):]
+		j := strings.Index(rest, end)
+		if j < 0 {
+			return false, nil
+		}
+		out = rest[:j]
+		return true, nil
+	})
+	out = strings.ReplaceAll(out, "\r\n", "\n")
+	// The line break that ends the BEGIN marker's own line.
+	return strings.TrimPrefix(out, "\n")
+}
