@@ -48,6 +48,9 @@ type Config struct {
 	// Limits: the defaults apply when a session's spec leaves a field out,
 	// the ceilings (0: none) cap what a spec may ask for.
 	Limits Limits
+	// SweepInterval is how often each replica looks for orphaned and
+	// expired sessions.
+	SweepInterval time.Duration
 	// StatusInterval is the most often a session's lastActivityTime is
 	// written: a keystroke must never become a storage write.
 	StatusInterval time.Duration
@@ -57,6 +60,9 @@ type Config struct {
 type Limits struct {
 	DefaultIdleTimeout, MaxIdleTimeout time.Duration
 	DefaultMaxDuration, MaxMaxDuration time.Duration
+	// DefaultTTLAfterClosed is how long closed sessions whose spec has no
+	// ttlAfterClosed are kept; 0 keeps them until deleted.
+	DefaultTTLAfterClosed time.Duration
 }
 
 // effective is the spec's value, else the default, capped by the ceiling.
@@ -114,6 +120,9 @@ func New(ctx context.Context, cfg Config) (*Bridge, error) {
 	if cfg.StatusInterval == 0 {
 		cfg.StatusInterval = 5 * time.Second
 	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = time.Second
+	}
 	kube, err := kubernetes.NewForConfig(cfg.KubeConfig)
 	if err != nil {
 		return nil, err
@@ -139,12 +148,23 @@ func (b *Bridge) Run(ctx context.Context) {
 		},
 	})
 	factory.Start(ctx.Done())
-	// Sessions whose replica died: their lease expires and nobody renews it.
+	// Sessions whose replica died (their lease expires and nobody renews
+	// it), and closed sessions past their ttlAfterClosed.
+	var lastOrphanCheck time.Time
 	go wait.UntilWithContext(ctx, func(ctx context.Context) {
+		defer func() {
+			if time.Since(lastOrphanCheck) >= b.cfg.LeaseDuration {
+				lastOrphanCheck = time.Now()
+			}
+		}()
 		for _, obj := range inf.GetStore().List() {
-			b.checkOrphan(ctx, obj.(*v1alpha1.TerminalSession))
+			s := obj.(*v1alpha1.TerminalSession)
+			if time.Since(lastOrphanCheck) >= b.cfg.LeaseDuration {
+				b.checkOrphan(ctx, s)
+			}
+			b.collect(ctx, s)
 		}
-	}, b.cfg.LeaseDuration)
+	}, b.cfg.SweepInterval)
 	<-ctx.Done()
 	factory.Shutdown()
 	b.mu.Lock()
@@ -174,6 +194,29 @@ func (b *Bridge) stop(uid types.UID) {
 	defer b.mu.Unlock()
 	if cancel, ok := b.running[uid]; ok {
 		cancel(errDeleted)
+	}
+}
+
+// collect deletes a closed session once its ttlAfterClosed has passed. Every
+// replica may; a second delete finds nothing.
+func (b *Bridge) collect(ctx context.Context, s *v1alpha1.TerminalSession) {
+	if s.Status.ClosedAt == nil || s.DeletionTimestamp != nil {
+		return
+	}
+	ttl := b.cfg.Limits.DefaultTTLAfterClosed
+	if s.Spec.TTLAfterClosed != nil {
+		ttl = s.Spec.TTLAfterClosed.Duration
+	} else if ttl == 0 {
+		return
+	}
+	if time.Since(s.Status.ClosedAt.Time) < ttl {
+		return
+	}
+	uid := s.UID
+	err := b.cfg.Sessions.TerminalV1alpha1().TerminalSessions(s.Namespace).Delete(ctx, s.Name,
+		metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		klog.ErrorS(err, "Deleting an expired closed session failed", "session", klog.KObj(s))
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
@@ -245,5 +246,28 @@ func TestBridgeTargetGone(t *testing.T) {
 	closed := waitPhase(t, "team-a", created.Name, v1alpha1.TerminalSessionClosed)
 	if closed.Status.Reason != v1alpha1.ReasonTargetGone {
 		t.Errorf("reason %q message %q, want TargetGone", closed.Status.Reason, closed.Status.Message)
+	}
+}
+
+// A closed session is deleted once its ttlAfterClosed has passed.
+func TestBridgeTTLAfterClosed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
+	s := newSession("team-a", uniqueName("ttl"), "shell-demo")
+	s.Spec.IdleTimeout = &metav1.Duration{Duration: time.Second}
+	s.Spec.TTLAfterClosed = &metav1.Duration{Duration: 2 * time.Second}
+	created, err := c.Create(ctx, s, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), created.Name, metav1.DeleteOptions{}) })
+	closed := waitPhase(t, "team-a", created.Name, v1alpha1.TerminalSessionClosed)
+	eventually(t, 30*time.Second, "closed session garbage-collected", func(ctx context.Context) (bool, error) {
+		_, err := c.Get(ctx, created.Name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	if gone := time.Since(closed.Status.ClosedAt.Time); gone < 2*time.Second {
+		t.Errorf("deleted %s after closing, before its ttlAfterClosed of 2s", gone)
 	}
 }

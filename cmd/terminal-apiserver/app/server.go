@@ -109,8 +109,9 @@ func NewOptions() *Options {
 			ScrollbackFrames: 1000,
 		},
 		Sessions: bridge.Limits{
-			DefaultIdleTimeout: 30 * time.Minute,
-			DefaultMaxDuration: 8 * time.Hour,
+			DefaultIdleTimeout:    30 * time.Minute,
+			DefaultMaxDuration:    8 * time.Hour,
+			DefaultTTLAfterClosed: time.Hour,
 		},
 		ComponentGlobalsRegistry: compatibility.DefaultComponentGlobalsRegistry,
 	}
@@ -149,6 +150,8 @@ func NewCommand(ctx context.Context) *cobra.Command {
 		"Maximum duration of sessions whose spec.maxDuration is empty; 0: none.")
 	fs.DurationVar(&o.Sessions.MaxMaxDuration, "max-duration-max", o.Sessions.MaxMaxDuration,
 		"Ceiling on any session's maximum duration; 0: no ceiling.")
+	fs.DurationVar(&o.Sessions.DefaultTTLAfterClosed, "ttl-after-closed-default", o.Sessions.DefaultTTLAfterClosed,
+		"How long closed sessions whose spec.ttlAfterClosed is empty are kept before deletion; 0: until deleted.")
 	_, _ = o.ComponentGlobalsRegistry.ComponentGlobalsOrRegister(basecompatibility.DefaultKubeComponent,
 		basecompatibility.NewEffectiveVersionFromString(baseversion.DefaultKubeBinaryVersion, "", ""), utilfeature.DefaultMutableFeatureGate)
 	o.ComponentGlobalsRegistry.AddFlags(fs)
@@ -162,6 +165,7 @@ func (o *Options) Validate() error {
 	for name, d := range map[string]time.Duration{
 		"--idle-timeout-default": o.Sessions.DefaultIdleTimeout, "--idle-timeout-max": o.Sessions.MaxIdleTimeout,
 		"--max-duration-default": o.Sessions.DefaultMaxDuration, "--max-duration-max": o.Sessions.MaxMaxDuration,
+		"--ttl-after-closed-default": o.Sessions.DefaultTTLAfterClosed,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative, got %s", name, d))
