@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
@@ -243,4 +244,62 @@ func TestStorageSharedAndDurable(t *testing.T) {
 		l, err := ca.List(ctx, metav1.ListOptions{})
 		return err == nil && !containsName(l.Items, name), nil
 	})
+}
+
+// startNATS runs a NATS server with JetStream in the test process: for the
+// replicas it is an external server, which outlives any of them.
+func startNATS(t *testing.T) string {
+	t.Helper()
+	port := freePort(t)
+	srv, err := natsserver.NewServer(&natsserver.Options{
+		Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		t.Fatal("NATS did not start")
+	}
+	t.Cleanup(srv.Shutdown)
+	return fmt.Sprintf("nats://127.0.0.1:%d", port)
+}
+
+// A replica killed with kill -9 while running a session: another replica
+// marks it Failed(BridgeLost) once the lease expires.
+func TestBridgeLostWhenReplicaKilled(t *testing.T) {
+	t.Parallel()
+	url := startNATS(t)
+	a := startReplica(t, "killed", "--nats-url="+url)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ca := a.client().TerminalV1alpha1().TerminalSessions("team-a")
+	created, err := ca.Create(ctx, newSession("team-a", uniqueName("lost"), "shell-demo"), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only a runs yet, so a owns the session.
+	eventually(t, 30*time.Second, "session running on replica a", func(ctx context.Context) (bool, error) {
+		s, err := ca.Get(ctx, created.Name, metav1.GetOptions{})
+		return err == nil && s.Status.Phase == v1alpha1.TerminalSessionRunning, nil
+	})
+	b := startReplica(t, "survivor", "--nats-url="+url)
+	if err := a.cmd.Process.Kill(); err != nil { // SIGKILL: no shutdown, no lease release
+		t.Fatal(err)
+	}
+	_ = a.cmd.Wait()
+	a.cmd = nil
+	killed := time.Now()
+	cb := b.client().TerminalV1alpha1().TerminalSessions("team-a")
+	var got *v1alpha1.TerminalSession
+	eventually(t, 60*time.Second, "session marked BridgeLost by replica b", func(ctx context.Context) (bool, error) {
+		s, err := cb.Get(ctx, created.Name, metav1.GetOptions{})
+		got = s
+		return err == nil && s.Status.Phase == v1alpha1.TerminalSessionFailed, nil
+	})
+	if got.Status.Reason != v1alpha1.ReasonBridgeLost {
+		t.Errorf("reason %q message %q, want BridgeLost", got.Status.Reason, got.Status.Message)
+	}
+	t.Logf("marked BridgeLost %s after the kill", time.Since(killed).Round(time.Second))
+	_ = cb.Delete(ctx, created.Name, metav1.DeleteOptions{})
 }
