@@ -13,13 +13,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	clientset "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned"
@@ -82,6 +86,7 @@ type Bridge struct {
 	cfg    Config
 	leases *leases
 	kube   kubernetes.Interface // the server's own identity: target checks
+	events events.EventRecorder
 
 	mu      sync.Mutex
 	running map[types.UID]context.CancelCauseFunc
@@ -130,9 +135,30 @@ func New(ctx context.Context, cfg Config) (*Bridge, error) {
 	return &Bridge{cfg: cfg, leases: l, kube: kube, running: map[types.UID]context.CancelCauseFunc{}}, nil
 }
 
+// recordEvents makes the bridge report starts and ends as Kubernetes Events
+// on the session (kubectl describe term, kubectl events), until ctx ends.
+func (b *Bridge) recordEvents(ctx context.Context) {
+	scheme := runtime.NewScheme()
+	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: b.kube.EventsV1()})
+	if err := broadcaster.StartRecordingToSinkWithContext(ctx); err != nil {
+		klog.ErrorS(err, "Cannot record Kubernetes Events")
+		return
+	}
+	b.events = broadcaster.NewRecorder(scheme, "terminal-apiserver")
+	go func() { <-ctx.Done(); broadcaster.Shutdown() }()
+}
+
+func (b *Bridge) record(s *v1alpha1.TerminalSession, eventtype, reason, action, note string, args ...any) {
+	if b.events != nil {
+		b.events.Eventf(s, nil, eventtype, reason, action, note, args...)
+	}
+}
+
 // Run watches TerminalSessions and bridges the pending ones it claims, until
 // ctx ends; then it stops every exec it runs.
 func (b *Bridge) Run(ctx context.Context) {
+	b.recordEvents(ctx)
 	factory := informers.NewSharedInformerFactory(b.cfg.Sessions, 10*time.Minute)
 	inf := factory.Terminal().V1alpha1().TerminalSessions().Informer()
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -329,7 +355,7 @@ func (b *Bridge) own(ctx context.Context, cancel context.CancelCauseFunc, s *v1a
 	}
 	pubCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer done()
-	if err := b.event(pubCtx, SubjectsFor(string(s.UID)), ev); err != nil {
+	if err := b.publishEvent(pubCtx, SubjectsFor(string(s.UID)), ev); err != nil {
 		klog.ErrorS(err, "Publishing the close event failed", "session", klog.KObj(s))
 	}
 	if ev.Reason != v1alpha1.ReasonDeleted {
@@ -458,6 +484,8 @@ func (b *Bridge) markRunning(ctx context.Context, s *v1alpha1.TerminalSession, c
 		st.Message = fmt.Sprintf("running %q", command)
 		return true
 	})
+	b.record(s, corev1.EventTypeNormal, "Started", "Exec", "Running %q in container %s of pod %s as %s",
+		command, s.Spec.Target.Container, s.Spec.Target.Pod, ptr.Deref(s.Status.Owner, v1alpha1.SessionOwner{}).Username)
 }
 
 // markClosed records the end of a session that is still open.
@@ -470,4 +498,9 @@ func (b *Bridge) markClosed(ctx context.Context, s *v1alpha1.TerminalSession, ev
 		st.Phase, st.Reason, st.Message, st.ExitCode, st.ClosedAt = phase, ev.Reason, ev.Message, ev.ExitCode, &now
 		return true
 	})
+	eventtype := corev1.EventTypeNormal
+	if phase == v1alpha1.TerminalSessionFailed || ev.Reason == v1alpha1.ReasonTargetGone {
+		eventtype = corev1.EventTypeWarning
+	}
+	b.record(s, eventtype, ev.Reason, "Close", "%s", ev.Message)
 }

@@ -214,7 +214,7 @@ func (b *Bridge) run(ctx context.Context, s *v1alpha1.TerminalSession, act *acti
 			klog.ErrorS(err, "Publishing output failed", "session", klog.KObj(s))
 		}
 	}()
-	if err := b.event(ctx, subj, Event{Type: "started", Command: command}); err != nil {
+	if err := b.publishEvent(ctx, subj, Event{Type: "started", Command: command}); err != nil {
 		klog.ErrorS(err, "Publishing the start event failed", "session", klog.KObj(s))
 	}
 	b.markRunning(ctx, s, command)
@@ -238,7 +238,7 @@ func (b *Bridge) run(ctx context.Context, s *v1alpha1.TerminalSession, act *acti
 	}
 }
 
-func (b *Bridge) event(ctx context.Context, subj Subjects, ev Event) error {
+func (b *Bridge) publishEvent(ctx context.Context, subj Subjects, ev Event) error {
 	data, err := json.Marshal(ev)
 	if err != nil {
 		return err

@@ -247,6 +247,12 @@ func TestBridgeTargetGone(t *testing.T) {
 	if closed.Status.Reason != v1alpha1.ReasonTargetGone {
 		t.Errorf("reason %q message %q, want TargetGone", closed.Status.Reason, closed.Status.Message)
 	}
+	// Both ends are Kubernetes Events on the session, as kubectl shows them.
+	eventually(t, 30*time.Second, "Started and TargetGone events", func(ctx context.Context) (bool, error) {
+		out := kubectl(t, "alice", "", "-n", "team-a", "events", "--for", "terminalsession.terminal.meshery.io/"+created.Name)
+		return strings.Contains(out.stdout, "Started") && strings.Contains(out.stdout, "TargetGone") &&
+			strings.Contains(out.stdout, "as alice"), nil
+	})
 }
 
 // A closed session is deleted once its ttlAfterClosed has passed.
