@@ -666,6 +666,8 @@ up_terminal_apiserver() {
     --authorization-kubeconfig="$LOCAL_DIR/terminal-apiserver.kubeconfig"
     --nats-data-dir="$LOCAL_DIR/nats"
     --nats-listen-address="127.0.0.1:$TERMINAL_APISERVER_NATS_PORT"
+    # The e2e suite opens ~80 sessions at once for two users (isolation test).
+    --max-sessions-per-user=500
     ${TERMINAL_APISERVER_EXTRA_ARGS:-}
   )
   # Restart only when the binary or its flags changed: sessions in NATS survive a

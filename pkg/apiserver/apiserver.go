@@ -49,12 +49,15 @@ type Config struct {
 	// KubeClient talks to kube-apiserver as the server's own identity. Creating a
 	// session asks it whether the user may exec into the target and looks the pod up.
 	KubeClient kubernetes.Interface
+	// MaxSessionsPerUser caps one user's open sessions (0: no limit).
+	MaxSessionsPerUser int
 }
 
 type completedConfig struct {
-	GenericConfig     genericapiserver.CompletedConfig
-	RESTOptionsGetter generic.RESTOptionsGetter
-	KubeClient        kubernetes.Interface
+	GenericConfig      genericapiserver.CompletedConfig
+	RESTOptionsGetter  generic.RESTOptionsGetter
+	KubeClient         kubernetes.Interface
+	MaxSessionsPerUser int
 }
 
 // CompletedConfig is a Config with defaults filled in.
@@ -65,9 +68,10 @@ type CompletedConfig struct {
 // Complete fills in defaults.
 func (cfg *Config) Complete() CompletedConfig {
 	return CompletedConfig{&completedConfig{
-		GenericConfig:     cfg.GenericConfig.Complete(),
-		RESTOptionsGetter: cfg.RESTOptionsGetter,
-		KubeClient:        cfg.KubeClient,
+		GenericConfig:      cfg.GenericConfig.Complete(),
+		RESTOptionsGetter:  cfg.RESTOptionsGetter,
+		KubeClient:         cfg.KubeClient,
+		MaxSessionsPerUser: cfg.MaxSessionsPerUser,
 	}}
 }
 
@@ -87,7 +91,7 @@ func (c CompletedConfig) New() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	sessions, status, err := terminalsession.NewREST(Scheme, c.RESTOptionsGetter, terminalsession.NewTargetChecker(c.KubeClient))
+	sessions, status, err := terminalsession.NewREST(Scheme, c.RESTOptionsGetter, terminalsession.NewTargetChecker(c.KubeClient), c.MaxSessionsPerUser)
 	if err != nil {
 		return nil, err
 	}

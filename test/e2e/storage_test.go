@@ -14,6 +14,7 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
@@ -302,4 +303,35 @@ func TestBridgeLostWhenReplicaKilled(t *testing.T) {
 	}
 	t.Logf("marked BridgeLost %s after the kill", time.Since(killed).Round(time.Second))
 	_ = cb.Delete(ctx, created.Name, metav1.DeleteOptions{})
+}
+
+// One user's open sessions are capped; more get 429 naming the limit.
+func TestSessionsPerUserLimit(t *testing.T) {
+	t.Parallel()
+	r := startReplica(t, "limited", "--nats-url="+startNATS(t), "--max-sessions-per-user=2")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := r.client().TerminalV1alpha1().TerminalSessions("team-a")
+	var names []string
+	for i := range 2 {
+		s, err := c.Create(ctx, newSession("team-a", uniqueName(fmt.Sprintf("limit%d", i)), "shell-demo"), metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, s.Name)
+	}
+	_, err := c.Create(ctx, newSession("team-a", uniqueName("limit-over"), "shell-demo"), metav1.CreateOptions{})
+	if !apierrors.IsTooManyRequests(err) || !strings.Contains(err.Error(), `user "admin" already has 2 open terminal sessions`) {
+		t.Fatalf("third session: want 429 naming the limit, got %v", err)
+	}
+	// Closing one makes room.
+	if err := c.Delete(ctx, names[0], metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Create(ctx, newSession("team-a", uniqueName("limit-again"), "shell-demo"), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("after closing one: %v", err)
+	}
+	_ = c.Delete(ctx, s.Name, metav1.DeleteOptions{})
+	_ = c.Delete(ctx, names[1], metav1.DeleteOptions{})
 }

@@ -40,6 +40,8 @@ type Options struct {
 	Recommended *genericoptions.RecommendedOptions
 	NATS        NATSOptions
 	Sessions    bridge.Limits
+	// MaxSessionsPerUser caps one user's open sessions (0: no limit).
+	MaxSessionsPerUser int
 	// ComponentGlobalsRegistry holds the effective version and feature gates.
 	ComponentGlobalsRegistry basecompatibility.ComponentGlobalsRegistry
 }
@@ -113,6 +115,7 @@ func NewOptions() *Options {
 			DefaultMaxDuration:    8 * time.Hour,
 			DefaultTTLAfterClosed: time.Hour,
 		},
+		MaxSessionsPerUser:       20,
 		ComponentGlobalsRegistry: compatibility.DefaultComponentGlobalsRegistry,
 	}
 	o.Recommended.Etcd = nil
@@ -142,6 +145,8 @@ func NewCommand(ctx context.Context) *cobra.Command {
 	fs := cmd.Flags()
 	o.Recommended.AddFlags(fs)
 	o.NATS.AddFlags(fs)
+	fs.IntVar(&o.MaxSessionsPerUser, "max-sessions-per-user", o.MaxSessionsPerUser,
+		"Open (Pending or Running) sessions one user may have across all namespaces; more get 429. 0: no limit.")
 	fs.DurationVar(&o.Sessions.DefaultIdleTimeout, "idle-timeout-default", o.Sessions.DefaultIdleTimeout,
 		"Idle timeout of sessions whose spec.idleTimeout is empty; 0: none.")
 	fs.DurationVar(&o.Sessions.MaxIdleTimeout, "idle-timeout-max", o.Sessions.MaxIdleTimeout,
@@ -162,6 +167,9 @@ func NewCommand(ctx context.Context) *cobra.Command {
 func (o *Options) Validate() error {
 	errs := o.Recommended.Validate()
 	errs = append(errs, o.NATS.Validate()...)
+	if o.MaxSessionsPerUser < 0 {
+		errs = append(errs, fmt.Errorf("--max-sessions-per-user must not be negative, got %d", o.MaxSessionsPerUser))
+	}
 	for name, d := range map[string]time.Duration{
 		"--idle-timeout-default": o.Sessions.DefaultIdleTimeout, "--idle-timeout-max": o.Sessions.MaxIdleTimeout,
 		"--max-duration-default": o.Sessions.DefaultMaxDuration, "--max-duration-max": o.Sessions.MaxMaxDuration,
@@ -281,8 +289,9 @@ func (o *Options) Config(b *broker.Broker) (*apiserver.Config, error) {
 		return nil, fmt.Errorf("storage codec: %w", err)
 	}
 	return &apiserver.Config{
-		GenericConfig: cfg,
-		KubeClient:    kubeClient,
+		GenericConfig:      cfg,
+		KubeClient:         kubeClient,
+		MaxSessionsPerUser: o.MaxSessionsPerUser,
 		RESTOptionsGetter: &kvstore.RESTOptionsGetter{
 			JetStream:               b.JetStream,
 			Codec:                   codec,

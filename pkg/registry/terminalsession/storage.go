@@ -21,7 +21,9 @@ import (
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/generic"
@@ -53,7 +55,11 @@ var (
 // update may change. scheme must have the terminal group installed. targets checks
 // every new session before it is stored (see checkTarget); nil skips the checks, which
 // only tests that do not exercise them may do.
-func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, targets TargetChecker) (*REST, *StatusREST, error) {
+//
+// maxPerUser (0: no limit) caps the open (Pending or Running) sessions one user may
+// have across all namespaces: each holds a process and a stream. The check is not
+// atomic with the create, so concurrent creates may overshoot it by a few.
+func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, targets TargetChecker, maxPerUser int) (*REST, *StatusREST, error) {
 	strategy := NewStrategy(scheme)
 	statusStrategy := NewStatusStrategy(strategy)
 
@@ -83,6 +89,9 @@ func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, targe
 			if err := checkTarget(ctx, targets, obj); err != nil {
 				return nil, err
 			}
+			if err := checkUserLimit(ctx, store, maxPerUser); err != nil {
+				return nil, err
+			}
 			return func(context.Context, bool) {}, nil
 		}
 	}
@@ -96,6 +105,34 @@ func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, targe
 	statusStore.ResetFieldsStrategy = statusStrategy
 
 	return &REST{store}, &StatusREST{store: &statusStore}, nil
+}
+
+// checkUserLimit refuses a new session when its creator already has maxPerUser
+// open ones: 429, like any other quota. Without Retry-After: client-go and
+// kubectl would silently retry for minutes, while only closing a session helps.
+func checkUserLimit(ctx context.Context, store *genericregistry.Store, maxPerUser int) error {
+	u, ok := genericapirequest.UserFrom(ctx)
+	if maxPerUser <= 0 || !ok {
+		return nil
+	}
+	all := genericapirequest.WithNamespace(ctx, metav1.NamespaceAll)
+	list, err := store.List(all, &metainternalversion.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("status.owner.username", u.GetName()),
+	})
+	if err != nil {
+		return apierrors.NewInternalError(fmt.Errorf("counting %s's open sessions: %w", u.GetName(), err))
+	}
+	open := 0
+	for _, s := range list.(*terminal.TerminalSessionList).Items {
+		if s.Status.Phase == terminal.TerminalSessionPending || s.Status.Phase == terminal.TerminalSessionRunning {
+			open++
+		}
+	}
+	if open >= maxPerUser {
+		return apierrors.NewTooManyRequests(fmt.Sprintf("user %q already has %d open terminal sessions, the most one user may have "+
+			"(terminal-apiserver --max-sessions-per-user); close one first", u.GetName(), open), 0)
+	}
+	return nil
 }
 
 // checkTarget runs targets' checks on a session about to be created and writes the
