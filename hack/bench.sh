@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# Benchmarks (make bench). Storage costs on an embedded NATS server; the
-# terminal figures (setup, echo round trip, throughput, memory per session)
-# join when the exec bridge does.
+# Benchmarks (make bench): storage costs on an embedded NATS server, then
+# terminal sessions side by side with direct pods/exec on the local control
+# plane (started if needed, left running). BENCH_ARGS go to test/bench, e.g.
+# BENCH_ARGS='-sessions 50 -echo 200 -bulk-mib 256 -idle 1000'.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
 go test -run '^$' -bench . -benchmem -count "${BENCH_COUNT:-1}" ./pkg/kvstore/
+hack/local-up.sh >/dev/null
+# shellcheck disable=SC1091
+source _output/local/env.sh
+# shellcheck disable=SC2086 # BENCH_ARGS is a list of flags.
+go run ./test/bench ${BENCH_ARGS:-}

@@ -1,0 +1,444 @@
+// Command bench measures terminal sessions on the local control plane (make
+// bench) side by side with a direct pods/exec on the same pod: session setup,
+// keystroke echo round trip, bulk output throughput, and server memory per
+// idle session. It prints the figures; it asserts nothing.
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/remotecommand"
+	"k8s.io/klog/v2"
+	"k8s.io/streaming/pkg/httpstream"
+
+	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
+	"github.com/meshery/terminal-apiserver/pkg/bridge"
+	clientset "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned"
+)
+
+var (
+	nSetup  = flag.Int("sessions", 50, "sessions for the setup figures")
+	nEcho   = flag.Int("echo", 200, "keystrokes for the echo figures")
+	bulkMiB = flag.Int("bulk-mib", 64, "MiB of output for the throughput figures")
+	nIdle   = flag.Int("idle", 200, "idle sessions for the memory figure")
+	ns      = "team-a"
+	pod     = "shell-demo"
+)
+
+type env struct {
+	cfg      *rest.Config
+	kube     *kubernetes.Clientset
+	sessions clientset.Interface
+	nc       *nats.Conn
+	js       jetstream.JetStream
+}
+
+func main() {
+	flag.Parse()
+	// client-go logs every closed exec stream; the figures are the output.
+	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(klogFlags)
+	_ = klogFlags.Set("logtostderr", "false")
+	_ = klogFlags.Set("stderrthreshold", "FATAL")
+	klog.SetOutput(io.Discard)
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+		&clientcmd.ClientConfigLoadingRules{ExplicitPath: os.Getenv("KUBECONFIG")},
+		&clientcmd.ConfigOverrides{CurrentContext: "alice"}).ClientConfig()
+	if err != nil {
+		return fmt.Errorf("kubeconfig (run through make bench): %w", err)
+	}
+	cfg.QPS, cfg.Burst = 200, 400
+	e := &env{cfg: cfg}
+	e.kube = kubernetes.NewForConfigOrDie(cfg)
+	e.sessions = clientset.NewForConfigOrDie(cfg)
+	if e.nc, err = nats.Connect(os.Getenv("TERMINAL_APISERVER_NATS_URL")); err != nil {
+		return fmt.Errorf("NATS: %w", err)
+	}
+	defer e.nc.Close()
+	e.js, _ = jetstream.New(e.nc)
+	ctx := context.Background()
+
+	fmt.Printf("terminal-apiserver vs direct pods/exec, pod %s/%s, through kube-apiserver (kwok kubelet)\n\n", ns, pod)
+	fmt.Printf("%-44s %14s %14s\n", "figure", "session", "direct exec")
+
+	ss, ds, err := e.setup(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%-44s %14s %14s\n", fmt.Sprintf("setup to first byte p50 (n=%d)", *nSetup), pct(ss, 50), pct(ds, 50))
+	fmt.Printf("%-44s %14s %14s\n", "setup to first byte p99", pct(ss, 99), pct(ds, 99))
+
+	se, de, err := e.echo(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%-44s %14s %14s\n", fmt.Sprintf("keystroke echo p50 (n=%d)", *nEcho), pct(se, 50), pct(de, 50))
+	fmt.Printf("%-44s %14s %14s\n", "keystroke echo p99", pct(se, 99), pct(de, 99))
+
+	perSession, err := e.memory(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%-44s %11.1f KiB %14s\n", fmt.Sprintf("server RSS per idle session (n=%d)", *nIdle), perSession/1024, "-")
+
+	bctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	st, dt, err := e.bulk(bctx)
+	if err != nil {
+		fmt.Printf("%-44s %14s %14s   (%v)\n", fmt.Sprintf("bulk output (%d MiB)", *bulkMiB), "-", "-", err)
+		return nil
+	}
+	fmt.Printf("%-44s %11.1f MiB/s %11.1f MiB/s\n", fmt.Sprintf("bulk output (%d MiB)", *bulkMiB), st, dt)
+	return nil
+}
+
+func pct(ds []time.Duration, p int) string {
+	if len(ds) == 0 {
+		return "-"
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := (len(s)*p + 99) / 100
+	if i > 0 {
+		i--
+	}
+	return s[i].Round(10 * time.Microsecond).String()
+}
+
+// open creates a session and returns it with a channel of its output frames.
+func (e *env) open(ctx context.Context, command []string) (*v1alpha1.TerminalSession, <-chan []byte, func(), error) {
+	tty := true
+	s, err := e.sessions.TerminalV1alpha1().TerminalSessions(ns).Create(ctx, &v1alpha1.TerminalSession{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "bench-", Namespace: ns},
+		Spec:       v1alpha1.TerminalSessionSpec{Target: v1alpha1.TerminalTarget{Pod: pod}, Command: command, TTY: &tty},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	frames := make(chan []byte, 4096)
+	cons, err := e.js.OrderedConsumer(ctx, bridge.IOStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{bridge.SubjectsFor(string(s.UID)).Out()}})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) { frames <- m.Data() })
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	closeFn := func() {
+		cc.Stop()
+		_ = e.sessions.TerminalV1alpha1().TerminalSessions(ns).Delete(context.Background(), s.Name, metav1.DeleteOptions{})
+	}
+	return s, frames, closeFn, nil
+}
+
+func (e *env) executor(command []string) (remotecommand.Executor, error) {
+	u := e.kube.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{Command: command, Stdin: true, Stdout: true, TTY: true}, scheme.ParameterCodec).URL()
+	ws, err := remotecommand.NewWebSocketExecutor(e.cfg, "GET", u.String())
+	if err != nil {
+		return nil, err
+	}
+	spdy, err := remotecommand.NewSPDYExecutor(e.cfg, "POST", u)
+	if err != nil {
+		return nil, err
+	}
+	return remotecommand.NewFallbackExecutor(ws, spdy, httpstream.IsUpgradeFailure)
+}
+
+// waitRunning polls until the session's process runs.
+func (e *env) waitRunning(ctx context.Context, name string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		cur, err := e.sessions.TerminalV1alpha1().TerminalSessions(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if cur.Status.Phase == v1alpha1.TerminalSessionRunning {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("session %s not running within 30s", name)
+}
+
+// firstByte is a writer that reports its first write.
+type firstByte struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func (f *firstByte) Write(p []byte) (int, error) {
+	f.once.Do(func() { close(f.ch) })
+	return len(p), nil
+}
+
+func (e *env) setup(ctx context.Context) (session, direct []time.Duration, err error) {
+	for range *nSetup {
+		start := time.Now()
+		_, frames, closeFn, err := e.open(ctx, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		select {
+		case <-frames:
+			session = append(session, time.Since(start))
+		case <-time.After(30 * time.Second):
+			closeFn()
+			return nil, nil, fmt.Errorf("no output within 30s")
+		}
+		closeFn()
+	}
+	for range *nSetup {
+		start := time.Now()
+		exec, err := e.executor([]string{"bash"})
+		if err != nil {
+			return nil, nil, err
+		}
+		fb := &firstByte{ch: make(chan struct{})}
+		sctx, cancel := context.WithCancel(ctx)
+		stdin, stdinW := io.Pipe()
+		go func() { _ = exec.StreamWithContext(sctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: fb, Tty: true}) }()
+		select {
+		case <-fb.ch:
+			direct = append(direct, time.Since(start))
+		case <-time.After(30 * time.Second):
+		}
+		_, _ = stdinW.Write([]byte("exit\n"))
+		stdinW.Close()
+		cancel()
+	}
+	return session, direct, nil
+}
+
+// waitFor reads frames until want has been seen.
+func waitFor(frames <-chan []byte, want []byte, buf *bytes.Buffer) error {
+	timeout := time.After(60 * time.Second)
+	for !bytes.Contains(buf.Bytes(), want) {
+		select {
+		case f := <-frames:
+			buf.Write(f)
+		case <-timeout:
+			return fmt.Errorf("did not see %q", want)
+		}
+	}
+	return nil
+}
+
+func (e *env) echo(ctx context.Context) (session, direct []time.Duration, err error) {
+	// cat under a TTY: the line discipline echoes each key at once.
+	s, frames, closeFn, err := e.open(ctx, []string{"cat"})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer closeFn()
+	// Input is read once the session runs (the bridge subscribes then).
+	if err := e.waitRunning(ctx, s.Name); err != nil {
+		return nil, nil, err
+	}
+	in := bridge.SubjectsFor(string(s.UID)).In()
+	var buf bytes.Buffer
+	for i := range *nEcho + 1 {
+		key := []byte{byte('a' + i%26)}
+		buf.Reset()
+		start := time.Now()
+		if err := e.nc.Publish(in, key); err != nil {
+			return nil, nil, err
+		}
+		if err := waitFor(frames, key, &buf); err != nil {
+			return nil, nil, fmt.Errorf("session echo: %w", err)
+		}
+		if i > 0 { // the first waits for the process to start
+			session = append(session, time.Since(start))
+		}
+	}
+
+	exec, err := e.executor([]string{"cat"})
+	if err != nil {
+		return nil, nil, err
+	}
+	stdin, stdinW := io.Pipe()
+	outR, outW := io.Pipe()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { _ = exec.StreamWithContext(sctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: outW, Tty: true}) }()
+	p := make([]byte, 4096)
+	for i := range *nEcho + 1 {
+		key := []byte{byte('a' + i%26)}
+		start := time.Now()
+		if _, err := stdinW.Write(key); err != nil {
+			return nil, nil, err
+		}
+		for {
+			n, err := outR.Read(p)
+			if err != nil {
+				return nil, nil, err
+			}
+			if bytes.Contains(p[:n], key) {
+				break
+			}
+		}
+		if i > 0 {
+			direct = append(direct, time.Since(start))
+		}
+	}
+	stdinW.Write([]byte{4})
+	return session, direct, nil
+}
+
+func (e *env) bulk(ctx context.Context) (session, direct float64, err error) {
+	script := fmt.Sprintf("read go; head -c %d /dev/zero | tr '\\0' 'x'; echo; echo BULK-END", *bulkMiB<<20)
+	cmd := []string{"bash", "-c", script}
+	s, frames, closeFn, err := e.open(ctx, cmd)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer closeFn()
+	if err := e.waitRunning(ctx, s.Name); err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	if err := e.nc.Publish(bridge.SubjectsFor(string(s.UID)).In(), []byte("\n")); err != nil {
+		return 0, 0, err
+	}
+	var total int
+	var tail []byte
+	deadline := ctx.Done()
+	for !bytes.Contains(tail, []byte("BULK-END")) {
+		select {
+		case f := <-frames:
+			total += len(f)
+			tail = append(tail, f...)
+			if len(tail) > 64 {
+				tail = tail[len(tail)-64:]
+			}
+		case <-deadline:
+			return 0, 0, fmt.Errorf("session bulk output incomplete after %d bytes", total)
+		}
+	}
+	session = float64(total) / (1 << 20) / time.Since(start).Seconds()
+
+	exec, err := e.executor([]string{"bash", "-c", script})
+	if err != nil {
+		return 0, 0, err
+	}
+	stdin, stdinW := io.Pipe()
+	outR, outW := io.Pipe()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { _ = exec.StreamWithContext(sctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: outW, Tty: true}) }()
+	start = time.Now()
+	stdinW.Write([]byte("\n"))
+	total, tail = 0, nil
+	p := make([]byte, 64<<10)
+	for !bytes.Contains(tail, []byte("BULK-END")) {
+		if ctx.Err() != nil {
+			return session, 0, fmt.Errorf("direct bulk output incomplete after %d bytes", total)
+		}
+		n, err := outR.Read(p)
+		if err != nil {
+			return 0, 0, err
+		}
+		total += n
+		tail = append(tail, p[:n]...)
+		if len(tail) > 64 {
+			tail = tail[len(tail)-64:]
+		}
+	}
+	direct = float64(total) / (1 << 20) / time.Since(start).Seconds()
+	return session, direct, nil
+}
+
+func serverRSS() (float64, error) {
+	pidb, err := os.ReadFile(filepath.Join(os.Getenv("LOCAL_PID_DIR"), "terminal-apiserver.pid"))
+	if err != nil {
+		return 0, err
+	}
+	status, err := os.ReadFile("/proc/" + strings.TrimSpace(string(pidb)) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, err := strconv.ParseFloat(f[1], 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS")
+}
+
+func (e *env) memory(ctx context.Context) (float64, error) {
+	before, err := serverRSS()
+	if err != nil {
+		return 0, err
+	}
+	c := e.sessions.TerminalV1alpha1().TerminalSessions(ns)
+	var names []string
+	defer func() {
+		for _, n := range names {
+			_ = c.Delete(context.Background(), n, metav1.DeleteOptions{})
+		}
+	}()
+	tty := true
+	for range *nIdle {
+		s, err := c.Create(ctx, &v1alpha1.TerminalSession{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "idle-", Namespace: ns, Labels: map[string]string{"bench": "idle"}},
+			Spec:       v1alpha1.TerminalSessionSpec{Target: v1alpha1.TerminalTarget{Pod: pod}, Command: []string{"cat"}, TTY: &tty},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return 0, err
+		}
+		names = append(names, s.Name)
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		l, err := c.List(ctx, metav1.ListOptions{LabelSelector: "bench=idle"})
+		if err != nil {
+			return 0, err
+		}
+		running := 0
+		for _, s := range l.Items {
+			if s.Status.Phase == v1alpha1.TerminalSessionRunning {
+				running++
+			}
+		}
+		if running == len(names) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("only %d of %d idle sessions running", running, len(names))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	after, err := serverRSS()
+	if err != nil {
+		return 0, err
+	}
+	return (after - before) / float64(len(names)), nil
+}
