@@ -224,7 +224,9 @@ func (e *env) setup(ctx context.Context) (session, direct []time.Duration, err e
 		fb := &firstByte{ch: make(chan struct{})}
 		sctx, cancel := context.WithCancel(ctx)
 		stdin, stdinW := io.Pipe()
-		go func() { _ = exec.StreamWithContext(sctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: fb, Tty: true}) }()
+		go func() {
+			_ = exec.StreamWithContext(sctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: fb, Tty: true})
+		}()
 		select {
 		case <-fb.ch:
 			direct = append(direct, time.Since(start))
@@ -287,7 +289,9 @@ func (e *env) echo(ctx context.Context) (session, direct []time.Duration, err er
 	outR, outW := io.Pipe()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() { _ = exec.StreamWithContext(sctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: outW, Tty: true}) }()
+	go func() {
+		_ = exec.StreamWithContext(sctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: outW, Tty: true})
+	}()
 	p := make([]byte, 4096)
 	for i := range *nEcho + 1 {
 		key := []byte{byte('a' + i%26)}
@@ -352,7 +356,9 @@ func (e *env) bulk(ctx context.Context) (session, direct float64, err error) {
 	outR, outW := io.Pipe()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() { _ = exec.StreamWithContext(sctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: outW, Tty: true}) }()
+	go func() {
+		_ = exec.StreamWithContext(sctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: outW, Tty: true})
+	}()
 	start = time.Now()
 	stdinW.Write([]byte("\n"))
 	total, tail = 0, nil
