@@ -174,23 +174,18 @@ func (b *Bridge) Run(ctx context.Context) {
 		},
 	})
 	factory.Start(ctx.Done())
-	// Sessions whose replica died (their lease expires and nobody renews
-	// it), and closed sessions past their ttlAfterClosed.
-	var lastOrphanCheck time.Time
-	go wait.UntilWithContext(ctx, func(ctx context.Context) {
-		defer func() {
-			if time.Since(lastOrphanCheck) >= b.cfg.LeaseDuration {
-				lastOrphanCheck = time.Now()
+	// Sessions whose replica died (their lease expires and nobody renews it)
+	// are looked for once per lease period; closed sessions past their
+	// ttlAfterClosed every SweepInterval.
+	sweep := func(interval time.Duration, check func(context.Context, *v1alpha1.TerminalSession)) {
+		go wait.UntilWithContext(ctx, func(ctx context.Context) {
+			for _, obj := range inf.GetStore().List() {
+				check(ctx, obj.(*v1alpha1.TerminalSession))
 			}
-		}()
-		for _, obj := range inf.GetStore().List() {
-			s := obj.(*v1alpha1.TerminalSession)
-			if time.Since(lastOrphanCheck) >= b.cfg.LeaseDuration {
-				b.checkOrphan(ctx, s)
-			}
-			b.collect(ctx, s)
-		}
-	}, b.cfg.SweepInterval)
+		}, interval)
+	}
+	sweep(b.cfg.LeaseDuration, b.checkOrphan)
+	sweep(b.cfg.SweepInterval, b.collect)
 	<-ctx.Done()
 	factory.Shutdown()
 	b.mu.Lock()

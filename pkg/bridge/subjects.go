@@ -4,8 +4,6 @@
 // subjects.
 package bridge
 
-import "fmt"
-
 // Subject names, keyed by the session's UID: never by user-supplied strings.
 //
 //	terminal.<uid>.out     output frames (stdout, and stderr under a TTY), in the TERMINAL_IO stream
@@ -30,5 +28,3 @@ const (
 	// the scrollback a late or reconnecting viewer replays.
 	IOStream = "TERMINAL_IO"
 )
-
-func (s Subjects) String() string { return fmt.Sprint(string(s)) }

@@ -84,7 +84,7 @@ func TestCompaction(t *testing.T) {
 	}
 	restarted, err := New(ctx, Config{
 		JetStream: sharedBroker.b.JetStream, Stream: s.b.cfg, Codec: s.codec,
-		NewFunc: s.newFunc, NewListFunc: func() runtime.Object { return &example.PodList{} },
+		NewFunc:        s.newFunc,
 		ResourcePrefix: "/pods/", Transformer: s.xf(),
 	})
 	if err != nil {

@@ -70,7 +70,7 @@ func (g *RESTOptionsGetter) GetRESTOptions(resource schema.GroupResource, _ runt
 
 func (g *RESTOptionsGetter) decorator(resource schema.GroupResource) generic.StorageDecorator {
 	return func(config *storagebackend.ConfigForResource, resourcePrefix string, _ func(obj runtime.Object) (string, error),
-		newFunc, newListFunc func() runtime.Object, _ storage.AttrFunc, _ storage.IndexerFuncs, _ *cache.Indexers,
+		newFunc, _ func() runtime.Object, _ storage.AttrFunc, _ storage.IndexerFuncs, _ *cache.Indexers,
 	) (storage.Interface, factory.DestroyFunc, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -85,7 +85,6 @@ func (g *RESTOptionsGetter) decorator(resource schema.GroupResource) generic.Sto
 			},
 			Codec:          config.Codec,
 			NewFunc:        newFunc,
-			NewListFunc:    newListFunc,
 			Prefix:         config.Prefix,
 			ResourcePrefix: resourcePrefix,
 			GroupResource:  config.GroupResource,

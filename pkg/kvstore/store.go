@@ -46,7 +46,6 @@ type Config struct {
 
 	Codec          runtime.Codec
 	NewFunc        func() runtime.Object
-	NewListFunc    func() runtime.Object
 	Prefix         string // storage prefix, e.g. "/registry"
 	ResourcePrefix string // e.g. "/terminal.meshery.io/terminalsessions"
 	GroupResource  schema.GroupResource

@@ -92,7 +92,6 @@ func newTestStore(t testing.TB) (context.Context, *testStore) {
 		},
 		Codec:          apitesting.TestCodec(codecs, examplev1.SchemeGroupVersion),
 		NewFunc:        func() runtime.Object { return &example.Pod{} },
-		NewListFunc:    func() runtime.Object { return &example.PodList{} },
 		ResourcePrefix: "/pods/",
 		GroupResource:  schema.GroupResource{Resource: "pods"},
 		Transformer:    tr,
