@@ -2,10 +2,10 @@ package bridge
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -64,6 +64,9 @@ type Config struct {
 type Limits struct {
 	DefaultIdleTimeout, MaxIdleTimeout time.Duration
 	DefaultMaxDuration, MaxMaxDuration time.Duration
+	// DefaultDetachGracePeriod, MaxDetachGracePeriod: how long a session
+	// may have no viewer attached.
+	DefaultDetachGracePeriod, MaxDetachGracePeriod time.Duration
 	// DefaultTTLAfterClosed is how long closed sessions whose spec has no
 	// ttlAfterClosed are kept; 0 keeps them until deleted.
 	DefaultTTLAfterClosed time.Duration
@@ -83,15 +86,29 @@ func effective(spec *metav1.Duration, def, ceiling time.Duration) time.Duration 
 
 // Bridge runs the sessions this replica claims.
 type Bridge struct {
-	cfg    Config
-	leases *leases
-	kube   kubernetes.Interface // the server's own identity: target checks
-	events events.EventRecorder
+	cfg         Config
+	leases      *leases
+	kube        kubernetes.Interface // the server's own identity: target checks
+	events      events.EventRecorder
+	tlsSessions tlsSessionCache
+	// msgs carries every running session's input, resize and viewer
+	// messages to one router goroutine.
+	msgs chan *nats.Msg
+	// work feeds sessions due for maintenance to a few workers.
+	work chan *session
 
 	mu      sync.Mutex
-	running map[types.UID]context.CancelCauseFunc
+	running map[types.UID]*session
+	shells  map[string]string // pod UID/container -> shell found there
 	wg      sync.WaitGroup
 }
+
+// tlsSessionCache resumes TLS sessions to kube-apiserver across execs.
+type tlsSessionCache = tls.ClientSessionCache
+
+// maintenanceWorkers bound the lease renewals, pod checks and status writes
+// in flight at once, whatever the number of sessions.
+const maintenanceWorkers = 8
 
 // New creates the IO stream and the lease bucket.
 func New(ctx context.Context, cfg Config) (*Bridge, error) {
@@ -132,7 +149,14 @@ func New(ctx context.Context, cfg Config) (*Bridge, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Bridge{cfg: cfg, leases: l, kube: kube, running: map[types.UID]context.CancelCauseFunc{}}, nil
+	return &Bridge{
+		cfg: cfg, leases: l, kube: kube,
+		tlsSessions: tls.NewLRUClientSessionCache(256),
+		msgs:        make(chan *nats.Msg, 8192),
+		work:        make(chan *session, 4096),
+		running:     map[types.UID]*session{},
+		shells:      map[string]string{},
+	}, nil
 }
 
 // recordEvents makes the bridge report starts and ends as Kubernetes Events
@@ -186,14 +210,30 @@ func (b *Bridge) Run(ctx context.Context) {
 	}
 	sweep(b.cfg.LeaseDuration, b.checkOrphan)
 	sweep(b.cfg.SweepInterval, b.collect)
+	var workers sync.WaitGroup
+	workers.Go(func() { b.route(ctx) })
+	for range maintenanceWorkers {
+		workers.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case s := <-b.work:
+					s.maintain(time.Now())
+				}
+			}
+		})
+	}
+	workers.Go(func() { wait.UntilWithContext(ctx, b.tick, time.Second) })
 	<-ctx.Done()
 	factory.Shutdown()
 	b.mu.Lock()
-	for _, cancel := range b.running {
-		cancel(errShutdown)
+	for _, s := range b.running {
+		s.cancel(errShutdown)
 	}
 	b.mu.Unlock()
 	b.wg.Wait()
+	workers.Wait()
 }
 
 // closeCause is why a session's exec was stopped.
@@ -213,8 +253,8 @@ var (
 func (b *Bridge) stop(uid types.UID) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if cancel, ok := b.running[uid]; ok {
-		cancel(errDeleted)
+	if s, ok := b.running[uid]; ok {
+		s.cancel(errDeleted)
 	}
 }
 
@@ -281,8 +321,21 @@ func (b *Bridge) consider(ctx context.Context, s *v1alpha1.TerminalSession) {
 		return // another replica runs it
 	}
 	sctx, cancel := context.WithCancelCause(ctx)
+	limits := b.cfg.Limits
+	now := time.Now()
+	sess := &session{
+		b: b, obj: s.DeepCopy(), subj: SubjectsFor(string(s.UID)), ctx: sctx, cancel: cancel,
+		tty:         s.Spec.TTY == nil || *s.Spec.TTY,
+		idle:        effective(s.Spec.IdleTimeout, limits.DefaultIdleTimeout, limits.MaxIdleTimeout),
+		maxDuration: effective(s.Spec.MaxDuration, limits.DefaultMaxDuration, limits.MaxMaxDuration),
+		detachGrace: effective(s.Spec.DetachGracePeriod, limits.DefaultDetachGracePeriod, limits.MaxDetachGracePeriod),
+		started:     now, unviewedSince: now, lastRenew: now, lastCheck: now,
+		viewers: map[string]time.Time{},
+	}
+	sess.leaseRev.Store(rev)
+	sess.touch()
 	b.mu.Lock()
-	b.running[s.UID] = cancel
+	b.running[s.UID] = sess
 	b.mu.Unlock()
 	b.wg.Add(1)
 	go func() {
@@ -293,38 +346,44 @@ func (b *Bridge) consider(ctx context.Context, s *v1alpha1.TerminalSession) {
 			delete(b.running, s.UID)
 			b.mu.Unlock()
 		}()
-		b.own(sctx, cancel, s.DeepCopy(), rev)
+		b.own(sess)
 	}()
 }
 
-// own runs a claimed session: renews its lease, enforces its timeouts,
-// watches its target, runs its exec and records how it ended.
-func (b *Bridge) own(ctx context.Context, cancel context.CancelCauseFunc, s *v1alpha1.TerminalSession, rev uint64) {
-	go func() {
-		t := time.NewTicker(b.cfg.LeaseDuration / 3)
-		defer t.Stop()
-		for {
+// tick closes the sessions whose time is up and hands the ones due for
+// maintenance to the workers. One loop for all sessions: a session costs
+// no timer or goroutine of its own.
+func (b *Bridge) tick(context.Context) {
+	now := time.Now()
+	b.mu.Lock()
+	all := make([]*session, 0, len(b.running))
+	for _, s := range b.running {
+		all = append(all, s)
+	}
+	b.mu.Unlock()
+	for _, s := range all {
+		if cause := s.expired(now); cause != nil {
+			s.cancel(cause)
+			continue
+		}
+		if s.busy.CompareAndSwap(false, true) {
 			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				next, err := b.leases.renew(ctx, string(s.UID), rev)
-				if err != nil {
-					if ctx.Err() == nil {
-						klog.ErrorS(err, "Lost a session's lease; stopping its exec", "session", klog.KObj(s))
-						cancel(errLeaseLost)
-					}
-					return
-				}
-				rev = next
+			case b.work <- s:
+			default:
+				s.busy.Store(false) // the workers are behind: next tick
 			}
 		}
-	}()
-	act := &activity{}
-	act.touch()
-	go b.supervise(ctx, cancel, s, act)
+	}
+}
 
-	code, _, err := b.run(ctx, s, act)
+// own runs a claimed session: its exec, and how it ended.
+func (b *Bridge) own(s *session) {
+	ctx := s.ctx
+	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPub()
+	s.out = newOutput(pubCtx, b.publishOutput(s.subj, s), maxFrame, maxBuffered)
+
+	code, err := b.run(s)
 	cause := context.Cause(ctx)
 	if errors.Is(cause, errLeaseLost) || errors.Is(cause, errShutdown) {
 		// The session outlives this replica: another marks it BridgeLost
@@ -341,74 +400,22 @@ func (b *Bridge) own(ctx context.Context, cancel context.CancelCauseFunc, s *v1a
 		}
 	case err != nil:
 		ev.Reason, ev.Message, phase = "ExecFailed", err.Error(), v1alpha1.TerminalSessionFailed
-		if gone := b.targetGone(context.WithoutCancel(ctx), s); gone != nil {
+		if gone := b.targetGone(context.WithoutCancel(ctx), s.obj); gone != nil {
 			ev.Reason, ev.Message, phase = gone.reason, gone.message, gone.phase
 		}
 	default:
 		ev.Reason, ev.ExitCode = v1alpha1.ReasonExited, &code
 		ev.Message = fmt.Sprintf("the process exited with code %d", code)
 	}
-	pubCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	closeCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer done()
-	if err := b.publishEvent(pubCtx, SubjectsFor(string(s.UID)), ev); err != nil {
-		klog.ErrorS(err, "Publishing the close event failed", "session", klog.KObj(s))
+	if err := b.publishEvent(closeCtx, s.subj, ev); err != nil {
+		klog.ErrorS(err, "Publishing the close event failed", "session", klog.KObj(s.obj))
 	}
 	if ev.Reason != v1alpha1.ReasonDeleted {
-		b.markClosed(pubCtx, s, ev, phase)
+		b.markClosed(closeCtx, s.obj, ev, phase)
 	}
-	b.leases.release(pubCtx, string(s.UID), rev)
-}
-
-// activity is when the session last saw input or output.
-type activity struct{ last atomic.Int64 }
-
-func (a *activity) touch()        { a.last.Store(time.Now().UnixNano()) }
-func (a *activity) at() time.Time { return time.Unix(0, a.last.Load()) }
-
-// supervise ends the session on its timeouts or when its target goes away,
-// and writes lastActivityTime at most every StatusInterval.
-func (b *Bridge) supervise(ctx context.Context, cancel context.CancelCauseFunc, s *v1alpha1.TerminalSession, act *activity) {
-	limits := b.cfg.Limits
-	idle := effective(s.Spec.IdleTimeout, limits.DefaultIdleTimeout, limits.MaxIdleTimeout)
-	maxDur := effective(s.Spec.MaxDuration, limits.DefaultMaxDuration, limits.MaxMaxDuration)
-	started := time.Now()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	var written, lastCheck time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			last := act.at()
-			switch {
-			case maxDur > 0 && now.Sub(started) >= maxDur:
-				cancel(&closeCause{reason: v1alpha1.ReasonMaxDuration, message: fmt.Sprintf("the session reached its maximum duration of %s", maxDur)})
-				return
-			case idle > 0 && now.Sub(last) >= idle:
-				cancel(&closeCause{reason: v1alpha1.ReasonIdleTimeout, message: fmt.Sprintf("no input or output for %s", idle)})
-				return
-			}
-			if now.Sub(lastCheck) >= b.cfg.StatusInterval {
-				lastCheck = now
-				if gone := b.targetGone(ctx, s); gone != nil {
-					cancel(gone)
-					return
-				}
-				if last.After(written) {
-					written = last
-					t := metav1.NewTime(last)
-					b.updateStatus(ctx, s, func(st *v1alpha1.TerminalSessionStatus) bool {
-						if st.Phase != v1alpha1.TerminalSessionRunning {
-							return false
-						}
-						st.LastActivityTime = &t
-						return true
-					})
-				}
-			}
-		}
-	}
+	b.leases.release(closeCtx, string(s.obj.UID), s.leaseRev.Load())
 }
 
 // targetGone reports why the session's pod can no longer run it, if so.
@@ -432,15 +439,6 @@ func (b *Bridge) targetGone(ctx context.Context, s *v1alpha1.TerminalSession) *c
 		return gone(fmt.Sprintf("pod %q is %s", s.Spec.Target.Pod, pod.Status.Phase))
 	}
 	return nil
-}
-
-func isClosed(ch chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
 }
 
 // updateStatus applies mutate to the current status and writes it, unless

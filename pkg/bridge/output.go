@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -12,32 +13,39 @@ import (
 // whatever arrived meanwhile (up to maxFrame bytes) is coalesced into the
 // next. A frame never ends inside a multi-byte UTF-8 character; an
 // incomplete tail waits for the rest, or at most tailWait.
+//
+// The publishing goroutine runs only while there is output to publish, so
+// an idle session costs no goroutine here.
 type output struct {
+	ctx      context.Context
 	publish  func(ctx context.Context, seq uint64, frame []byte) error
 	maxFrame int
 	maxBuf   int
 	tailWait time.Duration
 
-	mu      sync.Mutex
-	buf     []byte
-	closed  bool
-	err     error
-	ready   chan struct{} // data arrived
-	drained chan struct{} // space freed
-	done    chan struct{}
-	seq     uint64
+	mu       sync.Mutex
+	changed  *sync.Cond    // buf shrank, or the drainer stopped
+	more     chan struct{} // data arrived (wakes a drainer waiting on a tail)
+	buf      []byte
+	draining bool
+	closed   bool
+	err      error
+	seq      uint64
 }
 
-func newOutput(publish func(ctx context.Context, seq uint64, frame []byte) error, maxFrame, maxBuf int) *output {
-	return &output{
+var errOutputClosed = errors.New("output closed")
+
+func newOutput(ctx context.Context, publish func(ctx context.Context, seq uint64, frame []byte) error, maxFrame, maxBuf int) *output {
+	o := &output{
+		ctx:      ctx,
 		publish:  publish,
 		maxFrame: maxFrame,
 		maxBuf:   maxBuf,
 		tailWait: 20 * time.Millisecond,
-		ready:    make(chan struct{}, 1),
-		drained:  make(chan struct{}, 1),
-		done:     make(chan struct{}),
+		more:     make(chan struct{}, 1),
 	}
+	o.changed = sync.NewCond(&o.mu)
+	return o
 }
 
 func signal(ch chan struct{}) {
@@ -53,69 +61,82 @@ func (o *output) Write(p []byte) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for len(o.buf) >= o.maxBuf && o.err == nil && !o.closed {
-		o.mu.Unlock()
-		<-o.drained
-		o.mu.Lock()
+		o.changed.Wait()
 	}
-	if o.err != nil {
+	switch {
+	case o.err != nil:
 		return 0, o.err
+	case o.closed:
+		return 0, errOutputClosed
 	}
 	o.buf = append(o.buf, p...)
-	signal(o.ready)
+	if !o.draining {
+		o.draining = true
+		go o.drain()
+	} else {
+		signal(o.more)
+	}
 	return len(p), nil
 }
 
-// close flushes what is buffered and stops run.
-func (o *output) close() {
+// close flushes what is buffered and returns once it is published (or
+// publishing failed).
+func (o *output) close() error {
 	o.mu.Lock()
+	defer o.mu.Unlock()
 	o.closed = true
-	o.mu.Unlock()
-	signal(o.ready)
-	<-o.done
+	signal(o.more)
+	o.changed.Broadcast()
+	for o.draining {
+		o.changed.Wait()
+	}
+	return o.err
 }
 
-// run publishes frames until close; it returns the first publish error.
-func (o *output) run(ctx context.Context) error {
-	defer close(o.done)
-	var tail *time.Timer
-	var tailC <-chan time.Time
+// drain publishes frames until the buffer is empty.
+func (o *output) drain() {
+	var tailDeadline time.Time
 	for {
 		o.mu.Lock()
-		closed := o.closed
-		frame := o.take(closed || tailC == nil && tail != nil)
-		o.mu.Unlock()
-		if len(frame) > 0 {
-			if tail != nil {
-				tail.Stop()
-				tail, tailC = nil, nil
-			}
-			o.seq++
-			if err := o.publish(ctx, o.seq, frame); err != nil {
-				o.mu.Lock()
-				o.err = err
+		force := o.closed || !tailDeadline.IsZero() && !time.Now().Before(tailDeadline)
+		frame := o.take(force)
+		if frame == nil {
+			if len(o.buf) == 0 {
+				// Let a burst's buffer go: idle sessions keep none.
+				if cap(o.buf) > 4<<10 {
+					o.buf = nil
+				}
+				o.draining = false
+				o.changed.Broadcast()
 				o.mu.Unlock()
-				signal(o.drained)
-				return err
+				return
 			}
-			signal(o.drained)
+			// Only the first bytes of a character: wait for the rest.
+			if tailDeadline.IsZero() {
+				tailDeadline = time.Now().Add(o.tailWait)
+			}
+			o.mu.Unlock()
+			t := time.NewTimer(time.Until(tailDeadline))
+			select {
+			case <-o.more:
+			case <-t.C:
+			}
+			t.Stop()
 			continue
 		}
-		if closed {
-			return nil
-		}
-		o.mu.Lock()
-		pendingTail := len(o.buf) > 0
+		tailDeadline = time.Time{}
+		o.seq++
+		seq := o.seq
+		o.changed.Broadcast() // room for a blocked writer
 		o.mu.Unlock()
-		if pendingTail && tail == nil {
-			tail = time.NewTimer(o.tailWait)
-			tailC = tail.C
-		}
-		select {
-		case <-o.ready:
-		case <-tailC:
-			tailC = nil // next take may cut the incomplete tail
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := o.publish(o.ctx, seq, frame); err != nil {
+			o.mu.Lock()
+			o.err = err
+			o.buf = nil
+			o.draining = false
+			o.changed.Broadcast()
+			o.mu.Unlock()
+			return
 		}
 	}
 }
@@ -135,7 +156,14 @@ func (o *output) take(force bool) []byte {
 	}
 	frame := make([]byte, n)
 	copy(frame, o.buf[:n])
-	o.buf = append(o.buf[:0], o.buf[n:]...)
+	if n == len(o.buf) {
+		o.buf = o.buf[:0]
+	} else {
+		// Advance rather than move the rest: a bulk burst would otherwise
+		// shift up to maxBuf bytes per frame. append reallocates (and drops
+		// the consumed head) once the capacity runs out.
+		o.buf = o.buf[n:]
+	}
 	return frame
 }
 

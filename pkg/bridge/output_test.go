@@ -29,8 +29,7 @@ func (f *frames) publish(_ context.Context, seq uint64, frame []byte) error {
 
 func TestOutputKeepsCharactersWhole(t *testing.T) {
 	f := &frames{}
-	o := newOutput(f.publish, 7, 1<<20)
-	go o.run(context.Background())
+	o := newOutput(context.Background(), f.publish, 7, 1<<20)
 	text := strings.Repeat("héllo wörld ✓ 日本語 ", 50)
 	// Write in 3-byte pieces: most cut a character in two.
 	for b := []byte(text); len(b) > 0; {
@@ -62,8 +61,7 @@ func TestOutputKeepsCharactersWhole(t *testing.T) {
 // Writes that arrive while a frame is being published go out together.
 func TestOutputCoalescesWhileBusy(t *testing.T) {
 	f := &frames{gate: make(chan struct{})}
-	o := newOutput(f.publish, 1<<15, 1<<20)
-	go o.run(context.Background())
+	o := newOutput(context.Background(), f.publish, 1<<15, 1<<20)
 	o.Write([]byte("a")) // first frame, now blocked in publish
 	for range 100 {
 		o.Write([]byte("b"))
@@ -84,8 +82,7 @@ func TestOutputCoalescesWhileBusy(t *testing.T) {
 
 func TestOutputFlushesIncompleteTail(t *testing.T) {
 	f := &frames{}
-	o := newOutput(f.publish, 1024, 1<<20)
-	go o.run(context.Background())
+	o := newOutput(context.Background(), f.publish, 1024, 1<<20)
 	o.Write([]byte{'x', 0xe6}) // 'x' and the first byte of a 3-byte character
 	o.close()
 	var all []byte

@@ -8,18 +8,18 @@ import (
 	"io"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/remotecommand"
-	utilexec "k8s.io/client-go/util/exec"
 	"k8s.io/klog/v2"
-	"k8s.io/streaming/pkg/httpstream"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 )
@@ -39,28 +39,298 @@ type Size struct {
 	Rows uint16 `json:"rows"`
 }
 
+// Presence is what the viewers subject carries: a viewer announces itself
+// when it attaches and at least every ViewerRefresh while attached, and says
+// "detached" when it leaves. One silent for ViewerTTL is gone.
+type Presence struct {
+	// ID identifies one viewer connection; the server that relays it
+	// generates it.
+	ID string `json:"id"`
+	// State is "attached" or "detached".
+	State string `json:"state"`
+	// User is who the viewer is, for status and events.
+	User string `json:"user,omitempty"`
+}
+
 const (
+	ViewerRefresh = 10 * time.Second
+	ViewerTTL     = 3 * ViewerRefresh
+
 	maxFrame    = 32 << 10
 	maxBuffered = 1 << 20
-	inputQueue  = 256 // messages of input buffered towards the process
+	inputQueue  = 256  // input messages queued towards a process that is not reading
+	maxViewers  = 1024 // viewer IDs tracked per session
+	pingEvery   = 30 * time.Second
+	shellCache  = 4096
+	probeTimout = 10 * time.Second
 )
 
-// executor opens pods/exec as the session's owner: WebSocket
-// (v5.channel.k8s.io) first, SPDY when the upgrade is refused.
-func (b *Bridge) executor(s *v1alpha1.TerminalSession, command []string, tty, stdin bool) (remotecommand.Executor, error) {
-	owner := s.Status.Owner
-	if owner == nil || owner.Username == "" {
-		return nil, errors.New("session has no owner to run as")
+// session is one session this replica runs: its exec, its input queue, its
+// viewers and its timers. Its only long-lived goroutine is the one that
+// runs the exec and reads its output (own); input, output publishing and
+// maintenance run in goroutines that exist only while there is work.
+type session struct {
+	b      *Bridge
+	obj    *v1alpha1.TerminalSession
+	subj   Subjects
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	tty    bool
+
+	idle, maxDuration, detachGrace time.Duration
+	started                        time.Time
+	activity                       atomic.Int64 // unix nanos of the last input or output
+	leaseRev                       atomic.Uint64
+	busy                           atomic.Bool // maintenance in flight
+
+	mu            sync.Mutex
+	stream        execStream // nil until the exec is open
+	input         [][]byte
+	size          *Size
+	writing       bool
+	broken        bool
+	viewers       map[string]time.Time
+	unviewedSince time.Time
+	lastRenew     time.Time
+	lastCheck     time.Time
+	lastPing      time.Time
+	wroteActivity time.Time
+	wroteViewers  int32
+	out           *output
+}
+
+func (s *session) touch()                { s.activity.Store(time.Now().UnixNano()) }
+func (s *session) lastActive() time.Time { return time.Unix(0, s.activity.Load()) }
+
+// typed queues input for the process.
+func (s *session) typed(p []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.input) >= inputQueue {
+		// The process is not reading: refuse rather than queue without bound.
+		klog.V(2).InfoS("Dropping input: the process is not reading", "session", klog.KObj(s.obj))
+		return
 	}
-	cfg := rest.CopyConfig(b.cfg.KubeConfig)
-	// Impersonating the owner makes the cluster authorize the exec as them
-	// and name them in its audit log.
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: owner.Username, UID: owner.UID, Groups: owner.Groups, Extra: owner.Extra}
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
+	s.input = append(s.input, p)
+	s.kick()
+}
+
+// resized sets the terminal size, coalesced to the latest.
+func (s *session) resized(sz Size) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.size = &sz
+	s.kick()
+}
+
+// kick starts the writer if there is something to write (caller holds mu).
+func (s *session) kick() {
+	if s.stream != nil && !s.writing && !s.broken && (len(s.input) > 0 || s.size != nil) {
+		s.writing = true
+		go s.write()
 	}
-	u := client.CoreV1().RESTClient().Post().Resource("pods").Namespace(s.Namespace).Name(s.Spec.Target.Pod).
+}
+
+// write sends queued resizes and input to the process, in order, until the
+// queue is empty.
+func (s *session) write() {
+	for {
+		s.mu.Lock()
+		size, in, stream := s.size, s.input, s.stream
+		s.size, s.input = nil, nil
+		if size == nil && len(in) == 0 {
+			s.writing = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		var err error
+		if size != nil {
+			err = stream.Resize(*size)
+		}
+		for _, p := range in {
+			if err != nil {
+				break
+			}
+			s.touch()
+			_, err = stream.Write(p)
+		}
+		if err != nil {
+			// The stream is broken; its reader ends the session.
+			s.mu.Lock()
+			s.broken, s.writing, s.input = true, false, nil
+			s.mu.Unlock()
+			klog.V(2).InfoS("Writing to the exec failed", "session", klog.KObj(s.obj), "err", err)
+			return
+		}
+	}
+}
+
+// presence records a viewer's announcement.
+func (s *session) presence(p Presence) {
+	if p.ID == "" {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch p.State {
+	case "attached":
+		if _, ok := s.viewers[p.ID]; ok || len(s.viewers) < maxViewers {
+			s.viewers[p.ID] = time.Now()
+			s.unviewedSince = time.Time{}
+		}
+	case "detached":
+		delete(s.viewers, p.ID)
+		if len(s.viewers) == 0 && s.unviewedSince.IsZero() {
+			s.unviewedSince = time.Now()
+		}
+	}
+}
+
+// viewerCount forgets viewers silent for ViewerTTL and counts the rest
+// (caller holds mu).
+func (s *session) viewerCount(now time.Time) int {
+	for id, seen := range s.viewers {
+		if now.Sub(seen) >= ViewerTTL {
+			delete(s.viewers, id)
+			if len(s.viewers) == 0 && s.unviewedSince.IsZero() {
+				s.unviewedSince = seen.Add(ViewerTTL)
+			}
+		}
+	}
+	return len(s.viewers)
+}
+
+// expired says why the session must close now, if it must.
+func (s *session) expired(now time.Time) *closeCause {
+	s.mu.Lock()
+	viewers := s.viewerCount(now)
+	unviewed := s.unviewedSince
+	s.mu.Unlock()
+	switch {
+	case s.maxDuration > 0 && now.Sub(s.started) >= s.maxDuration:
+		return &closeCause{reason: v1alpha1.ReasonMaxDuration, message: fmt.Sprintf("the session reached its maximum duration of %s", s.maxDuration)}
+	case s.idle > 0 && now.Sub(s.lastActive()) >= s.idle:
+		return &closeCause{reason: v1alpha1.ReasonIdleTimeout, message: fmt.Sprintf("no input or output for %s", s.idle)}
+	case s.detachGrace > 0 && viewers == 0 && now.Sub(unviewed) >= s.detachGrace:
+		return &closeCause{reason: v1alpha1.ReasonDetached, message: fmt.Sprintf("no viewer attached for %s", s.detachGrace)}
+	}
+	return nil
+}
+
+// maintain does a session's periodic work that involves I/O: renew its
+// lease, keep its connection alive, write lastActivityTime and viewers (at
+// most every StatusInterval), and check that its pod is still there. It
+// runs on one of the bridge's workers, never two at once for a session.
+func (s *session) maintain(now time.Time) {
+	defer s.busy.Store(false)
+	b := s.b
+	ctx := s.ctx
+	if now.Sub(s.lastRenew) >= b.cfg.LeaseDuration/3 {
+		next, err := b.leases.renew(ctx, string(s.obj.UID), s.leaseRev.Load())
+		if err != nil {
+			if ctx.Err() == nil {
+				klog.ErrorS(err, "Lost a session's lease; stopping its exec", "session", klog.KObj(s.obj))
+				s.cancel(errLeaseLost)
+			}
+			return
+		}
+		s.leaseRev.Store(next)
+		s.lastRenew = now
+	}
+	s.mu.Lock()
+	stream := s.stream
+	viewers := int32(s.viewerCount(now))
+	s.mu.Unlock()
+	if stream != nil && now.Sub(s.lastPing) >= pingEvery {
+		s.lastPing = now
+		if err := stream.Ping(); err != nil {
+			klog.V(2).InfoS("Keepalive ping failed", "session", klog.KObj(s.obj), "err", err)
+		}
+	}
+	if stream == nil || now.Sub(s.lastCheck) < b.cfg.StatusInterval {
+		return
+	}
+	s.lastCheck = now
+	if gone := b.targetGone(ctx, s.obj); gone != nil {
+		s.cancel(gone)
+		return
+	}
+	last := s.lastActive()
+	if !last.After(s.wroteActivity) && viewers == s.wroteViewers {
+		return
+	}
+	s.wroteActivity, s.wroteViewers = last, viewers
+	t := metav1.NewTime(last)
+	b.updateStatus(ctx, s.obj, func(st *v1alpha1.TerminalSessionStatus) bool {
+		if st.Phase != v1alpha1.TerminalSessionRunning {
+			return false
+		}
+		st.LastActivityTime, st.Viewers = &t, viewers
+		return true
+	})
+}
+
+// subscribe routes the session's input, resize and viewer subjects to the
+// bridge's router.
+func (s *session) subscribe() ([]*nats.Subscription, error) {
+	var subs []*nats.Subscription
+	for _, subj := range []string{s.subj.In(), s.subj.Resize(), s.subj.Viewers()} {
+		sub, err := s.b.cfg.Conn.ChanSubscribe(subj, s.b.msgs)
+		if err != nil {
+			for _, sub := range subs {
+				_ = sub.Unsubscribe()
+			}
+			return nil, fmt.Errorf("subscribe %s: %w", subj, err)
+		}
+		subs = append(subs, sub)
+	}
+	return subs, nil
+}
+
+// route hands each message on a session subject to its session.
+func (b *Bridge) route(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-b.msgs:
+			b.deliver(m)
+		}
+	}
+}
+
+func (b *Bridge) deliver(m *nats.Msg) {
+	rest, ok := strings.CutPrefix(m.Subject, subjectRoot+".")
+	i := strings.LastIndexByte(rest, '.')
+	if !ok || i < 0 {
+		return
+	}
+	b.mu.Lock()
+	s := b.running[types.UID(rest[:i])]
+	b.mu.Unlock()
+	if s == nil {
+		return
+	}
+	switch rest[i+1:] {
+	case "in":
+		s.typed(m.Data)
+	case "resize":
+		var sz Size
+		if json.Unmarshal(m.Data, &sz) == nil && sz.Cols > 0 && sz.Rows > 0 {
+			s.resized(sz)
+		}
+	case "viewers":
+		var p Presence
+		if json.Unmarshal(m.Data, &p) == nil {
+			s.presence(p)
+		}
+	}
+}
+
+// execURL is the pods/exec URL of a command in the session's container.
+func (b *Bridge) execURL(s *v1alpha1.TerminalSession, command []string, tty, stdin bool) *url.URL {
+	return b.kube.CoreV1().RESTClient().Post().Resource("pods").Namespace(s.Namespace).Name(s.Spec.Target.Pod).
 		SubResource("exec").VersionedParams(&corev1.PodExecOptions{
 		Container: s.Spec.Target.Container,
 		Command:   command,
@@ -69,172 +339,125 @@ func (b *Bridge) executor(s *v1alpha1.TerminalSession, command []string, tty, st
 		Stderr:    !tty,
 		TTY:       tty,
 	}, scheme.ParameterCodec).URL()
-	return newFallbackExecutor(cfg, u)
 }
 
-func newFallbackExecutor(cfg *rest.Config, u *url.URL) (remotecommand.Executor, error) {
-	ws, err := remotecommand.NewWebSocketExecutor(cfg, "GET", u.String())
+// asOwner is the bridge's client configuration impersonating the session's
+// owner: the cluster authorizes the exec as them and names them in its
+// audit log.
+func (b *Bridge) asOwner(s *v1alpha1.TerminalSession) (*rest.Config, error) {
+	owner := s.Status.Owner
+	if owner == nil || owner.Username == "" {
+		return nil, errors.New("session has no owner to run as")
+	}
+	cfg := rest.CopyConfig(b.cfg.KubeConfig)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: owner.Username, UID: owner.UID, Groups: owner.Groups, Extra: owner.Extra}
+	return cfg, nil
+}
+
+func (b *Bridge) openExec(ctx context.Context, s *v1alpha1.TerminalSession, command []string, tty, stdin bool) (execStream, error) {
+	cfg, err := b.asOwner(s)
 	if err != nil {
 		return nil, err
 	}
-	spdy, err := remotecommand.NewSPDYExecutor(cfg, "POST", u)
-	if err != nil {
-		return nil, err
-	}
-	return remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
-		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
-	})
+	return openExec(ctx, cfg, b.tlsSessions, b.execURL(s, command, tty, stdin), tty)
 }
 
 // shell picks the first of bash and sh that the container runs, before any
-// input is accepted.
+// input is accepted. The answer is remembered per pod UID and container:
+// a second session on the same container skips the probe.
 func (b *Bridge) shell(ctx context.Context, s *v1alpha1.TerminalSession) []string {
-	exec, err := b.executor(s, []string{"bash", "-c", "exit 0"}, false, false)
-	if err == nil {
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		err = exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: io.Discard})
-	}
-	if err == nil {
-		return []string{"bash"}
-	}
-	return []string{"sh"}
-}
-
-// sizeQueue feeds the exec its terminal size: the initial one first, then
-// each resize, coalesced to the latest.
-type sizeQueue struct {
-	ctx  context.Context
-	next chan remotecommand.TerminalSize
-}
-
-func (q *sizeQueue) set(sz remotecommand.TerminalSize) {
-	for {
-		select {
-		case q.next <- sz:
-			return
-		default:
-		}
-		select {
-		case <-q.next: // drop the stale one
-		default:
+	key := ""
+	if pod, err := b.kube.CoreV1().Pods(s.Namespace).Get(ctx, s.Spec.Target.Pod, metav1.GetOptions{}); err == nil {
+		key = string(pod.UID) + "/" + s.Spec.Target.Container
+		b.mu.Lock()
+		sh, ok := b.shells[key]
+		b.mu.Unlock()
+		if ok {
+			return []string{sh}
 		}
 	}
-}
-
-func (q *sizeQueue) Next() *remotecommand.TerminalSize {
-	select {
-	case sz := <-q.next:
-		return &sz
-	case <-q.ctx.Done():
-		return nil
+	sh := "sh"
+	pctx, cancel := context.WithTimeout(ctx, probeTimout)
+	defer cancel()
+	if exec, err := b.openExec(pctx, s, []string{"bash", "-c", "exit 0"}, false, false); err == nil {
+		stop := context.AfterFunc(pctx, func() { _ = exec.Close() })
+		if code, err := exec.Wait(io.Discard); err == nil && code == 0 {
+			sh = "bash"
+		}
+		stop()
+		_ = exec.Close()
 	}
+	if key != "" && ctx.Err() == nil {
+		b.mu.Lock()
+		if len(b.shells) >= shellCache {
+			clear(b.shells)
+		}
+		b.shells[key] = sh
+		b.mu.Unlock()
+	}
+	return []string{sh}
 }
 
 // run is one session's exec, from start to exit. It returns the exit code,
 // or an error if the exec could not run.
-func (b *Bridge) run(ctx context.Context, s *v1alpha1.TerminalSession, act *activity) (exitCode int32, command []string, err error) {
-	subj := SubjectsFor(string(s.UID))
-	tty := s.Spec.TTY == nil || *s.Spec.TTY
-
-	// Input and resize subscriptions exist before the process starts, so
-	// nothing typed early is lost.
-	sizes := &sizeQueue{ctx: ctx, next: make(chan remotecommand.TerminalSize, 1)}
-	if s.Spec.Size != nil {
-		sizes.set(remotecommand.TerminalSize{Width: uint16(s.Spec.Size.Cols), Height: uint16(s.Spec.Size.Rows)})
-	}
-	resizeSub, err := b.cfg.Conn.Subscribe(subj.Resize(), func(m *nats.Msg) {
-		var sz Size
-		if json.Unmarshal(m.Data, &sz) == nil && sz.Cols > 0 && sz.Rows > 0 {
-			sizes.set(remotecommand.TerminalSize{Width: sz.Cols, Height: sz.Rows})
-		}
-	})
+func (b *Bridge) run(s *session) (exitCode int32, err error) {
+	ctx := s.ctx
+	subs, err := s.subscribe()
 	if err != nil {
-		return 0, nil, fmt.Errorf("subscribe %s: %w", subj.Resize(), err)
+		return 0, err
 	}
-	defer resizeSub.Unsubscribe()
-
-	input := make(chan []byte, inputQueue)
-	inSub, err := b.cfg.Conn.Subscribe(subj.In(), func(m *nats.Msg) {
-		select {
-		case input <- m.Data:
-		default:
-			// The process is not reading: refuse rather than queue without bound.
-			klog.V(2).InfoS("Dropping input: the process is not reading", "session", klog.KObj(s))
-		}
-	})
-	if err != nil {
-		return 0, nil, fmt.Errorf("subscribe %s: %w", subj.In(), err)
-	}
-	defer inSub.Unsubscribe()
-	stdin, stdinW := io.Pipe()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer stdinW.Close()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case p := <-input:
-				act.touch()
-				if _, err := stdinW.Write(p); err != nil {
-					return
-				}
-			case <-ctx.Done():
-				stdinW.CloseWithError(ctx.Err())
-				return
-			}
+	defer func() {
+		for _, sub := range subs {
+			_ = sub.Unsubscribe()
 		}
 	}()
-
-	command = s.Spec.Command
+	command := s.obj.Spec.Command
 	if len(command) == 0 {
-		command = b.shell(ctx, s)
+		command = b.shell(ctx, s.obj)
 	}
-	exec, err := b.executor(s, command, tty, true)
+	stream, err := b.openExec(ctx, s.obj, command, s.tty, true)
 	if err != nil {
-		return 0, command, err
+		return 0, err
 	}
+	defer stream.Close()
+	stop := context.AfterFunc(ctx, func() { _ = stream.Close() })
+	defer stop()
 
-	out := newOutput(func(ctx context.Context, seq uint64, frame []byte) error {
-		act.touch()
+	s.mu.Lock()
+	if s.tty && s.obj.Spec.Size != nil && s.size == nil {
+		// Before any input: the first thing the process's terminal gets.
+		s.size = &Size{Cols: uint16(s.obj.Spec.Size.Cols), Rows: uint16(s.obj.Spec.Size.Rows)}
+	}
+	s.stream = stream
+	s.kick()
+	s.mu.Unlock()
+
+	if err := b.publishEvent(ctx, s.subj, Event{Type: "started", Command: command}); err != nil {
+		klog.ErrorS(err, "Publishing the start event failed", "session", klog.KObj(s.obj))
+	}
+	var marked sync.WaitGroup
+	marked.Go(func() { b.markRunning(ctx, s.obj, command) })
+	defer marked.Wait()
+
+	code, err := stream.Wait(s.out)
+	if ferr := s.out.close(); ferr != nil && ctx.Err() == nil {
+		klog.ErrorS(ferr, "Publishing output failed", "session", klog.KObj(s.obj))
+	}
+	if ctx.Err() != nil {
+		return code, context.Cause(ctx)
+	}
+	return code, err
+}
+
+func (b *Bridge) publishOutput(subj Subjects, s *session) func(ctx context.Context, seq uint64, frame []byte) error {
+	out := subj.Out()
+	return func(ctx context.Context, seq uint64, frame []byte) error {
+		s.touch()
 		_, err := b.cfg.JetStream.PublishMsg(ctx, &nats.Msg{
-			Subject: subj.Out(), Data: frame,
+			Subject: out, Data: frame,
 			Header: nats.Header{SeqHeader: []string{strconv.FormatUint(seq, 10)}},
 		})
 		return err
-	}, maxFrame, maxBuffered)
-	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopPub()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := out.run(pubCtx); err != nil && pubCtx.Err() == nil {
-			klog.ErrorS(err, "Publishing output failed", "session", klog.KObj(s))
-		}
-	}()
-	if err := b.publishEvent(ctx, subj, Event{Type: "started", Command: command}); err != nil {
-		klog.ErrorS(err, "Publishing the start event failed", "session", klog.KObj(s))
-	}
-	b.markRunning(ctx, s, command)
-
-	opts := remotecommand.StreamOptions{Stdin: stdin, Stdout: out, Tty: tty}
-	if tty {
-		opts.TerminalSizeQueue = sizes
-	} else {
-		opts.Stderr = out
-	}
-	err = exec.StreamWithContext(ctx, opts)
-	out.close()
-	var exitErr utilexec.ExitError
-	switch {
-	case err == nil:
-		return 0, command, nil
-	case errors.As(err, &exitErr):
-		return int32(exitErr.ExitStatus()), command, nil
-	default:
-		return 0, command, err
 	}
 }
 

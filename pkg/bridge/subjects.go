@@ -10,15 +10,19 @@ package bridge
 //	terminal.<uid>.ctl     lifecycle events (started, exit), in the TERMINAL_IO stream
 //	terminal.<uid>.in      input bytes (core NATS)
 //	terminal.<uid>.resize  {"cols":N,"rows":N} (core NATS)
+//	terminal.<uid>.viewers viewer presence, Presence JSON (core NATS)
 type Subjects string
 
-// SubjectsFor is the subject prefix of a session.
-func SubjectsFor(uid string) Subjects { return Subjects("terminal." + uid) }
+const subjectRoot = "terminal"
 
-func (s Subjects) Out() string    { return string(s) + ".out" }
-func (s Subjects) Ctl() string    { return string(s) + ".ctl" }
-func (s Subjects) In() string     { return string(s) + ".in" }
-func (s Subjects) Resize() string { return string(s) + ".resize" }
+// SubjectsFor is the subject prefix of a session.
+func SubjectsFor(uid string) Subjects { return Subjects(subjectRoot + "." + uid) }
+
+func (s Subjects) Out() string     { return string(s) + ".out" }
+func (s Subjects) Ctl() string     { return string(s) + ".ctl" }
+func (s Subjects) In() string      { return string(s) + ".in" }
+func (s Subjects) Resize() string  { return string(s) + ".resize" }
+func (s Subjects) Viewers() string { return string(s) + ".viewers" }
 
 const (
 	// SeqHeader numbers a session's output frames 1, 2, 3, ... so a viewer

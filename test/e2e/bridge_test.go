@@ -140,10 +140,9 @@ func TestBridgeShellRoundTrip(t *testing.T) {
 		}
 		return strings.Contains(scr.String(), "now=43 132"), nil
 	})
-	// Deleting the session ends the exec at once. (kwok cannot show a
-	// process exiting by itself while its stdin is open: it reports the exit
-	// only after stdin closes, which a real kubelet does not wait for. Nor
-	// does kwok kill the process when the stream ends; local-down does.)
+	// Deleting the session ends the exec at once. (kwok does not kill the
+	// process when the stream ends, as a real kubelet's runtime does;
+	// local-down does.)
 	closedEvents := make(chan bridge.Event, 4)
 	ctlSub, err := nc.Subscribe(subj.Ctl(), func(m *nats.Msg) {
 		var ev bridge.Event

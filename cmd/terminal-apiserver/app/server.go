@@ -114,6 +114,10 @@ func NewOptions() *Options {
 			DefaultIdleTimeout:    30 * time.Minute,
 			DefaultMaxDuration:    8 * time.Hour,
 			DefaultTTLAfterClosed: time.Hour,
+			// Long enough to survive a laptop lid or a flaky network,
+			// short enough that a closed tab does not leave a shell open
+			// for the rest of the day.
+			DefaultDetachGracePeriod: 15 * time.Minute,
 		},
 		MaxSessionsPerUser:       20,
 		ComponentGlobalsRegistry: compatibility.DefaultComponentGlobalsRegistry,
@@ -155,6 +159,10 @@ func NewCommand(ctx context.Context) *cobra.Command {
 		"Maximum duration of sessions whose spec.maxDuration is empty; 0: none.")
 	fs.DurationVar(&o.Sessions.MaxMaxDuration, "max-duration-max", o.Sessions.MaxMaxDuration,
 		"Ceiling on any session's maximum duration; 0: no ceiling.")
+	fs.DurationVar(&o.Sessions.DefaultDetachGracePeriod, "detach-grace-period-default", o.Sessions.DefaultDetachGracePeriod,
+		"How long sessions whose spec.detachGracePeriod is empty may have no viewer attached before they close; 0: forever.")
+	fs.DurationVar(&o.Sessions.MaxDetachGracePeriod, "detach-grace-period-max", o.Sessions.MaxDetachGracePeriod,
+		"Ceiling on any session's detach grace period; 0: no ceiling.")
 	fs.DurationVar(&o.Sessions.DefaultTTLAfterClosed, "ttl-after-closed-default", o.Sessions.DefaultTTLAfterClosed,
 		"How long closed sessions whose spec.ttlAfterClosed is empty are kept before deletion; 0: until deleted.")
 	_, _ = o.ComponentGlobalsRegistry.ComponentGlobalsOrRegister(basecompatibility.DefaultKubeComponent,
@@ -173,7 +181,9 @@ func (o *Options) Validate() error {
 	for name, d := range map[string]time.Duration{
 		"--idle-timeout-default": o.Sessions.DefaultIdleTimeout, "--idle-timeout-max": o.Sessions.MaxIdleTimeout,
 		"--max-duration-default": o.Sessions.DefaultMaxDuration, "--max-duration-max": o.Sessions.MaxMaxDuration,
-		"--ttl-after-closed-default": o.Sessions.DefaultTTLAfterClosed,
+		"--ttl-after-closed-default":    o.Sessions.DefaultTTLAfterClosed,
+		"--detach-grace-period-default": o.Sessions.DefaultDetachGracePeriod,
+		"--detach-grace-period-max":     o.Sessions.MaxDetachGracePeriod,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative, got %s", name, d))
