@@ -2,12 +2,13 @@
 # Benchmarks (make bench): storage costs on an embedded NATS server, then
 # terminal sessions side by side with direct pods/exec on the local control
 # plane (started if needed, left running). BENCH_ARGS go to test/bench, e.g.
-# BENCH_ARGS='-sessions 50 -echo 200 -bulk-mib 256 -idle 1000'.
+# BENCH_ARGS='-sessions 10 -echo 50 -bulk-mib 16 -idle 100' for a quick run.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 go test -run '^$' -bench . -benchmem -count "${BENCH_COUNT:-1}" ./pkg/kvstore/
-hack/local-up.sh >/dev/null
+# 1,000 idle sessions of one user: lift the per-user limit for the run.
+TERMINAL_APISERVER_EXTRA_ARGS="--max-sessions-per-user=0 ${TERMINAL_APISERVER_EXTRA_ARGS:-}" hack/local-up.sh >/dev/null
 # shellcheck disable=SC1091
 source _output/local/env.sh
 # shellcheck disable=SC2086 # BENCH_ARGS is a list of flags.

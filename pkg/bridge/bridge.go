@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
@@ -86,11 +86,15 @@ func effective(spec *metav1.Duration, def, ceiling time.Duration) time.Duration 
 
 // Bridge runs the sessions this replica claims.
 type Bridge struct {
-	cfg         Config
-	leases      *leases
-	kube        kubernetes.Interface // the server's own identity: target checks
-	events      events.EventRecorder
-	tlsSessions tlsSessionCache
+	cfg        Config
+	leases     *leases
+	kube       kubernetes.Interface // the server's own identity: target checks
+	events     events.EventRecorder
+	pods       *podWatch
+	tlsConfigs *tlsConfigs
+	// js publishes output asynchronously: its own context, so the limit
+	// on frames in flight is the bridge's alone.
+	js jetstream.JetStream
 	// msgs carries every running session's input, resize and viewer
 	// messages to one router goroutine.
 	msgs chan *nats.Msg
@@ -102,9 +106,6 @@ type Bridge struct {
 	shells  map[string]string // pod UID/container -> shell found there
 	wg      sync.WaitGroup
 }
-
-// tlsSessionCache resumes TLS sessions to kube-apiserver across execs.
-type tlsSessionCache = tls.ClientSessionCache
 
 // maintenanceWorkers bound the lease renewals, pod checks and status writes
 // in flight at once, whatever the number of sessions.
@@ -145,18 +146,34 @@ func New(ctx context.Context, cfg Config) (*Bridge, error) {
 	if cfg.SweepInterval == 0 {
 		cfg.SweepInterval = time.Second
 	}
-	kube, err := kubernetes.NewForConfig(cfg.KubeConfig)
+	// The bridge's own calls (pod look-ups, events) grow with the number of
+	// sessions: client-go's default of 5 QPS would queue them for minutes.
+	// kube-apiserver's priority and fairness still protects it.
+	own := rest.CopyConfig(cfg.KubeConfig)
+	own.QPS, own.Burst = max(own.QPS, 100), max(own.Burst, 200)
+	kube, err := kubernetes.NewForConfig(own)
 	if err != nil {
 		return nil, err
 	}
-	return &Bridge{
-		cfg: cfg, leases: l, kube: kube,
-		tlsSessions: tls.NewLRUClientSessionCache(256),
-		msgs:        make(chan *nats.Msg, 8192),
-		work:        make(chan *session, 4096),
-		running:     map[types.UID]*session{},
-		shells:      map[string]string{},
-	}, nil
+	meta, err := metadata.NewForConfig(own)
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(cfg.Conn, jetstream.WithPublishAsyncMaxPending(1<<15),
+		jetstream.WithPublishAsyncTimeout(30*time.Second))
+	if err != nil {
+		return nil, err
+	}
+	b := &Bridge{
+		cfg: cfg, leases: l, kube: kube, js: js,
+		tlsConfigs: newTLSConfigs(),
+		msgs:       make(chan *nats.Msg, 8192),
+		work:       make(chan *session, 4096),
+		running:    map[types.UID]*session{},
+		shells:     map[string]string{},
+	}
+	b.pods = newPodWatch(meta, b.targetDeleted)
+	return b, nil
 }
 
 // recordEvents makes the bridge report starts and ends as Kubernetes Events
@@ -185,6 +202,13 @@ func (b *Bridge) Run(ctx context.Context) {
 	b.recordEvents(ctx)
 	factory := informers.NewSharedInformerFactory(b.cfg.Sessions, 10*time.Minute)
 	inf := factory.Terminal().V1alpha1().TerminalSessions().Informer()
+	// The bridge never reads managedFields: don't keep a copy per session.
+	_ = inf.SetTransform(func(obj any) (any, error) {
+		if s, ok := obj.(*v1alpha1.TerminalSession); ok {
+			s.ManagedFields = nil
+		}
+		return obj, nil
+	})
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { b.consider(ctx, obj.(*v1alpha1.TerminalSession)) },
 		UpdateFunc: func(_, obj any) { b.consider(ctx, obj.(*v1alpha1.TerminalSession)) },
@@ -225,6 +249,9 @@ func (b *Bridge) Run(ctx context.Context) {
 		})
 	}
 	workers.Go(func() { wait.UntilWithContext(ctx, b.tick, time.Second) })
+	// Leases are renewed in a loop of their own: nothing slow may delay a
+	// renewal past the lease's expiry, or a healthy session would be lost.
+	workers.Go(func() { wait.UntilWithContext(ctx, b.renewLeases, b.cfg.LeaseDuration/3) })
 	<-ctx.Done()
 	factory.Shutdown()
 	b.mu.Lock()
@@ -329,7 +356,7 @@ func (b *Bridge) consider(ctx context.Context, s *v1alpha1.TerminalSession) {
 		idle:        effective(s.Spec.IdleTimeout, limits.DefaultIdleTimeout, limits.MaxIdleTimeout),
 		maxDuration: effective(s.Spec.MaxDuration, limits.DefaultMaxDuration, limits.MaxMaxDuration),
 		detachGrace: effective(s.Spec.DetachGracePeriod, limits.DefaultDetachGracePeriod, limits.MaxDetachGracePeriod),
-		started:     now, unviewedSince: now, lastRenew: now, lastCheck: now,
+		started:     now, unviewedSince: now, lastStatus: now, lastPing: now,
 		viewers: map[string]time.Time{},
 	}
 	sess.leaseRev.Store(rev)
@@ -355,18 +382,12 @@ func (b *Bridge) consider(ctx context.Context, s *v1alpha1.TerminalSession) {
 // no timer or goroutine of its own.
 func (b *Bridge) tick(context.Context) {
 	now := time.Now()
-	b.mu.Lock()
-	all := make([]*session, 0, len(b.running))
-	for _, s := range b.running {
-		all = append(all, s)
-	}
-	b.mu.Unlock()
-	for _, s := range all {
+	for _, s := range b.sessions() {
 		if cause := s.expired(now); cause != nil {
 			s.cancel(cause)
 			continue
 		}
-		if s.busy.CompareAndSwap(false, true) {
+		if s.due(now) && s.busy.CompareAndSwap(false, true) {
 			select {
 			case b.work <- s:
 			default:
@@ -376,9 +397,36 @@ func (b *Bridge) tick(context.Context) {
 	}
 }
 
+// renewLeases extends the lease of every session this replica runs.
+func (b *Bridge) renewLeases(context.Context) {
+	for _, s := range b.sessions() {
+		s.renew()
+	}
+}
+
+func (b *Bridge) sessions() []*session {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	all := make([]*session, 0, len(b.running))
+	for _, s := range b.running {
+		all = append(all, s)
+	}
+	return all
+}
+
+// targetDeleted closes the sessions running in a pod that is going away.
+func (b *Bridge) targetDeleted(namespace, pod, why string) {
+	for _, s := range b.sessions() {
+		if s.obj.Namespace == namespace && s.obj.Spec.Target.Pod == pod {
+			s.cancel(&closeCause{reason: v1alpha1.ReasonTargetGone, message: why, phase: v1alpha1.TerminalSessionClosed})
+		}
+	}
+}
+
 // own runs a claimed session: its exec, and how it ended.
 func (b *Bridge) own(s *session) {
 	ctx := s.ctx
+	defer b.pods.watch(ctx, s.obj.Namespace)()
 	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPub()
 	s.out = newOutput(pubCtx, b.publishOutput(s.subj, s), maxFrame, maxBuffered)

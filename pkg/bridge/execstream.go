@@ -3,6 +3,7 @@ package bridge
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -68,6 +69,43 @@ var (
 	readBuffers     = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 )
 
+// tlsConfigs shares one TLS configuration among all execs: impersonation
+// travels in headers, so every exec uses the server's own TLS identity, and
+// a configuration per connection would hold its own parsed CA pool and
+// client certificate. It is rebuilt every minute to pick up rotated files.
+// TLS sessions are resumed, so connections also share the peer's
+// certificates and skip the handshake's signatures.
+type tlsConfigs struct {
+	mu    sync.Mutex
+	conf  *tls.Config
+	built time.Time
+	cache tls.ClientSessionCache
+}
+
+func newTLSConfigs() *tlsConfigs {
+	return &tlsConfigs{cache: tls.NewLRUClientSessionCache(256)}
+}
+
+// get is the TLS configuration for cfg, which must differ from the
+// first caller's only in impersonation. A nil receiver builds a fresh one.
+func (t *tlsConfigs) get(cfg *rest.Config) (*tls.Config, error) {
+	if t == nil {
+		return rest.TLSConfigFor(cfg)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.conf != nil && time.Since(t.built) < time.Minute {
+		return t.conf, nil
+	}
+	conf, err := rest.TLSConfigFor(cfg)
+	if err != nil || conf == nil {
+		return conf, err
+	}
+	conf.ClientSessionCache = t.cache
+	t.conf, t.built = conf, time.Now()
+	return conf, nil
+}
+
 // wsStream speaks the client side of the pods/exec WebSocket protocol
 // (v5.channel.k8s.io, else v4) on one connection, without goroutines of
 // its own: Wait runs in the caller's.
@@ -90,21 +128,18 @@ func (e *upgradeError) Unwrap() error { return e.err }
 
 // dialWebSocket opens the exec at u (a pods/exec URL) with cfg's
 // credentials and impersonation.
-func dialWebSocket(ctx context.Context, cfg *rest.Config, tlsSessions tlsSessionCache, u *url.URL) (*wsStream, error) {
-	tlsConf, err := rest.TLSConfigFor(cfg)
+func dialWebSocket(ctx context.Context, cfg *rest.Config, tlsConfs *tlsConfigs, u *url.URL) (*wsStream, error) {
+	tlsConf, err := tlsConfs.get(cfg)
 	if err != nil {
 		return nil, err
 	}
-	if tlsConf != nil && tlsSessions != nil {
-		// Resumed sessions skip the handshake's signatures and share the
-		// peer's parsed certificates instead of holding a copy each.
-		tlsConf.ClientSessionCache = tlsSessions
-	}
 	d := &dialer{ws: websocket.Dialer{
-		Proxy:            cfg.Proxy,
-		TLSClientConfig:  tlsConf,
-		Subprotocols:     []string{protoV5, protoV4},
-		ReadBufferSize:   4 << 10,
+		Proxy:           cfg.Proxy,
+		TLSClientConfig: tlsConf,
+		Subprotocols:    []string{protoV5, protoV4},
+		// Frame headers are read through this buffer; payloads of any
+		// size go straight to the caller's (pooled) buffer.
+		ReadBufferSize:   1 << 10,
 		WriteBufferSize:  32<<10 + 1,
 		WriteBufferPool:  writeBufferPool,
 		HandshakeTimeout: 30 * time.Second,
@@ -387,8 +422,8 @@ func (q *sizeQueue) Next() *remotecommand.TerminalSize {
 
 // openExec opens pods/exec at u: WebSocket first, SPDY when the upgrade is
 // refused (as kubectl does).
-func openExec(ctx context.Context, cfg *rest.Config, tlsSessions tlsSessionCache, u *url.URL, tty bool) (execStream, error) {
-	ws, err := dialWebSocket(ctx, cfg, tlsSessions, u)
+func openExec(ctx context.Context, cfg *rest.Config, tlsConfs *tlsConfigs, u *url.URL, tty bool) (execStream, error) {
+	ws, err := dialWebSocket(ctx, cfg, tlsConfs, u)
 	if err == nil {
 		return ws, nil
 	}

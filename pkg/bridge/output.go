@@ -17,8 +17,12 @@ import (
 // The publishing goroutine runs only while there is output to publish, so
 // an idle session costs no goroutine here.
 type output struct {
-	ctx      context.Context
-	publish  func(ctx context.Context, seq uint64, frame []byte) error
+	ctx context.Context
+	// publish sends a frame and returns a function that waits until it is
+	// stored. Up to window frames are in flight at once: the next is sent
+	// while earlier ones are being stored, in order.
+	publish  func(ctx context.Context, seq uint64, frame []byte) (stored func() error, err error)
+	window   int
 	maxFrame int
 	maxBuf   int
 	tailWait time.Duration
@@ -35,10 +39,11 @@ type output struct {
 
 var errOutputClosed = errors.New("output closed")
 
-func newOutput(ctx context.Context, publish func(ctx context.Context, seq uint64, frame []byte) error, maxFrame, maxBuf int) *output {
+func newOutput(ctx context.Context, publish func(ctx context.Context, seq uint64, frame []byte) (func() error, error), maxFrame, maxBuf int) *output {
 	o := &output{
 		ctx:      ctx,
 		publish:  publish,
+		window:   8,
 		maxFrame: maxFrame,
 		maxBuf:   maxBuf,
 		tailWait: 20 * time.Millisecond,
@@ -93,13 +98,35 @@ func (o *output) close() error {
 	return o.err
 }
 
-// drain publishes frames until the buffer is empty.
+// drain publishes frames until the buffer is empty and every frame is
+// stored.
 func (o *output) drain() {
 	var tailDeadline time.Time
+	var inflight []func() error
+	fail := func(err error) {
+		o.mu.Lock()
+		o.err = err
+		o.buf = nil
+		o.draining = false
+		o.changed.Broadcast()
+		o.mu.Unlock()
+	}
 	for {
 		o.mu.Lock()
 		force := o.closed || !tailDeadline.IsZero() && !time.Now().Before(tailDeadline)
 		frame := o.take(force)
+		if frame == nil && len(o.buf) == 0 && len(inflight) > 0 {
+			// Nothing new: let what is in flight land, then look again.
+			o.mu.Unlock()
+			for _, stored := range inflight {
+				if err := stored(); err != nil {
+					fail(err)
+					return
+				}
+			}
+			inflight = inflight[:0]
+			continue
+		}
 		if frame == nil {
 			if len(o.buf) == 0 {
 				// Let a burst's buffer go: idle sessions keep none.
@@ -129,15 +156,19 @@ func (o *output) drain() {
 		seq := o.seq
 		o.changed.Broadcast() // room for a blocked writer
 		o.mu.Unlock()
-		if err := o.publish(o.ctx, seq, frame); err != nil {
-			o.mu.Lock()
-			o.err = err
-			o.buf = nil
-			o.draining = false
-			o.changed.Broadcast()
-			o.mu.Unlock()
+		if len(inflight) >= o.window {
+			if err := inflight[0](); err != nil {
+				fail(err)
+				return
+			}
+			inflight = inflight[1:]
+		}
+		stored, err := o.publish(o.ctx, seq, frame)
+		if err != nil {
+			fail(err)
 			return
 		}
+		inflight = append(inflight, stored)
 	}
 }
 

@@ -6,17 +6,19 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
 type frames struct {
-	mu   sync.Mutex
-	seqs []uint64
-	data [][]byte
-	gate chan struct{} // when set, each publish waits for it
+	mu     sync.Mutex
+	seqs   []uint64
+	data   [][]byte
+	gate   chan struct{} // when set, each publish waits for it
+	stored chan struct{} // when set, each frame is stored when it receives
 }
 
-func (f *frames) publish(_ context.Context, seq uint64, frame []byte) error {
+func (f *frames) publish(_ context.Context, seq uint64, frame []byte) (func() error, error) {
 	if f.gate != nil {
 		<-f.gate
 	}
@@ -24,7 +26,16 @@ func (f *frames) publish(_ context.Context, seq uint64, frame []byte) error {
 	defer f.mu.Unlock()
 	f.seqs = append(f.seqs, seq)
 	f.data = append(f.data, frame)
-	return nil
+	if f.stored != nil {
+		return func() error { <-f.stored; return nil }, nil
+	}
+	return func() error { return nil }, nil
+}
+
+func (f *frames) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.data)
 }
 
 func TestOutputKeepsCharactersWhole(t *testing.T) {
@@ -91,5 +102,38 @@ func TestOutputFlushesIncompleteTail(t *testing.T) {
 	}
 	if !bytes.Equal(all, []byte{'x', 0xe6}) {
 		t.Errorf("output %q", all)
+	}
+}
+
+// At most window frames wait to be stored; close returns once all are.
+func TestOutputBoundsFramesInFlight(t *testing.T) {
+	f := &frames{stored: make(chan struct{})}
+	o := newOutput(context.Background(), f.publish, 1, 1<<20)
+	if _, err := o.Write([]byte(strings.Repeat("x", 3*o.window))); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for f.count() < o.window && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	// One more is sent only once the oldest is stored.
+	time.Sleep(50 * time.Millisecond)
+	if n := f.count(); n != o.window {
+		t.Fatalf("%d frames sent with none stored, want the window of %d", n, o.window)
+	}
+	closed := make(chan error)
+	go func() { closed <- o.close() }()
+	for range 3 * o.window {
+		select {
+		case err := <-closed:
+			t.Fatalf("close returned (%v) before every frame was stored", err)
+		case f.stored <- struct{}{}:
+		}
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if n := f.count(); n != 3*o.window {
+		t.Fatalf("%d frames, want %d", n, 3*o.window)
 	}
 }

@@ -91,8 +91,7 @@ type session struct {
 	broken        bool
 	viewers       map[string]time.Time
 	unviewedSince time.Time
-	lastRenew     time.Time
-	lastCheck     time.Time
+	lastStatus    time.Time
 	lastPing      time.Time
 	wroteActivity time.Time
 	wroteViewers  int32
@@ -218,51 +217,62 @@ func (s *session) expired(now time.Time) *closeCause {
 	return nil
 }
 
-// maintain does a session's periodic work that involves I/O: renew its
-// lease, keep its connection alive, write lastActivityTime and viewers (at
-// most every StatusInterval), and check that its pod is still there. It
-// runs on one of the bridge's workers, never two at once for a session.
+// renew extends the session's lease; losing it stops the exec (another
+// replica will mark the session BridgeLost).
+func (s *session) renew() {
+	ctx, cancel := context.WithTimeout(s.ctx, s.b.cfg.LeaseDuration/3)
+	defer cancel()
+	next, err := s.b.leases.renew(ctx, string(s.obj.UID), s.leaseRev.Load())
+	if err != nil {
+		if s.ctx.Err() == nil {
+			klog.ErrorS(err, "Lost a session's lease; stopping its exec", "session", klog.KObj(s.obj))
+			s.cancel(errLeaseLost)
+		}
+		return
+	}
+	s.leaseRev.Store(next)
+}
+
+// due says whether the session has maintenance to do.
+func (s *session) due(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stream != nil && (now.Sub(s.lastPing) >= pingEvery || now.Sub(s.lastStatus) >= s.b.cfg.StatusInterval)
+}
+
+// maintain does a session's periodic work that involves I/O: keep its
+// connection alive, and write lastActivityTime and viewers (at most every
+// StatusInterval, and only when they changed). It runs on one of the
+// bridge's workers, never twice at once for a session.
 func (s *session) maintain(now time.Time) {
 	defer s.busy.Store(false)
-	b := s.b
-	ctx := s.ctx
-	if now.Sub(s.lastRenew) >= b.cfg.LeaseDuration/3 {
-		next, err := b.leases.renew(ctx, string(s.obj.UID), s.leaseRev.Load())
-		if err != nil {
-			if ctx.Err() == nil {
-				klog.ErrorS(err, "Lost a session's lease; stopping its exec", "session", klog.KObj(s.obj))
-				s.cancel(errLeaseLost)
-			}
-			return
-		}
-		s.leaseRev.Store(next)
-		s.lastRenew = now
-	}
 	s.mu.Lock()
 	stream := s.stream
 	viewers := int32(s.viewerCount(now))
-	s.mu.Unlock()
-	if stream != nil && now.Sub(s.lastPing) >= pingEvery {
+	ping := now.Sub(s.lastPing) >= pingEvery
+	if ping {
 		s.lastPing = now
+	}
+	write := now.Sub(s.lastStatus) >= s.b.cfg.StatusInterval
+	if write {
+		s.lastStatus = now
+	}
+	s.mu.Unlock()
+	if stream == nil {
+		return
+	}
+	if ping {
 		if err := stream.Ping(); err != nil {
 			klog.V(2).InfoS("Keepalive ping failed", "session", klog.KObj(s.obj), "err", err)
 		}
 	}
-	if stream == nil || now.Sub(s.lastCheck) < b.cfg.StatusInterval {
-		return
-	}
-	s.lastCheck = now
-	if gone := b.targetGone(ctx, s.obj); gone != nil {
-		s.cancel(gone)
-		return
-	}
 	last := s.lastActive()
-	if !last.After(s.wroteActivity) && viewers == s.wroteViewers {
+	if !write || !last.After(s.wroteActivity) && viewers == s.wroteViewers {
 		return
 	}
 	s.wroteActivity, s.wroteViewers = last, viewers
 	t := metav1.NewTime(last)
-	b.updateStatus(ctx, s.obj, func(st *v1alpha1.TerminalSessionStatus) bool {
+	s.b.updateStatus(s.ctx, s.obj, func(st *v1alpha1.TerminalSessionStatus) bool {
 		if st.Phase != v1alpha1.TerminalSessionRunning {
 			return false
 		}
@@ -359,7 +369,7 @@ func (b *Bridge) openExec(ctx context.Context, s *v1alpha1.TerminalSession, comm
 	if err != nil {
 		return nil, err
 	}
-	return openExec(ctx, cfg, b.tlsSessions, b.execURL(s, command, tty, stdin), tty)
+	return openExec(ctx, cfg, b.tlsConfigs, b.execURL(s, command, tty, stdin), tty)
 }
 
 // shell picks the first of bash and sh that the container runs, before any
@@ -412,12 +422,24 @@ func (b *Bridge) run(s *session) (exitCode int32, err error) {
 		}
 	}()
 	command := s.obj.Spec.Command
-	if len(command) == 0 {
-		command = b.shell(ctx, s.obj)
+	type opened struct {
+		command []string
+		stream  execStream
+		err     error
 	}
-	stream, err := b.openExec(ctx, s.obj, command, s.tty, true)
-	if err != nil {
-		return 0, err
+	// The probe and the handshake run on a goroutine of their own: their
+	// deep call chains would otherwise leave this one, which lives as long
+	// as the session, with a stack several times the size it needs.
+	o := shallow(func() opened {
+		if len(command) == 0 {
+			command = b.shell(ctx, s.obj)
+		}
+		stream, err := b.openExec(ctx, s.obj, command, s.tty, true)
+		return opened{command, stream, err}
+	})
+	command, stream := o.command, o.stream
+	if o.err != nil {
+		return 0, o.err
 	}
 	defer stream.Close()
 	stop := context.AfterFunc(ctx, func() { _ = stream.Close() })
@@ -432,11 +454,13 @@ func (b *Bridge) run(s *session) (exitCode int32, err error) {
 	s.kick()
 	s.mu.Unlock()
 
-	if err := b.publishEvent(ctx, s.subj, Event{Type: "started", Command: command}); err != nil {
-		klog.ErrorS(err, "Publishing the start event failed", "session", klog.KObj(s.obj))
-	}
 	var marked sync.WaitGroup
-	marked.Go(func() { b.markRunning(ctx, s.obj, command) })
+	marked.Go(func() {
+		if err := b.publishEvent(ctx, s.subj, Event{Type: "started", Command: command}); err != nil {
+			klog.ErrorS(err, "Publishing the start event failed", "session", klog.KObj(s.obj))
+		}
+		b.markRunning(ctx, s.obj, command)
+	})
 	defer marked.Wait()
 
 	code, err := stream.Wait(s.out)
@@ -449,15 +473,34 @@ func (b *Bridge) run(s *session) (exitCode int32, err error) {
 	return code, err
 }
 
-func (b *Bridge) publishOutput(subj Subjects, s *session) func(ctx context.Context, seq uint64, frame []byte) error {
+// shallow runs f on a goroutine of its own and returns its result.
+func shallow[T any](f func() T) T {
+	ch := make(chan T, 1)
+	go func() { ch <- f() }()
+	return <-ch
+}
+
+func (b *Bridge) publishOutput(subj Subjects, s *session) func(ctx context.Context, seq uint64, frame []byte) (func() error, error) {
 	out := subj.Out()
-	return func(ctx context.Context, seq uint64, frame []byte) error {
+	return func(ctx context.Context, seq uint64, frame []byte) (func() error, error) {
 		s.touch()
-		_, err := b.cfg.JetStream.PublishMsg(ctx, &nats.Msg{
+		ack, err := b.js.PublishMsgAsync(&nats.Msg{
 			Subject: out, Data: frame,
 			Header: nats.Header{SeqHeader: []string{strconv.FormatUint(seq, 10)}},
 		})
-		return err
+		if err != nil {
+			return nil, err
+		}
+		return func() error {
+			select {
+			case <-ack.Ok():
+				return nil
+			case err := <-ack.Err():
+				return err
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}, nil
 	}
 }
 

@@ -7,9 +7,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -38,8 +40,9 @@ import (
 var (
 	nSetup  = flag.Int("sessions", 50, "sessions for the setup figures")
 	nEcho   = flag.Int("echo", 200, "keystrokes for the echo figures")
-	bulkMiB = flag.Int("bulk-mib", 64, "MiB of output for the throughput figures")
-	nIdle   = flag.Int("idle", 200, "idle sessions for the memory figure")
+	bulkMiB = flag.Int("bulk-mib", 256, "MiB of output for the throughput figures")
+	nIdle   = flag.Int("idle", 1000, "idle sessions for the memory figure")
+	hold    = flag.Duration("hold", 0, "keep the idle sessions open this long after measuring (to profile the server)")
 	ns      = "team-a"
 	pod     = "shell-demo"
 )
@@ -87,6 +90,15 @@ func run() error {
 	fmt.Printf("terminal-apiserver vs direct pods/exec, pod %s/%s, through kube-apiserver (kwok kubelet)\n\n", ns, pod)
 	fmt.Printf("%-44s %14s %14s\n", "figure", "session", "direct exec")
 
+	// Memory first: the other figures churn NATS's buffers (in this process
+	// with the embedded server), which would blur a before/after reading.
+	perSession, err := e.memory(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%-44s %10.1f KiB %14s\n", fmt.Sprintf("server RSS per idle session (n=%d)", *nIdle), perSession.rss/1024, "-")
+	fmt.Printf("%-44s %10.1f KiB %14s\n", "  of which live heap and stacks", perSession.heapStack/1024, "-")
+
 	ss, ds, err := e.setup(ctx)
 	if err != nil {
 		return err
@@ -100,12 +112,6 @@ func run() error {
 	}
 	fmt.Printf("%-44s %14s %14s\n", fmt.Sprintf("keystroke echo p50 (n=%d)", *nEcho), pct(se, 50), pct(de, 50))
 	fmt.Printf("%-44s %14s %14s\n", "keystroke echo p99", pct(se, 99), pct(de, 99))
-
-	perSession, err := e.memory(ctx)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("%-44s %11.1f KiB %14s\n", fmt.Sprintf("server RSS per idle session (n=%d)", *nIdle), perSession/1024, "-")
 
 	bctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
@@ -317,7 +323,9 @@ func (e *env) echo(ctx context.Context) (session, direct []time.Duration, err er
 }
 
 func (e *env) bulk(ctx context.Context) (session, direct float64, err error) {
-	script := fmt.Sprintf("read go; head -c %d /dev/zero | tr '\\0' 'x'; echo; echo BULK-END", *bulkMiB<<20)
+	// The process waits after the marker: kwok closes the pty as soon as
+	// the process exits, losing whatever output it had not read yet.
+	script := fmt.Sprintf("read go; head -c %d /dev/zero | tr '\\0' 'x'; echo; echo BULK-END; read done", *bulkMiB<<20)
 	cmd := []string{"bash", "-c", script}
 	s, frames, closeFn, err := e.open(ctx, cmd)
 	if err != nil {
@@ -381,28 +389,70 @@ func (e *env) bulk(ctx context.Context) (session, direct float64, err error) {
 	return session, direct, nil
 }
 
-func serverRSS() (float64, error) {
-	pidb, err := os.ReadFile(filepath.Join(os.Getenv("LOCAL_PID_DIR"), "terminal-apiserver.pid"))
+// memStats is the server's memory as its /metrics report it, read right
+// after a forced garbage collection (/debug/pprof/heap?gc=1) so that two
+// readings compare live memory rather than points in the GC cycle.
+type memStats struct{ rss, heapStack float64 }
+
+func serverMemory() (memStats, error) {
+	pki := filepath.Join(os.Getenv("LOCAL_DIR"), "pki")
+	cert, err := tls.LoadX509KeyPair(filepath.Join(pki, "admin.crt"), filepath.Join(pki, "admin.key"))
 	if err != nil {
-		return 0, err
+		return memStats{}, err
 	}
-	status, err := os.ReadFile("/proc/" + strings.TrimSpace(string(pidb)) + "/status")
+	c := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		// Loopback to the server's own port; its certificate names the
+		// in-cluster Service.
+		InsecureSkipVerify: true, //nolint:gosec
+	}}}
+	base := "https://127.0.0.1:" + os.Getenv("TERMINAL_APISERVER_PORT")
+	get := func(path string) ([]byte, error) {
+		resp, err := c.Get(base + path)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("GET %s: %s", path, resp.Status)
+		}
+		return b, err
+	}
+	if _, err := get("/debug/pprof/heap?gc=1"); err != nil {
+		return memStats{}, err
+	}
+	metrics, err := get("/metrics")
 	if err != nil {
-		return 0, err
+		return memStats{}, err
 	}
-	for _, l := range strings.Split(string(status), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, err := strconv.ParseFloat(f[1], 64)
-			return kb * 1024, err
+	var m memStats
+	for _, l := range strings.Split(string(metrics), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 2 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[1], 64)
+		if err != nil {
+			continue
+		}
+		switch f[0] {
+		case "process_resident_memory_bytes":
+			m.rss = v
+		case "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes":
+			m.heapStack += v
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS")
+	if m.rss == 0 {
+		return m, fmt.Errorf("no process_resident_memory_bytes in /metrics")
+	}
+	return m, nil
 }
 
-func (e *env) memory(ctx context.Context) (float64, error) {
-	before, err := serverRSS()
+func (e *env) memory(ctx context.Context) (memStats, error) {
+	before, err := serverMemory()
 	if err != nil {
-		return 0, err
+		return memStats{}, err
 	}
 	c := e.sessions.TerminalV1alpha1().TerminalSessions(ns)
 	var names []string
@@ -418,33 +468,34 @@ func (e *env) memory(ctx context.Context) (float64, error) {
 			Spec:       v1alpha1.TerminalSessionSpec{Target: v1alpha1.TerminalTarget{Pod: pod}, Command: []string{"cat"}, TTY: &tty},
 		}, metav1.CreateOptions{})
 		if err != nil {
-			return 0, err
+			return memStats{}, err
 		}
 		names = append(names, s.Name)
 	}
-	deadline := time.Now().Add(5 * time.Minute)
+	// Wait until none is left that is not Running: a cheap list (at most
+	// one item), so that polling does not inflate the server's heap.
+	deadline := time.Now().Add(10 * time.Minute)
 	for {
-		l, err := c.List(ctx, metav1.ListOptions{LabelSelector: "bench=idle"})
+		l, err := c.List(ctx, metav1.ListOptions{LabelSelector: "bench=idle", FieldSelector: "status.phase!=Running", Limit: 1})
 		if err != nil {
-			return 0, err
+			return memStats{}, err
 		}
-		running := 0
-		for _, s := range l.Items {
-			if s.Status.Phase == v1alpha1.TerminalSessionRunning {
-				running++
-			}
-		}
-		if running == len(names) {
+		if len(l.Items) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("only %d of %d idle sessions running", running, len(names))
+			return memStats{}, fmt.Errorf("idle sessions not all running after 10m (%s/%s is %s)", ns, l.Items[0].Name, l.Items[0].Status.Phase)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(time.Second)
 	}
-	after, err := serverRSS()
+	after, err := serverMemory()
 	if err != nil {
-		return 0, err
+		return memStats{}, err
 	}
-	return (after - before) / float64(len(names)), nil
+	if *hold > 0 {
+		fmt.Fprintf(os.Stderr, "holding %d idle sessions for %s\n", len(names), *hold)
+		time.Sleep(*hold)
+	}
+	n := float64(len(names))
+	return memStats{rss: (after.rss - before.rss) / n, heapStack: (after.heapStack - before.heapStack) / n}, nil
 }

@@ -281,6 +281,10 @@ func (o *Options) Config(b *broker.Broker) (*apiserver.Config, error) {
 	if cfg.ClientConfig == nil {
 		return nil, fmt.Errorf("no kube-apiserver client configuration: set --kubeconfig or run in a cluster")
 	}
+	// Every create asks kube-apiserver twice (SubjectAccessReview, pod):
+	// client-go's default of 5 QPS would make that the server's limit.
+	// kube-apiserver's priority and fairness still protects it.
+	cfg.ClientConfig.QPS, cfg.ClientConfig.Burst = 200, 400
 	kubeClient, err := kubernetes.NewForConfig(cfg.ClientConfig)
 	if err != nil {
 		return nil, fmt.Errorf("kube-apiserver client: %w", err)
