@@ -30,7 +30,8 @@ type output struct {
 	mu       sync.Mutex
 	changed  *sync.Cond    // buf shrank, or the drainer stopped
 	more     chan struct{} // data arrived (wakes a drainer waiting on a tail)
-	buf      []byte
+	buf      []byte // pending output is buf[off:]
+	off      int
 	draining bool
 	closed   bool
 	err      error
@@ -65,7 +66,7 @@ func signal(ch chan struct{}) {
 func (o *output) Write(p []byte) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for len(o.buf) >= o.maxBuf && o.err == nil && !o.closed {
+	for o.pending() >= o.maxBuf && o.err == nil && !o.closed {
 		o.changed.Wait()
 	}
 	switch {
@@ -73,6 +74,11 @@ func (o *output) Write(p []byte) (int, error) {
 		return 0, o.err
 	case o.closed:
 		return 0, errOutputClosed
+	}
+	if o.off > 0 && len(o.buf)+len(p) > cap(o.buf) {
+		// Reuse the room before off rather than grow.
+		o.buf = o.buf[:copy(o.buf, o.buf[o.off:])]
+		o.off = 0
 	}
 	o.buf = append(o.buf, p...)
 	if !o.draining {
@@ -106,7 +112,7 @@ func (o *output) drain() {
 	fail := func(err error) {
 		o.mu.Lock()
 		o.err = err
-		o.buf = nil
+		o.buf, o.off = nil, 0
 		o.draining = false
 		o.changed.Broadcast()
 		o.mu.Unlock()
@@ -115,7 +121,7 @@ func (o *output) drain() {
 		o.mu.Lock()
 		force := o.closed || !tailDeadline.IsZero() && !time.Now().Before(tailDeadline)
 		frame := o.take(force)
-		if frame == nil && len(o.buf) == 0 && len(inflight) > 0 {
+		if frame == nil && o.pending() == 0 && len(inflight) > 0 {
 			// Nothing new: let what is in flight land, then look again.
 			o.mu.Unlock()
 			for _, stored := range inflight {
@@ -128,10 +134,10 @@ func (o *output) drain() {
 			continue
 		}
 		if frame == nil {
-			if len(o.buf) == 0 {
+			if o.pending() == 0 {
 				// Let a burst's buffer go: idle sessions keep none.
 				if cap(o.buf) > 4<<10 {
-					o.buf = nil
+					o.buf, o.off = nil, 0
 				}
 				o.draining = false
 				o.changed.Broadcast()
@@ -172,28 +178,27 @@ func (o *output) drain() {
 	}
 }
 
+func (o *output) pending() int { return len(o.buf) - o.off }
+
 // take removes the next frame from buf (caller holds mu). Unless force, it
 // keeps back an incomplete UTF-8 sequence at the end.
 func (o *output) take(force bool) []byte {
-	n := min(len(o.buf), o.maxFrame)
+	data := o.buf[o.off:]
+	n := min(len(data), o.maxFrame)
 	if n == 0 {
 		return nil
 	}
 	if !force {
-		n = utf8Cut(o.buf[:n])
+		n = utf8Cut(data[:n])
 	}
 	if n == 0 {
 		return nil
 	}
 	frame := make([]byte, n)
-	copy(frame, o.buf[:n])
-	if n == len(o.buf) {
-		o.buf = o.buf[:0]
-	} else {
-		// Advance rather than move the rest: a bulk burst would otherwise
-		// shift up to maxBuf bytes per frame. append reallocates (and drops
-		// the consumed head) once the capacity runs out.
-		o.buf = o.buf[n:]
+	copy(frame, data[:n])
+	o.off += n
+	if o.off == len(o.buf) {
+		o.buf, o.off = o.buf[:0], 0
 	}
 	return frame
 }
