@@ -30,7 +30,7 @@ type output struct {
 	mu       sync.Mutex
 	changed  *sync.Cond    // buf shrank, or the drainer stopped
 	more     chan struct{} // data arrived (wakes a drainer waiting on a tail)
-	buf      []byte // pending output is buf[off:]
+	buf      []byte        // pending output is buf[off:]
 	off      int
 	draining bool
 	closed   bool
