@@ -143,20 +143,7 @@ func TestBridgeShellRoundTrip(t *testing.T) {
 	// Deleting the session ends the exec at once. (kwok does not kill the
 	// process when the stream ends, as a real kubelet's runtime does;
 	// local-down does.)
-	closedEvents := make(chan bridge.Event, 4)
-	ctlSub, err := nc.Subscribe(subj.Ctl(), func(m *nats.Msg) {
-		var ev bridge.Event
-		if json.Unmarshal(m.Data, &ev) == nil && ev.Type == "closed" {
-			closedEvents <- ev
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ctlSub.Unsubscribe()
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	closedEvents := watchClosed(t, nc, subj)
 	start := time.Now()
 	if err := c.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)

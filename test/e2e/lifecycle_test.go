@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
@@ -36,17 +35,7 @@ func TestBridgeExitCode(t *testing.T) {
 	t.Run("shell", func(t *testing.T) {
 		t.Parallel()
 		sh := openShell(t, "team-a", "shell-demo", "")
-		ctl := make(chan bridge.Event, 4)
-		sub, err := sh.nc.Subscribe(sh.subj.Ctl(), func(m *nats.Msg) {
-			var ev bridge.Event
-			if json.Unmarshal(m.Data, &ev) == nil && ev.Type == "closed" {
-				ctl <- ev
-			}
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer sub.Unsubscribe()
+		ctl := watchClosed(t, sh.nc, sh.subj)
 		if err := sh.nc.Publish(sh.subj.In(), []byte("exit 5\n")); err != nil {
 			t.Fatal(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -102,4 +103,24 @@ func (sh *shell) run(t *testing.T, cmd string, timeout time.Duration) string {
 	out = strings.ReplaceAll(out, "\r\n", "\n")
 	// The line break that ends the BEGIN marker's own line.
 	return strings.TrimPrefix(out, "\n")
+}
+
+// watchClosed delivers the session's "closed" control events from now on.
+func watchClosed(t *testing.T, nc *nats.Conn, subj bridge.Subjects) <-chan bridge.Event {
+	t.Helper()
+	closed := make(chan bridge.Event, 4)
+	sub, err := nc.Subscribe(subj.Ctl(), func(m *nats.Msg) {
+		var ev bridge.Event
+		if json.Unmarshal(m.Data, &ev) == nil && ev.Type == "closed" {
+			closed <- ev
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return closed
 }
