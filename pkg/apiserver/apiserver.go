@@ -3,7 +3,10 @@
 package apiserver
 
 import (
+	"net/http"
+
 	"errors"
+	apirequest "k8s.io/apiserver/pkg/endpoints/request"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -17,6 +20,7 @@ import (
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal"
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/install"
 	"github.com/meshery/terminal-apiserver/pkg/registry/terminalsession"
+	"github.com/meshery/terminal-apiserver/pkg/stream"
 )
 
 var (
@@ -51,6 +55,9 @@ type Config struct {
 	KubeClient kubernetes.Interface
 	// MaxSessionsPerUser caps one user's open sessions (0: no limit).
 	MaxSessionsPerUser int
+	// Relay connects attach viewers to sessions' NATS subjects; nil
+	// serves no attach subresource.
+	Relay *stream.Relay
 }
 
 type completedConfig struct {
@@ -58,6 +65,8 @@ type completedConfig struct {
 	RESTOptionsGetter  generic.RESTOptionsGetter
 	KubeClient         kubernetes.Interface
 	MaxSessionsPerUser int
+	// Relay connects attach viewers to sessions' NATS subjects.
+	Relay *stream.Relay
 }
 
 // CompletedConfig is a Config with defaults filled in.
@@ -72,6 +81,7 @@ func (cfg *Config) Complete() CompletedConfig {
 		RESTOptionsGetter:  cfg.RESTOptionsGetter,
 		KubeClient:         cfg.KubeClient,
 		MaxSessionsPerUser: cfg.MaxSessionsPerUser,
+		Relay:              cfg.Relay,
 	}}
 }
 
@@ -100,8 +110,32 @@ func (c CompletedConfig) New() (*Server, error) {
 		"terminalsessions":        sessions,
 		"terminalsessions/status": status,
 	}
+	if c.Relay != nil {
+		group.VersionedResourcesStorageMap["v1alpha1"]["terminalsessions/attach"] = terminalsession.NewAttachREST(sessions, c.Relay)
+	}
 	if err := generic.InstallAPIGroup(&group); err != nil {
 		return nil, err
 	}
 	return &Server{GenericAPIServer: generic}, nil
+}
+
+// attachVerbs authorizes every request to the attach subresource as
+// "create", whatever its method: WebSocket clients (browsers) upgrade with a
+// GET, which would otherwise be a "get", a verb read-only roles often hold
+// (kubernetes/kubernetes#78741, closed for pods/exec in 1.35 the same way).
+type attachVerbs struct{ apirequest.RequestInfoResolver }
+
+// WithAttachAsCreate wraps a request info resolver so that attaching needs
+// "create terminalsessions/attach" for every protocol.
+func WithAttachAsCreate(r apirequest.RequestInfoResolver) apirequest.RequestInfoResolver {
+	return attachVerbs{r}
+}
+
+func (a attachVerbs) NewRequestInfo(req *http.Request) (*apirequest.RequestInfo, error) {
+	info, err := a.RequestInfoResolver.NewRequestInfo(req)
+	if err == nil && info.IsResourceRequest && info.APIGroup == terminal.GroupName &&
+		info.Resource == "terminalsessions" && info.Subresource == "attach" {
+		info.Verb = "create"
+	}
+	return info, err
 }

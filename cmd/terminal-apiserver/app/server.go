@@ -33,6 +33,7 @@ import (
 	clientset "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned"
 	generatedopenapi "github.com/meshery/terminal-apiserver/pkg/generated/openapi"
 	"github.com/meshery/terminal-apiserver/pkg/kvstore"
+	"github.com/meshery/terminal-apiserver/pkg/stream"
 )
 
 // Options are terminal-apiserver's flags.
@@ -276,6 +277,7 @@ func (o *Options) Config(b *broker.Broker) (*apiserver.Config, error) {
 	if err := o.Recommended.ApplyTo(cfg); err != nil {
 		return nil, err
 	}
+	cfg.RequestInfoResolver = apiserver.WithAttachAsCreate(genericapiserver.NewRequestInfoResolver(&cfg.Config))
 	// The core-API client (--kubeconfig, else in-cluster) is the server's own identity;
 	// it asks kube-apiserver whether a user may exec into a session's target.
 	if cfg.ClientConfig == nil {
@@ -306,6 +308,7 @@ func (o *Options) Config(b *broker.Broker) (*apiserver.Config, error) {
 		GenericConfig:      cfg,
 		KubeClient:         kubeClient,
 		MaxSessionsPerUser: o.MaxSessionsPerUser,
+		Relay:              &stream.Relay{Conn: b.Conn, JetStream: b.JetStream},
 		RESTOptionsGetter: &kvstore.RESTOptionsGetter{
 			JetStream:               b.JetStream,
 			Codec:                   codec,

@@ -1,0 +1,182 @@
+package terminalsession
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/apiserver/pkg/registry/rest"
+	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
+	"k8s.io/streaming/pkg/httpstream/wsstream"
+	utilexec "k8s.io/utils/exec"
+
+	"github.com/meshery/terminal-apiserver/pkg/apis/terminal"
+	"github.com/meshery/terminal-apiserver/pkg/bridge"
+	"github.com/meshery/terminal-apiserver/pkg/stream"
+)
+
+// AttachREST is the attach subresource: it speaks the streaming protocols
+// of pods/attach (SPDY v4..v1; WebSocket v5.channel.k8s.io, and v4 binary
+// and base64) and relays between the client and the session's NATS subjects,
+// so any replica serves any session.
+type AttachREST struct {
+	store *REST
+	relay *stream.Relay
+	// waitRunning bounds how long an attach to a Pending session waits for
+	// its process to start.
+	waitRunning time.Duration
+}
+
+var _ rest.Connecter = &AttachREST{}
+
+// NewAttachREST serves attach for the sessions in store.
+func NewAttachREST(store *REST, relay *stream.Relay) *AttachREST {
+	return &AttachREST{store: store, relay: relay, waitRunning: 30 * time.Second}
+}
+
+func (r *AttachREST) New() runtime.Object { return &terminal.TerminalSession{} }
+func (r *AttachREST) Destroy()            {}
+
+// ConnectMethods: SPDY clients POST; WebSocket clients (browsers) GET.
+func (r *AttachREST) ConnectMethods() []string { return []string{http.MethodGet, http.MethodPost} }
+
+// NewConnectOptions: the stream options (stdin, stdout, stderr, tty) are
+// read from the query by the handler, as the kubelet reads them.
+func (r *AttachREST) NewConnectOptions() (runtime.Object, bool, string) { return nil, false, "" }
+
+// Connect authorizes the viewer and returns the streaming handler.
+func (r *AttachREST) Connect(ctx context.Context, name string, _ runtime.Object, _ rest.Responder) (http.Handler, error) {
+	user, ok := genericapirequest.UserFrom(ctx)
+	if !ok {
+		return nil, apierrors.NewUnauthorized("no user in the request")
+	}
+	s, err := r.session(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	// Owner-only: knowing a session's name grants nothing.
+	if s.Status.Owner == nil || s.Status.Owner.Username != user.GetName() {
+		return nil, apierrors.NewForbidden(terminal.Resource("terminalsessions/attach"), name,
+			fmt.Errorf("user %q is not the owner of the session: only its owner may attach", user.GetName()))
+	}
+	if s.Status.Phase == terminal.TerminalSessionPending {
+		if s, err = r.running(ctx, name); err != nil {
+			return nil, err
+		}
+	}
+	subj := bridge.Subjects(s.Status.Subjects)
+	v := &viewer{relay: r.relay, subj: subj, user: user.GetName()}
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		opts := streamOptions(req)
+		if !opts.Stdin && !opts.Stdout && !opts.Stderr {
+			http.Error(w, "you must specify at least one of stdin, stdout, stderr", http.StatusBadRequest)
+			return
+		}
+		if wsstream.IsWebSocketRequest(req) {
+			stream.ServeWebSocket(w, req, stream.Options{Stdin: opts.Stdin, Stdout: opts.Stdout, Stderr: opts.Stderr, TTY: opts.TTY}, 0,
+				func(in io.Reader, out io.Writer, resize <-chan bridge.Size) error {
+					return v.serve(req.Context(), in, out, resize)
+				})
+			return
+		}
+		remotecommand.ServeExec(w, req, v, name, string(s.UID), "",
+			nil, opts, 0, remotecommand.DefaultStreamCreationTimeout, remotecommand.SupportedStreamingProtocols)
+	}), nil
+}
+
+func (r *AttachREST) session(ctx context.Context, name string) (*terminal.TerminalSession, error) {
+	obj, err := r.store.Get(ctx, name, &metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return obj.(*terminal.TerminalSession), nil
+}
+
+// running waits for a Pending session's process to start.
+func (r *AttachREST) running(ctx context.Context, name string) (*terminal.TerminalSession, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.waitRunning)
+	defer cancel()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		s, err := r.session(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if s.Status.Phase != terminal.TerminalSessionPending {
+			return s, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, apierrors.NewTimeoutError(fmt.Sprintf("session %q is still Pending after %s", name, r.waitRunning), 1)
+		case <-t.C:
+		}
+	}
+}
+
+// streamOptions reads the pods/attach query parameters; client-go sends
+// "true", the kubelet protocol "1".
+func streamOptions(req *http.Request) *remotecommand.Options {
+	on := func(k string) bool { v := req.URL.Query().Get(k); return v == "true" || v == "1" }
+	o := &remotecommand.Options{Stdin: on("stdin"), Stdout: on("stdout"), Stderr: on("stderr"), TTY: on("tty")}
+	if o.TTY {
+		o.Stderr = false // merged into stdout under a terminal
+	}
+	return o
+}
+
+// viewer adapts the relay to the streaming server's Executor: the command
+// is the session's, already running; this only watches and types.
+type viewer struct {
+	relay *stream.Relay
+	subj  bridge.Subjects
+	user  string
+}
+
+// ExecInContainer serves SPDY viewers through the streaming server.
+func (v *viewer) ExecInContainer(ctx context.Context, _, _, _ string, _ []string, in io.Reader, out, _ io.WriteCloser,
+	_ bool, resize <-chan remotecommand.TerminalSize, _ time.Duration) error {
+	sizes := make(chan bridge.Size, 1)
+	go func() {
+		defer close(sizes)
+		for sz := range resize {
+			select {
+			case sizes <- bridge.Size{Cols: sz.Width, Rows: sz.Height}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var w io.Writer = io.Discard
+	if out != nil {
+		w = out
+	}
+	err := v.serve(ctx, in, w, sizes)
+	var exit *stream.ExitError
+	if errors.As(err, &exit) {
+		return utilexec.CodeExitError{Err: err, Code: int(exit.Code)}
+	}
+	return err
+}
+
+// serve relays until the session closes: nil when its process exited with
+// 0, an ExitError with another code, an error when it closed otherwise.
+func (v *viewer) serve(ctx context.Context, in io.Reader, out io.Writer, sizes <-chan bridge.Size) error {
+	closed, err := v.relay.Serve(ctx, v.subj, stream.Viewer{User: v.user, In: in, Resize: sizes, Out: out})
+	switch {
+	case err != nil:
+		return err
+	case closed.ExitCode != nil && *closed.ExitCode != 0:
+		return &stream.ExitError{Code: *closed.ExitCode}
+	case closed.Reason != terminal.ReasonExited:
+		return fmt.Errorf("session closed (%s): %s", closed.Reason, closed.Message)
+	}
+	return nil
+}

@@ -1,0 +1,137 @@
+// Package stream serves a session's terminal to one viewer: it relays
+// between the viewer's streams (stdin, stdout, resize) and the session's
+// NATS subjects, so any replica can serve any session.
+package stream
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshery/terminal-apiserver/pkg/bridge"
+)
+
+// Relay connects viewers to sessions through NATS.
+type Relay struct {
+	Conn      *nats.Conn
+	JetStream jetstream.JetStream
+}
+
+// Viewer is one attached client.
+type Viewer struct {
+	User string
+	// In is the viewer's input, nil for none.
+	In io.Reader
+	// Out receives the terminal's output: the scrollback first.
+	Out io.Writer
+	// Resize carries the viewer's terminal size changes; nil for none.
+	Resize <-chan bridge.Size
+}
+
+// Closed is how the session ended, as its control subject said.
+type Closed struct {
+	Reason   string
+	Message  string
+	ExitCode *int32
+}
+
+// ErrSlowViewer ends a viewer that does not read its output: it must not
+// hold frames (memory) or the others back.
+var ErrSlowViewer = errors.New("viewer too slow: output not read")
+
+// outputQueue is how many frames may wait for a viewer.
+const outputQueue = 256
+
+// Serve relays between v and the session with subjects subj until the
+// session closes (the result says how) or ctx ends.
+func (r *Relay) Serve(ctx context.Context, subj bridge.Subjects, v Viewer) (*Closed, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	frames := make(chan jetstream.Msg, outputQueue)
+	cons, err := r.JetStream.OrderedConsumer(ctx, bridge.IOStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subj.Out(), subj.Ctl()},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("follow %s: %w", subj.Out(), err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case frames <- m:
+		default:
+			cancel(ErrSlowViewer)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("follow %s: %w", subj.Out(), err)
+	}
+	defer cc.Stop()
+
+	id := viewerID()
+	announce := func(state string) {
+		data, _ := json.Marshal(bridge.Presence{ID: id, State: state, User: v.User})
+		_ = r.Conn.Publish(subj.Viewers(), data)
+	}
+	announce("attached")
+	defer announce("detached")
+
+	if v.In != nil {
+		go func() {
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := v.In.Read(buf)
+				if n > 0 {
+					if perr := r.Conn.Publish(subj.In(), append([]byte(nil), buf[:n]...)); perr != nil {
+						cancel(perr)
+						return
+					}
+				}
+				if err != nil {
+					return // the viewer closed its input: it may still watch
+				}
+			}
+		}()
+	}
+	var resize <-chan bridge.Size = v.Resize
+	refresh := time.NewTicker(bridge.ViewerRefresh)
+	defer refresh.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		case <-refresh.C:
+			announce("attached")
+		case sz, ok := <-resize:
+			if !ok {
+				resize = nil
+				continue
+			}
+			data, _ := json.Marshal(sz)
+			_ = r.Conn.Publish(subj.Resize(), data)
+		case m := <-frames:
+			if m.Subject() == subj.Out() {
+				if _, err := v.Out.Write(m.Data()); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			var ev bridge.Event
+			if json.Unmarshal(m.Data(), &ev) == nil && ev.Type == "closed" {
+				return &Closed{Reason: ev.Reason, Message: ev.Message, ExitCode: ev.ExitCode}, nil
+			}
+		}
+	}
+}
+
+func viewerID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
