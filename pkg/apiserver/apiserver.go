@@ -111,7 +111,7 @@ func (c CompletedConfig) New() (*Server, error) {
 		"terminalsessions/status": status,
 	}
 	if c.Relay != nil {
-		group.VersionedResourcesStorageMap["v1alpha1"]["terminalsessions/attach"] = terminalsession.NewAttachREST(sessions, c.Relay)
+		group.VersionedResourcesStorageMap["v1alpha1"]["terminalsessions/attach"] = terminalsession.NewAttachREST(sessions, c.Relay, c.GenericConfig.Authorization.Authorizer)
 	}
 	if err := generic.InstallAPIGroup(&group); err != nil {
 		return nil, err

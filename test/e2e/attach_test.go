@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
@@ -115,25 +116,147 @@ func TestAttachProtocols(t *testing.T) {
 	}
 }
 
-// Only the owner may attach: cluster-admin, whom RBAC allows everything,
-// is refused by the session itself.
+// attach runs an attach as context with the given streams until it ends;
+// the result arrives on the returned channel.
+func attach(ctx context.Context, t *testing.T, context, ns, name string, websocket bool, stdin io.Reader, stdout io.Writer) <-chan error {
+	t.Helper()
+	u := terminalClient(t, context).TerminalV1alpha1().RESTClient().Post().Namespace(ns).
+		Resource("terminalsessions").Name(name).SubResource("attach").Param("stdout", "true").Param("tty", "true")
+	if stdin != nil {
+		u = u.Param("stdin", "true")
+	}
+	cfg := restConfig(t, context)
+	var exec remotecommand.Executor
+	var err error
+	if websocket {
+		exec, err = remotecommand.NewWebSocketExecutor(cfg, "GET", u.URL().String())
+	} else {
+		exec, err = remotecommand.NewSPDYExecutor(cfg, "POST", u.URL())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: stdout, Tty: true})
+	}()
+	return done
+}
+
+// Only the owner may attach without a grant: a user whom RBAC lets reach
+// the attach subresource, but who holds neither join nor observe, is
+// refused by the session itself.
 func TestAttachOwnerOnly(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
-	created, err := c.Create(ctx, newSession("team-a", uniqueName("attach-owner"), "shell-demo"), metav1.CreateOptions{})
+	admin := kubeClient(t, "admin")
+	name := uniqueName("attach-only")
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "team-b"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"terminal.meshery.io"}, Resources: []string{"terminalsessions/attach"}, Verbs: []string{"create", "get"}}}}
+	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "team-b"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
+		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "alice"}}}
+	if _, err := admin.RbacV1().Roles("team-b").Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.RbacV1().Roles("team-b").Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	if _, err := admin.RbacV1().RoleBindings("team-b").Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = admin.RbacV1().RoleBindings("team-b").Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+
+	c := terminalClient(t, "bob").TerminalV1alpha1().TerminalSessions("team-b")
+	created, err := c.Create(ctx, newSession("team-b", name, runningPod(t, "team-b", "api")), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Delete(context.Background(), created.Name, metav1.DeleteOptions{}) })
-	waitPhase(t, "team-a", created.Name, v1alpha1.TerminalSessionRunning)
-	exec, err := remotecommand.NewSPDYExecutor(restConfig(t, "admin"), "POST", attachURL(t, "admin", "team-a", created.Name))
-	if err != nil {
-		t.Fatal(err)
+	eventually(t, 30*time.Second, "bob's session running", func(ctx context.Context) (bool, error) {
+		s, err := c.Get(ctx, created.Name, metav1.GetOptions{})
+		return err == nil && s.Status.Phase == v1alpha1.TerminalSessionRunning, nil
+	})
+	var err2 error
+	eventually(t, 30*time.Second, "alice refused by the session, not by RBAC", func(context.Context) (bool, error) {
+		err2 = <-attach(ctx, t, "alice", "team-b", created.Name, false, strings.NewReader(""), io.Discard)
+		return err2 != nil && strings.Contains(err2.Error(), "is not the owner of the session"), nil
+	})
+}
+
+// A session shared on purpose: the owner, a joiner (join: read-write) and
+// an observer (observe: read-only) attach at once, over SPDY and
+// WebSocket, and all see the same terminal; the observer's input is
+// refused; the process's exit ends every attach with its code.
+func TestAttachSharing(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	admin := kubeClient(t, "admin")
+	ns := ownNamespace(t, "shared")
+	for user, role := range map[string]string{"alice": "edit", "viewer": "terminal-sessions-join", "bob": "terminal-sessions-observe"} {
+		b := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: user, Namespace: ns},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+			Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}}}
+		if _, err := admin.RbacV1().RoleBindings(ns).Create(ctx, b, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	err = exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: strings.NewReader(""), Stdout: io.Discard, Tty: true})
-	if err == nil || !strings.Contains(err.Error(), "only its owner may attach") {
-		t.Fatalf("admin attached to alice's session: %v", err)
+	pod := podWith(ns, "target", "main")
+	createPod(t, pod)
+	waitPodRunning(t, ns, pod.Name)
+
+	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions(ns)
+	var created *v1alpha1.TerminalSession
+	eventually(t, 30*time.Second, "alice opens a session (once RBAC caught up)", func(ctx context.Context) (bool, error) {
+		var err error
+		created, err = c.Create(ctx, newSession(ns, uniqueName("shared"), pod.Name), metav1.CreateOptions{})
+		return err == nil, nil
+	})
+	waitPhase(t, ns, created.Name, v1alpha1.TerminalSessionRunning)
+
+	// The observer may not type: refused at once, not dropped.
+	err := <-attach(ctx, t, "bob", ns, created.Name, false, strings.NewReader("echo sneaky\n"), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "may only observe this session") {
+		t.Fatalf("observer attached with stdin: %v", err)
+	}
+
+	ownerIn, ownerType := io.Pipe()
+	joinerIn, joinerType := io.Pipe()
+	defer ownerType.Close()
+	defer joinerType.Close()
+	var owner, joiner, observer syncBuffer
+	ends := map[string]<-chan error{
+		"owner (SPDY)":         attach(ctx, t, "alice", ns, created.Name, false, ownerIn, &owner),
+		"joiner (WebSocket)":   attach(ctx, t, "viewer", ns, created.Name, true, joinerIn, &joiner),
+		"observer (WebSocket)": attach(ctx, t, "bob", ns, created.Name, true, nil, &observer),
+	}
+	screens := map[string]*syncBuffer{"owner (SPDY)": &owner, "joiner (WebSocket)": &joiner, "observer (WebSocket)": &observer}
+	typeInto := func(w io.Writer, line string) {
+		go func() { _, _ = w.Write([]byte(line)) }()
+	}
+	// Everyone is attached once the session counts three viewers.
+	eventually(t, 30*time.Second, "three viewers in status", func(ctx context.Context) (bool, error) {
+		s, err := c.Get(ctx, created.Name, metav1.GetOptions{})
+		return err == nil && s.Status.Viewers == 3, nil
+	})
+	typeInto(joinerType, "echo joined-$((2*21))\n")
+	for who, scr := range screens {
+		eventually(t, 30*time.Second, who+" sees the joiner's command", func(context.Context) (bool, error) {
+			return strings.Contains(scr.String(), "joined-42"), nil
+		})
+	}
+	typeInto(ownerType, "exit 3\n")
+	for who, end := range ends {
+		select {
+		case err := <-end:
+			var exitErr utilexec.ExitError
+			if !errors.As(err, &exitErr) || exitErr.ExitStatus() != 3 {
+				t.Errorf("%s: attach ended with %v, want exit code 3", who, err)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s: attach did not end after exit", who)
+		}
 	}
 }

@@ -183,15 +183,14 @@ func TestOpenPodNotRunning(t *testing.T) {
 		[]string{"is invalid", fmt.Sprintf(`spec.target.pod: Invalid value: %q: pod is Pending, not Running`, pending.Name)})
 }
 
-func TestOpenNeedsPodsExec(t *testing.T) {
-	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+// ownNamespace creates a namespace for one test, deleted when it ends,
+// and returns once pods can be created in it.
+func ownNamespace(t *testing.T, prefix string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	admin := kubeClient(t, "admin")
-
-	// A namespace of its own, so that granting alice here cannot change what other
-	// tests expect of her in team-a and team-b (authorization decisions are cached).
-	ns := uniqueName("e2e-exec")
+	ns := uniqueName(prefix)
 	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -201,6 +200,18 @@ func TestOpenNeedsPodsExec(t *testing.T) {
 		_, err := admin.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
 		return err == nil, nil
 	})
+	return ns
+}
+
+func TestOpenNeedsPodsExec(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	admin := kubeClient(t, "admin")
+
+	// A namespace of its own, so that granting alice here cannot change what other
+	// tests expect of her in team-a and team-b (authorization decisions are cached).
+	ns := ownNamespace(t, "e2e-exec")
 	// Someone grants alice create terminalsessions (patch too, for server-side apply)
 	// and reading pods here, not pods/exec; bob gets edit, which has both.
 	role := &rbacv1.Role{

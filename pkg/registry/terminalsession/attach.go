@@ -2,6 +2,7 @@ package terminalsession
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
@@ -29,6 +32,8 @@ import (
 type AttachREST struct {
 	store *REST
 	relay *stream.Relay
+	// authz decides join and observe grants, as kube-apiserver would.
+	authz authorizer.Authorizer
 	// waitRunning bounds how long an attach to a Pending session waits for
 	// its process to start.
 	waitRunning time.Duration
@@ -37,8 +42,37 @@ type AttachREST struct {
 var _ rest.Connecter = &AttachREST{}
 
 // NewAttachREST serves attach for the sessions in store.
-func NewAttachREST(store *REST, relay *stream.Relay) *AttachREST {
-	return &AttachREST{store: store, relay: relay, waitRunning: 30 * time.Second}
+func NewAttachREST(store *REST, relay *stream.Relay, authz authorizer.Authorizer) *AttachREST {
+	return &AttachREST{store: store, relay: relay, authz: authz, waitRunning: 30 * time.Second}
+}
+
+// Verbs on terminalsessions that let a user other than the owner attach.
+const (
+	// VerbJoin: attach read-write (type into the session).
+	VerbJoin = "join"
+	// VerbObserve: attach read-only (watch it).
+	VerbObserve = "observe"
+)
+
+// access is what a user may do with a session's terminal: "" (nothing),
+// VerbJoin or VerbObserve. The owner may join.
+func (r *AttachREST) access(ctx context.Context, u user.Info, s *terminal.TerminalSession) (string, error) {
+	if s.Status.Owner != nil && s.Status.Owner.Username == u.GetName() {
+		return VerbJoin, nil
+	}
+	for _, verb := range []string{VerbJoin, VerbObserve} {
+		d, _, err := r.authz.Authorize(ctx, authorizer.AttributesRecord{
+			User: u, Verb: verb, APIGroup: terminal.GroupName, APIVersion: "*", Resource: "terminalsessions",
+			Namespace: s.Namespace, Name: s.Name, ResourceRequest: true,
+		})
+		if err != nil {
+			return "", apierrors.NewInternalError(fmt.Errorf("authorizing %s of session %s/%s for %q: %w", verb, s.Namespace, s.Name, u.GetName(), err))
+		}
+		if d == authorizer.DecisionAllow {
+			return verb, nil
+		}
+	}
+	return "", nil
 }
 
 func (r *AttachREST) New() runtime.Object { return &terminal.TerminalSession{} }
@@ -53,7 +87,7 @@ func (r *AttachREST) NewConnectOptions() (runtime.Object, bool, string) { return
 
 // Connect authorizes the viewer and returns the streaming handler.
 func (r *AttachREST) Connect(ctx context.Context, name string, _ runtime.Object, _ rest.Responder) (http.Handler, error) {
-	user, ok := genericapirequest.UserFrom(ctx)
+	u, ok := genericapirequest.UserFrom(ctx)
 	if !ok {
 		return nil, apierrors.NewUnauthorized("no user in the request")
 	}
@@ -61,10 +95,16 @@ func (r *AttachREST) Connect(ctx context.Context, name string, _ runtime.Object,
 	if err != nil {
 		return nil, err
 	}
-	// Owner-only: knowing a session's name grants nothing.
-	if s.Status.Owner == nil || s.Status.Owner.Username != user.GetName() {
+	// Knowing a session's name grants nothing: the owner, or an explicit
+	// join or observe grant.
+	access, err := r.access(ctx, u, s)
+	if err != nil {
+		return nil, err
+	}
+	if access == "" {
 		return nil, apierrors.NewForbidden(terminal.Resource("terminalsessions/attach"), name,
-			fmt.Errorf("user %q is not the owner of the session: only its owner may attach", user.GetName()))
+			fmt.Errorf("user %q is not the owner of the session: others need the %q (read-write) or %q (read-only) verb on terminalsessions",
+				u.GetName(), VerbJoin, VerbObserve))
 	}
 	if s.Status.Phase == terminal.TerminalSessionPending {
 		if s, err = r.running(ctx, name); err != nil {
@@ -72,11 +112,17 @@ func (r *AttachREST) Connect(ctx context.Context, name string, _ runtime.Object,
 		}
 	}
 	subj := bridge.Subjects(s.Status.Subjects)
-	v := &viewer{relay: r.relay, subj: subj, user: user.GetName()}
+	v := &viewer{relay: r.relay, subj: subj, user: u.GetName()}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		opts := streamOptions(req)
 		if !opts.Stdin && !opts.Stdout && !opts.Stderr {
 			http.Error(w, "you must specify at least one of stdin, stdout, stderr", http.StatusBadRequest)
+			return
+		}
+		if opts.Stdin && access == VerbObserve {
+			// Refused, not silently dropped: the client learns at once.
+			writeStatus(w, apierrors.NewForbidden(terminal.Resource("terminalsessions/attach"), name,
+				fmt.Errorf("user %q may only observe this session: attach without stdin", u.GetName())))
 			return
 		}
 		if wsstream.IsWebSocketRequest(req) {
@@ -179,4 +225,15 @@ func (v *viewer) serve(ctx context.Context, in io.Reader, out io.Writer, sizes <
 		return fmt.Errorf("session closed (%s): %s", closed.Reason, closed.Message)
 	}
 	return nil
+}
+
+// writeStatus answers a streaming request with a Status, which client-go
+// shows as the upgrade's error.
+func writeStatus(w http.ResponseWriter, err *apierrors.StatusError) {
+	st := err.Status()
+	st.Kind, st.APIVersion = "Status", "v1"
+	doc, _ := json.Marshal(st)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(int(st.Code))
+	_, _ = w.Write(doc)
 }
