@@ -482,12 +482,18 @@ func shallow[T any](f func() T) T {
 
 func (b *Bridge) publishOutput(subj Subjects, s *session) func(ctx context.Context, seq uint64, frame []byte) (func() error, error) {
 	out := subj.Out()
+	// Frames are published one after the other (one drainer at a time).
+	var offset uint64
 	return func(ctx context.Context, seq uint64, frame []byte) (func() error, error) {
 		s.touch()
 		ack, err := b.js.PublishMsgAsync(&nats.Msg{
 			Subject: out, Data: frame,
-			Header: nats.Header{SeqHeader: []string{strconv.FormatUint(seq, 10)}},
+			Header: nats.Header{
+				SeqHeader:    []string{strconv.FormatUint(seq, 10)},
+				OffsetHeader: []string{strconv.FormatUint(offset, 10)},
+			},
 		})
+		offset += uint64(len(frame))
 		if err != nil {
 			return nil, err
 		}

@@ -28,6 +28,10 @@ const (
 	// SeqHeader numbers a session's output frames 1, 2, 3, ... so a viewer
 	// sees gaps and knows where to resume.
 	SeqHeader = "Terminal-Seq"
+	// OffsetHeader is the byte offset of a frame's first byte in the
+	// session's output: a reconnecting viewer resumes at the byte it
+	// reached, with nothing lost or repeated.
+	OffsetHeader = "Terminal-Offset"
 	// IOStream keeps recent output and control events of every session:
 	// the scrollback a late or reconnecting viewer replays.
 	IOStream = "TERMINAL_IO"

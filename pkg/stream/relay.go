@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -34,6 +35,9 @@ type Viewer struct {
 	Out io.Writer
 	// Resize carries the viewer's terminal size changes; nil for none.
 	Resize <-chan bridge.Size
+	// Since is how many bytes of the output the viewer has already seen
+	// (a reconnect): output resumes at the next byte.
+	Since uint64
 }
 
 // Closed is how the session ended, as its control subject said.
@@ -99,6 +103,7 @@ func (r *Relay) Serve(ctx context.Context, subj bridge.Subjects, v Viewer) (*Clo
 			}
 		}()
 	}
+	out := &resumer{w: v.Out, next: v.Since}
 	var resize <-chan bridge.Size = v.Resize
 	refresh := time.NewTicker(bridge.ViewerRefresh)
 	defer refresh.Stop()
@@ -117,7 +122,7 @@ func (r *Relay) Serve(ctx context.Context, subj bridge.Subjects, v Viewer) (*Clo
 			_ = r.Conn.Publish(subj.Resize(), data)
 		case m := <-frames:
 			if m.Subject() == subj.Out() {
-				if _, err := v.Out.Write(m.Data()); err != nil {
+				if err := out.write(m.Data(), m.Headers().Get(bridge.OffsetHeader)); err != nil {
 					return nil, err
 				}
 				continue
@@ -134,4 +139,36 @@ func viewerID() string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// resumer writes output from byte offset next on.
+type resumer struct {
+	w    io.Writer
+	next uint64
+}
+
+// write writes a frame whose first byte is at offset (a header value).
+func (r *resumer) write(data []byte, offset string) error {
+	start, err := strconv.ParseUint(offset, 10, 64)
+	if err != nil {
+		_, err := r.w.Write(data) // a frame without offset: nothing to resume by
+		return err
+	}
+	end := start + uint64(len(data))
+	switch {
+	case end <= r.next:
+		return nil // seen before the reconnect
+	case start > r.next:
+		// The scrollback no longer holds what was missed: say so rather
+		// than splice two distant parts of the screen together.
+		msg := fmt.Sprintf("\r\n[terminal-apiserver: %d bytes of output are no longer kept]\r\n", start-r.next)
+		if _, err := io.WriteString(r.w, msg); err != nil {
+			return err
+		}
+	case start < r.next:
+		data = data[r.next-start:]
+	}
+	r.next = end
+	_, err = r.w.Write(data)
+	return err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	utilexec "k8s.io/client-go/util/exec"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
+	"github.com/meshery/terminal-apiserver/pkg/bridge"
 )
 
 // syncBuffer is the terminal as the attached client sees it.
@@ -35,6 +37,18 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// createSession creates s as context and deletes it when the test ends.
+func createSession(t *testing.T, as string, s *v1alpha1.TerminalSession) *v1alpha1.TerminalSession {
+	t.Helper()
+	c := terminalClient(t, as).TerminalV1alpha1().TerminalSessions(s.Namespace)
+	created, err := c.Create(context.Background(), s, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), created.Name, metav1.DeleteOptions{}) })
+	return created
 }
 
 func attachURL(t *testing.T, context, ns, name string) *url.URL {
@@ -63,12 +77,7 @@ func TestAttachProtocols(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
-			created, err := c.Create(ctx, newSession("team-a", uniqueName("attach-"+tc.name), "shell-demo"), metav1.CreateOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = c.Delete(context.Background(), created.Name, metav1.DeleteOptions{}) })
+			created := createSession(t, "alice", newSession("team-a", uniqueName("attach-"+tc.name), "shell-demo"))
 			exec, err := tc.exec(restConfig(t, "alice"), attachURL(t, "alice", "team-a", created.Name))
 			if err != nil {
 				t.Fatal(err)
@@ -118,10 +127,13 @@ func TestAttachProtocols(t *testing.T) {
 
 // attach runs an attach as context with the given streams until it ends;
 // the result arrives on the returned channel.
-func attach(ctx context.Context, t *testing.T, context, ns, name string, websocket bool, stdin io.Reader, stdout io.Writer) <-chan error {
+func attach(ctx context.Context, t *testing.T, context, ns, name string, websocket bool, stdin io.Reader, stdout io.Writer, params ...string) <-chan error {
 	t.Helper()
 	u := terminalClient(t, context).TerminalV1alpha1().RESTClient().Post().Namespace(ns).
 		Resource("terminalsessions").Name(name).SubResource("attach").Param("stdout", "true").Param("tty", "true")
+	for i := 0; i+1 < len(params); i += 2 {
+		u = u.Param(params[i], params[i+1])
+	}
 	if stdin != nil {
 		u = u.Param("stdin", "true")
 	}
@@ -258,5 +270,56 @@ func TestAttachSharing(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("%s: attach did not end after exit", who)
 		}
+	}
+}
+
+// A viewer whose connection drops reattaches with the byte count it has
+// (since=N): what it missed arrives, nothing twice, and the session stayed
+// open.
+func TestAttachReconnect(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	nc, js := natsConn(t)
+	created := createSession(t, "alice", newSession("team-a", uniqueName("reconnect"), "shell-demo"))
+	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
+	subj := bridge.SubjectsFor(string(created.UID))
+	full := watchScreen(t, js, subj) // the whole output, from NATS
+
+	first, drop := context.WithCancel(ctx)
+	in, typeIn := io.Pipe()
+	var before syncBuffer
+	ended := attach(first, t, "alice", "team-a", created.Name, true, in, &before)
+	go func() { _, _ = typeIn.Write([]byte("echo first-$((40+2))\n")) }()
+	eventually(t, 30*time.Second, "first command's output", func(context.Context) (bool, error) {
+		return strings.Contains(before.String(), "first-42"), nil
+	})
+	drop() // the connection drops
+	<-ended
+	typeIn.Close()
+	seen := before.String()
+
+	// Meanwhile the shell goes on.
+	if err := nc.Publish(subj.In(), []byte("echo second-$((40+3))\n")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "second command's output in NATS", func(context.Context) (bool, error) {
+		return strings.Contains(full.String(), "second-43"), nil
+	})
+	var after syncBuffer
+	attach(ctx, t, "alice", "team-a", created.Name, false, nil, &after, "since", strconv.Itoa(len(seen)))
+	eventually(t, 30*time.Second, "the missed output after reattaching", func(context.Context) (bool, error) {
+		return strings.Contains(after.String(), "second-43"), nil
+	})
+	joined, whole := seen+after.String(), full.String()
+	if !strings.HasPrefix(whole, joined) && !strings.HasPrefix(joined, whole) {
+		t.Errorf("before + after the reconnect is not the session's output:\nbefore: %q\nafter:  %q\nwhole:  %q", seen, after.String(), whole)
+	}
+	s, err := c.Get(ctx, created.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Status.Phase != v1alpha1.TerminalSessionRunning {
+		t.Errorf("session %s after the reconnect (%s), want Running", s.Status.Phase, s.Status.Message)
 	}
 }

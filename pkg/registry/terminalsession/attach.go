@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -112,7 +113,6 @@ func (r *AttachREST) Connect(ctx context.Context, name string, _ runtime.Object,
 		}
 	}
 	subj := bridge.Subjects(s.Status.Subjects)
-	v := &viewer{relay: r.relay, subj: subj, user: u.GetName()}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		opts := streamOptions(req)
 		if !opts.Stdin && !opts.Stdout && !opts.Stderr {
@@ -125,6 +125,12 @@ func (r *AttachREST) Connect(ctx context.Context, name string, _ runtime.Object,
 				fmt.Errorf("user %q may only observe this session: attach without stdin", u.GetName())))
 			return
 		}
+		since, err := sinceParam(req)
+		if err != nil {
+			writeStatus(w, apierrors.NewBadRequest(err.Error()))
+			return
+		}
+		v := &viewer{relay: r.relay, subj: subj, user: u.GetName(), since: since}
 		if wsstream.IsWebSocketRequest(req) {
 			stream.ServeWebSocket(w, req, stream.Options{Stdin: opts.Stdin, Stdout: opts.Stdout, Stderr: opts.Stderr, TTY: opts.TTY}, 0,
 				func(in io.Reader, out io.Writer, resize <-chan bridge.Size) error {
@@ -184,6 +190,21 @@ type viewer struct {
 	relay *stream.Relay
 	subj  bridge.Subjects
 	user  string
+	since uint64
+}
+
+// sinceParam is the "since" query parameter: the bytes of output a
+// reconnecting viewer already has.
+func sinceParam(req *http.Request) (uint64, error) {
+	v := req.URL.Query().Get("since")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("since: %q is not a byte count: %w", v, err)
+	}
+	return n, nil
 }
 
 // ExecInContainer serves SPDY viewers through the streaming server.
@@ -215,7 +236,7 @@ func (v *viewer) ExecInContainer(ctx context.Context, _, _, _ string, _ []string
 // serve relays until the session closes: nil when its process exited with
 // 0, an ExitError with another code, an error when it closed otherwise.
 func (v *viewer) serve(ctx context.Context, in io.Reader, out io.Writer, sizes <-chan bridge.Size) error {
-	closed, err := v.relay.Serve(ctx, v.subj, stream.Viewer{User: v.user, In: in, Resize: sizes, Out: out})
+	closed, err := v.relay.Serve(ctx, v.subj, stream.Viewer{User: v.user, In: in, Resize: sizes, Out: out, Since: v.since})
 	switch {
 	case err != nil:
 		return err
