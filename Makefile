@@ -1,7 +1,7 @@
 # Entry points; the work is in hack/. `make test` is what CI runs (.ci/run).
 SHELL := /usr/bin/env bash
 
-.PHONY: all tools up down build test verify unit e2e bench
+.PHONY: all tools up down build install test verify unit e2e bench
 
 all: build
 
@@ -22,6 +22,11 @@ build:
 	@mkdir -p _output/bin
 	@if compgen -G 'cmd/*/*.go' >/dev/null; then go build -o _output/bin/ ./cmd/...; \
 	else echo "nothing to build: no commands under cmd/ yet"; fi
+
+# The kubectl plugin (kubectl terminal ...) into $(go env GOPATH)/bin; make up
+# also puts it in _output/bin, on the PATH it prints.
+install:
+	go install ./cmd/kubectl-terminal
 
 test: verify unit e2e
 

@@ -653,6 +653,10 @@ up_terminal_apiserver() {
   log "building terminal-apiserver"
   mkdir -p "$ROOT/_output/bin"
   (cd "$ROOT" && go build -o _output/bin/terminal-apiserver ./cmd/terminal-apiserver)
+  # The kubectl plugin, on the PATH that up prints.
+  if [[ -d $ROOT/cmd/kubectl-terminal ]]; then
+    (cd "$ROOT" && go build -o _output/bin/kubectl-terminal ./cmd/kubectl-terminal)
+  fi
 
   local bin=$ROOT/_output/bin/terminal-apiserver
   # shellcheck disable=SC2206 # word splitting of the extra flags is the point.

@@ -1,0 +1,115 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// The plugin under a real terminal: it opens a session at the terminal's
+// size, types and reads through it, follows a resize, exits with the remote
+// exit code, and closes the session it opened.
+func TestPluginInteractive(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bin := filepath.Join(env.root, "_output", "bin", "kubectl-terminal")
+	cmd := exec.CommandContext(ctx, bin, "--kubeconfig", env.kubeconfig, "--context", "alice", "-n", "team-a", "shell-demo")
+	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: 100, Rows: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	var screen syncBuffer
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(buf)
+			screen.Write(buf[:n])
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		if t.Failed() {
+			t.Logf("screen:\n%s", screen.String())
+		}
+	}()
+	typeLine := func(line string) {
+		if _, err := ptmx.Write([]byte(line + "\r")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Typed before the shell is up: nothing is lost (the plugin attaches
+	// only once the session runs, and the server queues early input).
+	typeLine(`echo "size=$(stty size) plug-$((40+2))"`)
+	eventually(t, 30*time.Second, "the command's output at the terminal's size", func(context.Context) (bool, error) {
+		return strings.Contains(screen.String(), "size=30 100 plug-42"), nil
+	})
+	if err := pty.Setsize(ptmx, &pty.Winsize{Cols: 120, Rows: 40}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the resize", func(context.Context) (bool, error) {
+		typeLine(`echo "now=$(stty size)"`)
+		return strings.Contains(screen.String(), "now=40 120"), nil
+	})
+	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
+	l, err := c.List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var name string
+	for _, s := range l.Items {
+		if strings.HasPrefix(s.Name, "shell-demo-") && s.Status.Phase == "Running" && s.Spec.Size != nil && s.Spec.Size.Cols == 100 {
+			name = s.Name
+		}
+	}
+	typeLine("exit 4")
+	err = cmd.Wait()
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 4 {
+		t.Fatalf("plugin ended with %v, want exit code 4", err)
+	}
+	if name == "" {
+		t.Fatal("did not find the plugin's session")
+	}
+	eventually(t, 30*time.Second, "the plugin's session deleted", func(ctx context.Context) (bool, error) {
+		_, err := c.Get(ctx, name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+}
+
+// Errors are one line, as kubectl prints them, with kubectl's exit code.
+func TestPluginErrors(t *testing.T) {
+	t.Parallel()
+	bin := filepath.Join(env.root, "_output", "bin", "kubectl-terminal")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--context", "alice", "-n", "team-b", "x"}, `Error from server (Forbidden)`},
+		{[]string{"--context", "alice", "-n", "team-a", "no-such-pod"}, `The TerminalSession "no-such-pod-`},
+		{[]string{"--context", "alice", "-n", "team-a", "close", "no-such-session"}, `Error from server (NotFound)`},
+	} {
+		cmd := exec.Command(bin, append([]string{"--kubeconfig", env.kubeconfig}, tc.args...)...)
+		cmd.Stdin = strings.NewReader("")
+		out, err := cmd.CombinedOutput()
+		var exitErr *exec.ExitError
+		if !errors.As(err, &exitErr) || exitErr.ExitCode() != 1 {
+			t.Errorf("%v: %v, want exit code 1; output:\n%s", tc.args, err, out)
+		}
+		text := strings.TrimSpace(string(out))
+		if !strings.HasPrefix(text, tc.want) || strings.Count(text, "\n") > 0 || strings.Contains(text, "goroutine") {
+			t.Errorf("%v: output %q, want one line starting %q", tc.args, text, tc.want)
+		}
+	}
+}
