@@ -1,16 +1,21 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"net/url"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -321,5 +326,61 @@ func TestAttachReconnect(t *testing.T) {
 	}
 	if s.Status.Phase != v1alpha1.TerminalSessionRunning {
 		t.Errorf("session %s after the reconnect (%s), want Running", s.Status.Phase, s.Status.Message)
+	}
+}
+
+// A browser's view: a WebSocket through `kubectl proxy` (no client
+// certificate of its own), speaking v4.base64.channel.k8s.io text frames.
+func TestAttachBrowserThroughProxy(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	created := createSession(t, "alice", newSession("team-a", uniqueName("browser"), "shell-demo"))
+	waitPhase(t, "team-a", created.Name, v1alpha1.TerminalSessionRunning)
+
+	proxy := exec.CommandContext(ctx, "kubectl", "--kubeconfig", env.kubeconfig, "--context", "alice", "proxy", "--port=0")
+	out, err := proxy.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := proxy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Process.Kill(); _ = proxy.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n') // "Starting to serve on 127.0.0.1:PORT"
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimSpace(line[strings.LastIndex(line, " ")+1:])
+
+	u := fmt.Sprintf("ws://%s/apis/terminal.meshery.io/v1alpha1/namespaces/team-a/terminalsessions/%s/attach?stdin=true&stdout=true&tty=true", addr, created.Name)
+	d := websocket.Dialer{Subprotocols: []string{"v4.base64.channel.k8s.io"}}
+	ws, resp, err := d.DialContext(ctx, u, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v (%v)", u, err, resp)
+	}
+	defer ws.Close()
+	if ws.Subprotocol() != "v4.base64.channel.k8s.io" {
+		t.Fatalf("subprotocol %q", ws.Subprotocol())
+	}
+	// Channel digit, then base64: "0" is stdin, "1" stdout.
+	cmd := base64.StdEncoding.EncodeToString([]byte("echo browser-$((40+2))\r"))
+	if err := ws.WriteMessage(websocket.TextMessage, []byte("0"+cmd)); err != nil {
+		t.Fatal(err)
+	}
+	var screen strings.Builder
+	_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for !strings.Contains(screen.String(), "browser-42") {
+		_, msg, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("read: %v; screen:\n%s", err, screen.String())
+		}
+		if len(msg) > 1 && msg[0] == '1' {
+			data, err := base64.StdEncoding.DecodeString(string(msg[1:]))
+			if err != nil {
+				t.Fatalf("stdout frame %q: %v", msg, err)
+			}
+			screen.Write(data)
+		}
 	}
 }

@@ -113,3 +113,38 @@ func TestPluginErrors(t *testing.T) {
 		}
 	}
 }
+
+// deploy/NAME opens the session in a ready pod of the Deployment; --keep
+// leaves it for a later attach and says how.
+func TestPluginDeploymentKeep(t *testing.T) {
+	t.Parallel()
+	bin := filepath.Join(env.root, "_output", "bin", "kubectl-terminal")
+	cmd := exec.Command(bin, "--kubeconfig", env.kubeconfig, "--context", "alice", "-n", "team-a",
+		"deploy/web", "--keep", "--", "sh", "-c", "exit 3")
+	cmd.Stdin = strings.NewReader("")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 3 {
+		t.Fatalf("plugin ended with %v, want exit code 3; stderr:\n%s", err, stderr.String())
+	}
+	// "Session NAME kept open after you leave: kubectl terminal attach NAME"
+	fields := strings.Fields(stderr.String())
+	if len(fields) < 2 || fields[0] != "Session" {
+		t.Fatalf("stderr %q does not name the kept session", stderr.String())
+	}
+	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
+	s, err := c.Get(context.Background(), fields[1], metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("kept session: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), s.Name, metav1.DeleteOptions{}) })
+	pod, err := kubeClient(t, "alice").CoreV1().Pods("team-a").Get(context.Background(), s.Spec.Target.Pod, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pod.OwnerReferences) != 1 || pod.OwnerReferences[0].Kind != "ReplicaSet" || !strings.HasPrefix(pod.OwnerReferences[0].Name, "web-") {
+		t.Errorf("session's pod %s is owned by %v, want a ReplicaSet of deployment web", pod.Name, pod.OwnerReferences)
+	}
+}
