@@ -56,13 +56,13 @@ const (
 	ViewerRefresh = 10 * time.Second
 	ViewerTTL     = 3 * ViewerRefresh
 
-	maxFrame    = 32 << 10
-	maxBuffered = 1 << 20
-	inputQueue  = 256  // input messages queued towards a process that is not reading
-	maxViewers  = 1024 // viewer IDs tracked per session
-	pingEvery   = 30 * time.Second
-	shellCache  = 4096
-	probeTimout = 10 * time.Second
+	maxFrame     = 32 << 10
+	maxBuffered  = 1 << 20
+	inputQueue   = 256  // input messages queued towards a process that is not reading
+	maxViewers   = 1024 // viewer IDs tracked per session
+	pingEvery    = 30 * time.Second
+	shellCache   = 4096
+	probeTimeout = 10 * time.Second
 )
 
 // session is one session this replica runs: its exec, its input queue, its
@@ -387,7 +387,7 @@ func (b *Bridge) shell(ctx context.Context, s *v1alpha1.TerminalSession) []strin
 		}
 	}
 	sh := "sh"
-	pctx, cancel := context.WithTimeout(ctx, probeTimout)
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	if exec, err := b.openExec(pctx, s, []string{"bash", "-c", "exit 0"}, false, false); err == nil {
 		stop := context.AfterFunc(pctx, func() { _ = exec.Close() })

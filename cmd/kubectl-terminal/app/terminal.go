@@ -35,8 +35,10 @@ func NewCommand(streams genericclioptions.IOStreams) *cobra.Command {
 	flags := genericclioptions.NewConfigFlags(true)
 	o := &options{flags: flags, streams: streams}
 	cmd := &cobra.Command{
-		Use:   "kubectl terminal (POD | TYPE/NAME) [-c CONTAINER] [--keep] [-- COMMAND [args...]]",
-		Short: "Open a shell in a container through a TerminalSession",
+		Use: "terminal (POD | TYPE/NAME) [-c CONTAINER] [--keep] [-- COMMAND [args...]]",
+		// Help and usage name the plugin as kubectl users type it.
+		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl terminal"},
+		Short:       "Open a shell in a container through a TerminalSession",
 		Long: "Open a shell in a container: creates a TerminalSession (so the cluster's RBAC and audit apply, " +
 			"and the session survives a dropped connection), attaches to it, and deletes it on exit unless --keep.",
 		Example: "  kubectl terminal shell-demo\n  kubectl terminal deploy/web -c app -- sh\n" +
