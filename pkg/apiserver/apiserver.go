@@ -3,18 +3,19 @@
 package apiserver
 
 import (
-	"net/http"
-
 	"errors"
-	apirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"net/http"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/util/sets"
+	apirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/generic"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	genericfilters "k8s.io/apiserver/pkg/server/filters"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal"
@@ -118,6 +119,12 @@ func (c CompletedConfig) New() (*Server, error) {
 	}
 	return &Server{GenericAPIServer: generic}, nil
 }
+
+// LongRunning says which requests run as long as their client wants: watches
+// and attaches. They escape the request timeout (--request-timeout, 60 s),
+// which would otherwise cut every terminal after a minute, and the
+// max-in-flight limits, as pods/attach does in kube-apiserver.
+var LongRunning = genericfilters.BasicLongRunningRequestCheck(sets.NewString("watch"), sets.NewString("attach"))
 
 // attachVerbs authorizes every request to the attach subresource as
 // "create", whatever its method: WebSocket clients (browsers) upgrade with a

@@ -38,6 +38,10 @@ type Viewer struct {
 	// Since is how many bytes of the output the viewer has already seen
 	// (a reconnect): output resumes at the next byte.
 	Since uint64
+	// Abort breaks the viewer's connection. A write to a viewer that has
+	// stopped reading blocks until the connection closes: this is how a
+	// stalled viewer is let go (nil: wait for the write).
+	Abort func()
 }
 
 // Closed is how the session ended, as its control subject said.
@@ -77,6 +81,14 @@ func (r *Relay) Serve(ctx context.Context, subj bridge.Subjects, v Viewer) (*Clo
 		return nil, fmt.Errorf("follow %s: %w", subj.Out(), err)
 	}
 	defer cc.Stop()
+	if v.Abort != nil {
+		stop := context.AfterFunc(ctx, func() {
+			if errors.Is(context.Cause(ctx), ErrSlowViewer) {
+				v.Abort()
+			}
+		})
+		defer stop()
+	}
 
 	id := viewerID()
 	announce := func(state string) {
@@ -123,6 +135,9 @@ func (r *Relay) Serve(ctx context.Context, subj bridge.Subjects, v Viewer) (*Clo
 		case m := <-frames:
 			if m.Subject() == subj.Out() {
 				if err := out.write(m.Data(), m.Headers().Get(bridge.OffsetHeader)); err != nil {
+					if cause := context.Cause(ctx); cause != nil {
+						return nil, cause // the write failed because the viewer was let go
+					}
 					return nil, err
 				}
 				continue

@@ -1,15 +1,20 @@
 package stream
 
 import (
+	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
+	"github.com/gorilla/websocket"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/streaming/pkg/httpstream/wsstream"
 
 	"github.com/meshery/terminal-apiserver/pkg/bridge"
 )
@@ -34,70 +39,218 @@ const (
 	chanStderr
 	chanError
 	chanResize
+
+	// closeSignal opens a v5 frame that half-closes the channel after it.
+	closeSignal = 255
 )
 
-// ServeWebSocket speaks the server side of pods/attach over WebSocket:
-// v5.channel.k8s.io (v4 plus half-closing stdin, what client-go's
-// WebSocket executor asks for), v4.channel.k8s.io and its base64 variant
-// (browsers). relay runs the viewer; its error becomes the final status.
-func ServeWebSocket(w http.ResponseWriter, req *http.Request, opts Options, idle time.Duration,
-	relay func(in io.Reader, out io.Writer, resize <-chan bridge.Size) error) {
-	channel := func(on bool, t wsstream.ChannelType) wsstream.ChannelType {
-		if on {
-			return t
+// WebSocket subprotocols served, in order of preference: v5 (v4 plus
+// half-closing stdin, what client-go's WebSocket executor asks for), v4,
+// and v4's base64 text variant for browsers.
+var wsProtocols = []string{"v5.channel.k8s.io", "v4.channel.k8s.io", "v4.base64.channel.k8s.io"}
+
+// PingPeriod is how often attach pings a viewer's WebSocket, so proxies and
+// load balancers that drop idle connections (often after 60 s) keep a quiet
+// terminal open; browsers answer pings by themselves. A peer that sends
+// nothing, not even a pong, for three periods is gone (a laptop closed, a
+// cable pulled) and is let go.
+const PingPeriod = 30 * time.Second
+
+const (
+	// controlWait bounds writing a ping or the closing frame.
+	controlWait = 10 * time.Second
+	// maxInputFrame bounds one frame of input (a large paste arrives in
+	// several).
+	maxInputFrame = 1 << 20
+)
+
+// ServeWebSocket speaks the server side of pods/attach over WebSocket,
+// pinging the peer every ping (see PingPeriod).
+// relay runs the viewer until ctx ends (the peer went away) or the session
+// closes; its error becomes the final status on the error channel.
+//
+// The connection is gorilla/websocket rather than apimachinery's wsstream:
+// wsstream cannot send pings alongside data (its connection offers no
+// locked control frames), and a terminal that is quiet for a minute must
+// survive proxies that close idle connections.
+func ServeWebSocket(w http.ResponseWriter, req *http.Request, opts Options, ping time.Duration,
+	relay func(ctx context.Context, in io.Reader, out io.Writer, resize <-chan bridge.Size) error) {
+	proto := ""
+	for _, p := range wsProtocols {
+		if slices.Contains(websocket.Subprotocols(req), p) {
+			proto = p
+			break
 		}
-		return wsstream.IgnoreChannel
 	}
-	channels := []wsstream.ChannelType{
-		chanStdin:  channel(opts.Stdin, wsstream.ReadChannel),
-		chanStdout: channel(opts.Stdout, wsstream.WriteChannel),
-		chanStderr: channel(opts.Stderr && !opts.TTY, wsstream.WriteChannel),
-		chanError:  wsstream.WriteChannel,
-		chanResize: channel(opts.TTY, wsstream.ReadChannel),
-	}
-	conn := wsstream.NewConn(map[string]wsstream.ChannelProtocolConfig{
-		"v5.channel.k8s.io":        {Binary: true, Channels: channels},
-		"v4.channel.k8s.io":        {Binary: true, Channels: channels},
-		"v4.base64.channel.k8s.io": {Binary: false, Channels: channels},
-	})
-	conn.SetIdleTimeout(idle)
-	_, streams, err := conn.Open(w, req)
-	if err != nil {
-		// Open has answered the request already.
+	if proto == "" {
+		http.Error(w, fmt.Sprintf("none of the requested WebSocket subprotocols %q is supported; use one of %q",
+			websocket.Subprotocols(req), wsProtocols), http.StatusBadRequest)
 		return
 	}
+	up := websocket.Upgrader{
+		Subprotocols: []string{proto},
+		// As kube-apiserver's and the kubelet's streaming servers: the
+		// request was authenticated and authorized before it got here.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	conn, err := up.Upgrade(w, req, nil)
+	if err != nil {
+		return // Upgrade has answered the request
+	}
 	defer conn.Close()
+	c := &wsConn{conn: conn, ping: ping, base64: proto == "v4.base64.channel.k8s.io", v5: proto == "v5.channel.k8s.io"}
 
+	ctx, cancel := context.WithCancel(req.Context())
+	defer cancel()
+	var stdin io.Reader
+	var stdinW *io.PipeWriter
+	if opts.Stdin {
+		r, w := io.Pipe()
+		// Unblocks both ends once the relay is done: the reader may be
+		// waiting for input, the writer for a reader.
+		defer r.Close()
+		stdin, stdinW = r, w
+	}
 	sizes := make(chan bridge.Size, 1)
-	if opts.TTY {
-		go func() {
-			defer close(sizes)
-			dec := json.NewDecoder(streams[chanResize])
-			for {
-				var sz struct{ Width, Height uint16 }
-				if err := dec.Decode(&sz); err != nil {
-					return
-				}
-				select {
-				case sizes <- bridge.Size{Cols: sz.Width, Rows: sz.Height}:
-				default: // the relay takes the latest soon enough
-				}
-			}
-		}()
-	} else {
+	if !opts.TTY {
 		close(sizes)
 	}
-	var in io.Reader
-	if opts.Stdin {
-		in = streams[chanStdin]
-	}
-	out := io.Discard
+	go func() {
+		defer cancel() // the peer is gone: so is the viewer
+		c.read(stdinW, opts.TTY, sizes)
+	}()
+	go c.keepalive(ctx)
+
+	var out io.Writer = io.Discard
 	if opts.Stdout {
-		out = streams[chanStdout]
+		out = &wsChannel{c: c, num: chanStdout}
 	}
-	status := statusOf(relay(in, out, sizes))
+	status := statusOf(relay(ctx, stdin, out, sizes))
 	doc, _ := json.Marshal(status)
-	_, _ = streams[chanError].Write(doc)
+	_, _ = (&wsChannel{c: c, num: chanError}).Write(doc)
+	_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""),
+		time.Now().Add(controlWait))
+}
+
+// wsConn multiplexes channels on one WebSocket.
+type wsConn struct {
+	conn   *websocket.Conn
+	ping   time.Duration
+	base64 bool // v4.base64: text frames, channel as a digit
+	v5     bool // v5: the close signal
+	mu     sync.Mutex
+}
+
+// read dispatches the peer's frames to stdin and resize until it goes away
+// or falls silent for three ping periods.
+func (c *wsConn) read(stdin *io.PipeWriter, tty bool, sizes chan bridge.Size) {
+	if stdin != nil {
+		defer stdin.Close()
+	}
+	c.conn.SetReadLimit(maxInputFrame)
+	alive := func(string) error { return c.conn.SetReadDeadline(time.Now().Add(3 * c.ping)) }
+	_ = alive("")
+	c.conn.SetPongHandler(alive)
+	resizeOpen := tty
+	for {
+		_, data, err := c.conn.ReadMessage()
+		if err != nil {
+			break
+		}
+		_ = alive("")
+		if len(data) == 0 {
+			continue
+		}
+		channel, payload := data[0], data[1:]
+		if c.v5 && channel == closeSignal {
+			if len(payload) == 1 && payload[0] == chanStdin && stdin != nil {
+				stdin.Close()
+				stdin = nil
+			}
+			continue
+		}
+		if c.base64 {
+			channel -= '0'
+			if payload, err = base64.StdEncoding.DecodeString(string(payload)); err != nil {
+				continue // not base64: nothing to relay
+			}
+		}
+		switch {
+		case channel == chanStdin && stdin != nil:
+			if _, err := stdin.Write(payload); err != nil {
+				stdin = nil // the relay stopped reading input
+			}
+		case channel == chanResize && resizeOpen:
+			var sz struct{ Width, Height uint16 }
+			if json.Unmarshal(payload, &sz) != nil {
+				continue
+			}
+			latest(sizes, bridge.Size{Cols: sz.Width, Rows: sz.Height})
+		}
+	}
+	if resizeOpen {
+		close(sizes)
+	}
+}
+
+// latest queues sz in place of any size not yet taken: only the last
+// size matters.
+func latest(sizes chan bridge.Size, sz bridge.Size) {
+	for {
+		select {
+		case sizes <- sz:
+			return
+		default:
+			select {
+			case <-sizes:
+			default:
+			}
+		}
+	}
+}
+
+func (c *wsConn) keepalive(ctx context.Context) {
+	t := time.NewTicker(c.ping)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(controlWait)) != nil {
+				return
+			}
+		}
+	}
+}
+
+// wsChannel writes one channel's frames.
+type wsChannel struct {
+	c   *wsConn
+	num byte
+}
+
+func (w *wsChannel) Write(p []byte) (int, error) {
+	w.c.mu.Lock()
+	defer w.c.mu.Unlock()
+	if w.c.base64 {
+		frame := make([]byte, 1+base64.StdEncoding.EncodedLen(len(p)))
+		frame[0] = '0' + w.num
+		base64.StdEncoding.Encode(frame[1:], p)
+		if err := w.c.conn.WriteMessage(websocket.TextMessage, frame); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	// One frame, written straight through (WriteMessage's fast path for
+	// servers), rather than NextWriter's fragments of its buffer size.
+	frame := make([]byte, 1+len(p))
+	frame[0] = w.num
+	copy(frame[1:], p)
+	if err := w.c.conn.WriteMessage(websocket.BinaryMessage, frame); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // statusOf is the final status document of the v4/v5 protocols.

@@ -278,6 +278,7 @@ func (o *Options) Config(b *broker.Broker) (*apiserver.Config, error) {
 		return nil, err
 	}
 	cfg.RequestInfoResolver = apiserver.WithAttachAsCreate(genericapiserver.NewRequestInfoResolver(&cfg.Config))
+	cfg.LongRunningFunc = apiserver.LongRunning
 	// The core-API client (--kubeconfig, else in-cluster) is the server's own identity;
 	// it asks kube-apiserver whether a user may exec into a session's target.
 	if cfg.ClientConfig == nil {

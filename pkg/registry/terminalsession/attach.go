@@ -18,6 +18,7 @@ import (
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
+	"k8s.io/klog/v2"
 	"k8s.io/streaming/pkg/httpstream/wsstream"
 	utilexec "k8s.io/utils/exec"
 
@@ -130,12 +131,12 @@ func (r *AttachREST) Connect(ctx context.Context, name string, _ runtime.Object,
 			writeStatus(w, apierrors.NewBadRequest(err.Error()))
 			return
 		}
-		v := &viewer{relay: r.relay, subj: subj, user: u.GetName(), since: since}
+		w, abort := stream.Abortable(w)
+		v := &viewer{relay: r.relay, subj: subj, user: u.GetName(), since: since, abort: abort,
+			session: s.Namespace + "/" + s.Name}
 		if wsstream.IsWebSocketRequest(req) {
-			stream.ServeWebSocket(w, req, stream.Options{Stdin: opts.Stdin, Stdout: opts.Stdout, Stderr: opts.Stderr, TTY: opts.TTY}, 0,
-				func(in io.Reader, out io.Writer, resize <-chan bridge.Size) error {
-					return v.serve(req.Context(), in, out, resize)
-				})
+			stream.ServeWebSocket(w, req, stream.Options{Stdin: opts.Stdin, Stdout: opts.Stdout, Stderr: opts.Stderr, TTY: opts.TTY},
+				stream.PingPeriod, v.serve)
 			return
 		}
 		remotecommand.ServeExec(w, req, v, name, string(s.UID), "",
@@ -191,6 +192,9 @@ type viewer struct {
 	subj  bridge.Subjects
 	user  string
 	since uint64
+	abort func()
+	// session is namespace/name, for the log.
+	session string
 }
 
 // sinceParam is the "since" query parameter: the bytes of output a
@@ -210,17 +214,28 @@ func sinceParam(req *http.Request) (uint64, error) {
 // ExecInContainer serves SPDY viewers through the streaming server.
 func (v *viewer) ExecInContainer(ctx context.Context, _, _, _ string, _ []string, in io.Reader, out, _ io.WriteCloser,
 	_ bool, resize <-chan remotecommand.TerminalSize, _ time.Duration) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	sizes := make(chan bridge.Size, 1)
-	go func() {
-		defer close(sizes)
-		for sz := range resize {
-			select {
-			case sizes <- bridge.Size{Cols: sz.Width, Rows: sz.Height}:
-			case <-ctx.Done():
-				return
+	if resize == nil {
+		close(sizes)
+	} else {
+		go func() {
+			defer close(sizes)
+			for sz := range resize {
+				select {
+				case sizes <- bridge.Size{Cols: sz.Width, Rows: sz.Height}:
+				case <-ctx.Done():
+					return
+				}
 			}
-		}
-	}()
+			// The resize stream ends only with the connection. The request's
+			// context is not cancelled once the connection is hijacked, and
+			// a quiet session would otherwise keep counting a viewer that
+			// has gone until its next output fails to write.
+			cancel()
+		}()
+	}
 	var w io.Writer = io.Discard
 	if out != nil {
 		w = out
@@ -236,9 +251,13 @@ func (v *viewer) ExecInContainer(ctx context.Context, _, _, _ string, _ []string
 // serve relays until the session closes: nil when its process exited with
 // 0, an ExitError with another code, an error when it closed otherwise.
 func (v *viewer) serve(ctx context.Context, in io.Reader, out io.Writer, sizes <-chan bridge.Size) error {
-	closed, err := v.relay.Serve(ctx, v.subj, stream.Viewer{User: v.user, In: in, Resize: sizes, Out: out, Since: v.since})
+	closed, err := v.relay.Serve(ctx, v.subj, stream.Viewer{User: v.user, In: in, Resize: sizes, Out: out, Since: v.since, Abort: v.abort})
 	switch {
+	case errors.Is(err, stream.ErrSlowViewer):
+		klog.InfoS("Disconnected a viewer that stopped reading", "session", v.session, "user", v.user)
+		return err
 	case err != nil:
+		klog.V(2).InfoS("Viewer detached", "session", v.session, "user", v.user, "err", err)
 		return err
 	case closed.ExitCode != nil && *closed.ExitCode != 0:
 		return &stream.ExitError{Code: *closed.ExitCode}
