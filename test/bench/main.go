@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -89,7 +90,14 @@ func run() error {
 	ctx := context.Background()
 
 	fmt.Printf("terminal-apiserver vs direct pods/exec, pod %s/%s, through kube-apiserver (kwok kubelet)\n\n", ns, pod)
-	fmt.Printf("%-44s %14s %14s\n", "figure", "session", "direct exec")
+	// Three columns: a session driven straight through NATS (the bridge
+	// alone), the same through the attach subresource (client ->
+	// kube-apiserver -> terminal-apiserver -> NATS -> bridge ->
+	// kube-apiserver -> kubelet), and a direct pods/exec on the same pod.
+	row := func(figure, viaNATS, viaAttach, direct string) {
+		fmt.Printf("%-40s %14s %14s %14s\n", figure, viaNATS, viaAttach, direct)
+	}
+	row("figure", "session (NATS)", "attach", "direct exec")
 
 	// Memory first: the other figures churn NATS's buffers (in this process
 	// with the embedded server), which would blur a before/after reading.
@@ -97,41 +105,45 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%-44s %10.1f KiB %14s\n", fmt.Sprintf("server RSS per idle session (n=%d)", *nIdle), perSession.rss/1024, "-")
-	fmt.Printf("%-44s %10.1f KiB %14s\n", "  of which live heap and stacks", perSession.heapStack/1024, "-")
+	row(fmt.Sprintf("server RSS per idle session (n=%d)", *nIdle), fmt.Sprintf("%.1f KiB", perSession.rss/1024), "-", "-")
+	row("  of which live heap and stacks", fmt.Sprintf("%.1f KiB", perSession.heapStack/1024), "-", "-")
 
 	ss, ds, err := e.setup(ctx)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%-44s %14s %14s\n", fmt.Sprintf("setup to first byte p50 (n=%d)", *nSetup), pct(ss, 50), pct(ds, 50))
-	fmt.Printf("%-44s %14s %14s\n", "setup to first byte p99", pct(ss, 99), pct(ds, 99))
+	row(fmt.Sprintf("setup to first byte p50 (n=%d)", *nSetup), pct(ss, 50), "-", pct(ds, 50))
+	row("setup to first byte p99", pct(ss, 99), "-", pct(ds, 99))
 
-	se, de, err := e.echo(ctx)
+	sn, sa, sd, err := e.echo(ctx)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%-44s %14s %14s\n", fmt.Sprintf("keystroke echo p50 (n=%d)", *nEcho), pct(se, 50), pct(de, 50))
-	fmt.Printf("%-44s %14s %14s\n", "keystroke echo p99", pct(se, 99), pct(de, 99))
+	row(fmt.Sprintf("keystroke echo p50 (n=%d)", *nEcho), pct(sn, 50), pct(sa, 50), pct(sd, 50))
+	row("keystroke echo p99", pct(sn, 99), pct(sa, 99), pct(sd, 99))
+	row("  echo p50 / direct", ratio(float64(at(sn, 50)), float64(at(sd, 50))), ratio(float64(at(sa, 50)), float64(at(sd, 50))), "")
 
 	// Throughput on a shared 2-core machine varies from run to run: the
 	// median of alternating rounds.
-	var sts, dts []float64
+	var tn, ta, td []float64
 	for range *bulkRounds {
-		bctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-		st, dt, err := e.bulk(bctx)
+		bctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		n, a, d, err := e.bulk(bctx)
 		cancel()
 		if err != nil {
-			fmt.Printf("%-44s %14s %14s   (%v)\n", fmt.Sprintf("bulk output (%d MiB)", *bulkMiB), "-", "-", err)
+			fmt.Printf("bulk output (%d MiB): %v\n", *bulkMiB, err)
 			return nil
 		}
-		sts, dts = append(sts, st), append(dts, dt)
+		tn, ta, td = append(tn, n), append(ta, a), append(td, d)
 	}
-	st, dt := median(sts), median(dts)
-	fmt.Printf("%-44s %11.1f MiB/s %11.1f MiB/s\n", fmt.Sprintf("bulk output (%d MiB), median of %d", *bulkMiB, *bulkRounds), st, dt)
-	fmt.Printf("%-44s %13.2fx\n", "  session / direct", st/dt)
+	mib := func(v float64) string { return fmt.Sprintf("%.1f MiB/s", v) }
+	n, a, d := median(tn), median(ta), median(td)
+	row(fmt.Sprintf("bulk output (%d MiB), median of %d", *bulkMiB, *bulkRounds), mib(n), mib(a), mib(d))
+	row("  throughput / direct", ratio(n, d), ratio(a, d), "")
 	return nil
 }
+
+func ratio(x, direct float64) string { return fmt.Sprintf("%.2fx", x/direct) }
 
 func median(v []float64) float64 {
 	s := append([]float64(nil), v...)
@@ -139,26 +151,43 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
-func pct(ds []time.Duration, p int) string {
-	if len(ds) == 0 {
-		return "-"
-	}
+// at is the p-th percentile of ds.
+func at(ds []time.Duration, p int) time.Duration {
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	i := (len(s)*p + 99) / 100
 	if i > 0 {
 		i--
 	}
-	return s[i].Round(10 * time.Microsecond).String()
+	return s[i]
 }
 
-// open creates a session and returns it with a channel of its output frames.
-func (e *env) open(ctx context.Context, command []string) (*v1alpha1.TerminalSession, <-chan []byte, func(), error) {
+func pct(ds []time.Duration, p int) string {
+	if len(ds) == 0 {
+		return "-"
+	}
+	return at(ds, p).Round(10 * time.Microsecond).String()
+}
+
+// create creates a session running command (nil: the container's shell);
+// the returned func deletes it.
+func (e *env) create(ctx context.Context, command []string) (*v1alpha1.TerminalSession, func(), error) {
 	tty := true
-	s, err := e.sessions.TerminalV1alpha1().TerminalSessions(ns).Create(ctx, &v1alpha1.TerminalSession{
+	c := e.sessions.TerminalV1alpha1().TerminalSessions(ns)
+	s, err := c.Create(ctx, &v1alpha1.TerminalSession{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "bench-", Namespace: ns},
 		Spec:       v1alpha1.TerminalSessionSpec{Target: v1alpha1.TerminalTarget{Pod: pod}, Command: command, TTY: &tty},
 	}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, func() { _ = c.Delete(context.Background(), s.Name, metav1.DeleteOptions{}) }, nil
+}
+
+// open creates a session and returns it with a channel of its output
+// frames, read straight from NATS.
+func (e *env) open(ctx context.Context, command []string) (*v1alpha1.TerminalSession, <-chan []byte, func(), error) {
+	s, deleteFn, err := e.create(ctx, command)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -166,22 +195,23 @@ func (e *env) open(ctx context.Context, command []string) (*v1alpha1.TerminalSes
 	cons, err := e.js.OrderedConsumer(ctx, bridge.IOStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{bridge.SubjectsFor(string(s.UID)).Out()}})
 	if err != nil {
+		deleteFn()
 		return nil, nil, nil, err
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) { frames <- m.Data() })
 	if err != nil {
+		deleteFn()
 		return nil, nil, nil, err
 	}
 	closeFn := func() {
 		cc.Stop()
-		_ = e.sessions.TerminalV1alpha1().TerminalSessions(ns).Delete(context.Background(), s.Name, metav1.DeleteOptions{})
+		deleteFn()
 	}
 	return s, frames, closeFn, nil
 }
 
-func (e *env) executor(command []string) (remotecommand.Executor, error) {
-	u := e.kube.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
-		VersionedParams(&corev1.PodExecOptions{Command: command, Stdin: true, Stdout: true, TTY: true}, scheme.ParameterCodec).URL()
+// fallback is how kubectl connects: WebSocket, else SPDY.
+func (e *env) fallback(u *url.URL) (remotecommand.Executor, error) {
 	ws, err := remotecommand.NewWebSocketExecutor(e.cfg, "GET", u.String())
 	if err != nil {
 		return nil, err
@@ -191,6 +221,35 @@ func (e *env) executor(command []string) (remotecommand.Executor, error) {
 		return nil, err
 	}
 	return remotecommand.NewFallbackExecutor(ws, spdy, httpstream.IsUpgradeFailure)
+}
+
+// executor runs command by a direct pods/exec on the pod.
+func (e *env) executor(command []string) (remotecommand.Executor, error) {
+	return e.fallback(e.kube.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{Command: command, Stdin: true, Stdout: true, TTY: true}, scheme.ParameterCodec).URL())
+}
+
+// attacher attaches to a session through kube-apiserver, as kubectl
+// terminal does.
+func (e *env) attacher(name string) (remotecommand.Executor, error) {
+	return e.fallback(e.sessions.TerminalV1alpha1().RESTClient().Post().Namespace(ns).Resource("terminalsessions").
+		Name(name).SubResource("attach").Param("stdin", "true").Param("stdout", "true").Param("tty", "true").URL())
+}
+
+// streams runs exec with piped stdin and stdout until ctx ends; stdout
+// reports the stream's end as a read error.
+func streams(ctx context.Context, exec remotecommand.Executor) (stdin *io.PipeWriter, stdout *io.PipeReader) {
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	go func() {
+		err := exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: inR, Stdout: outW, Tty: true})
+		if err == nil {
+			err = io.EOF
+		}
+		outW.CloseWithError(err)
+		inR.CloseWithError(err)
+	}()
+	return inW, outR
 }
 
 // waitRunning polls until the session's process runs.
@@ -274,16 +333,20 @@ func waitFor(frames <-chan []byte, want []byte, buf *bytes.Buffer) error {
 	return nil
 }
 
-func (e *env) echo(ctx context.Context) (session, direct []time.Duration, err error) {
+// echo times keystroke round trips three ways: published to the
+// session's NATS subject and read from its output stream; typed into an
+// attach through kube-apiserver; typed into a direct pods/exec.
+func (e *env) echo(ctx context.Context) (viaNATS, viaAttach, direct []time.Duration, err error) {
 	// cat under a TTY: the line discipline echoes each key at once.
-	s, frames, closeFn, err := e.open(ctx, []string{"cat"})
+	cat := []string{"cat"}
+	s, frames, closeFn, err := e.open(ctx, cat)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer closeFn()
 	// Input is read once the session runs (the bridge subscribes then).
 	if err := e.waitRunning(ctx, s.Name); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	in := bridge.SubjectsFor(string(s.UID)).In()
 	var buf bytes.Buffer
@@ -292,71 +355,91 @@ func (e *env) echo(ctx context.Context) (session, direct []time.Duration, err er
 		buf.Reset()
 		start := time.Now()
 		if err := e.nc.Publish(in, key); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if err := waitFor(frames, key, &buf); err != nil {
-			return nil, nil, fmt.Errorf("session echo: %w", err)
+			return nil, nil, nil, fmt.Errorf("session echo: %w", err)
 		}
 		if i > 0 { // the first waits for the process to start
-			session = append(session, time.Since(start))
+			viaNATS = append(viaNATS, time.Since(start))
 		}
 	}
 
-	exec, err := e.executor([]string{"cat"})
+	a, deleteFn, err := e.create(ctx, cat)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	stdin, stdinW := io.Pipe()
-	outR, outW := io.Pipe()
+	defer deleteFn()
+	attach, err := e.attacher(a.Name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if viaAttach, err = typeKeys(ctx, attach); err != nil {
+		return nil, nil, nil, fmt.Errorf("attach echo: %w", err)
+	}
+	exec, err := e.executor(cat)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if direct, err = typeKeys(ctx, exec); err != nil {
+		return nil, nil, nil, fmt.Errorf("direct echo: %w", err)
+	}
+	return viaNATS, viaAttach, direct, nil
+}
+
+// typeKeys types into cat through exec and times each key's echo.
+func typeKeys(ctx context.Context, exec remotecommand.Executor) ([]time.Duration, error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() {
-		_ = exec.StreamWithContext(sctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: outW, Tty: true})
-	}()
+	stdin, stdout := streams(sctx, exec)
+	var rtts []time.Duration
 	p := make([]byte, 4096)
 	for i := range *nEcho + 1 {
 		key := []byte{byte('a' + i%26)}
 		start := time.Now()
-		if _, err := stdinW.Write(key); err != nil {
-			return nil, nil, err
+		if _, err := stdin.Write(key); err != nil {
+			return nil, err
 		}
 		for {
-			n, err := outR.Read(p)
+			n, err := stdout.Read(p)
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			if bytes.Contains(p[:n], key) {
 				break
 			}
 		}
-		if i > 0 {
-			direct = append(direct, time.Since(start))
+		if i > 0 { // the first waits for the stream to start
+			rtts = append(rtts, time.Since(start))
 		}
 	}
-	stdinW.Write([]byte{4})
-	return session, direct, nil
+	_, _ = stdin.Write([]byte{4}) // ^D: cat ends
+	return rtts, nil
 }
 
-func (e *env) bulk(ctx context.Context) (session, direct float64, err error) {
-	// The process waits after the marker: kwok closes the pty as soon as
-	// the process exits, losing whatever output it had not read yet.
-	script := fmt.Sprintf("read go; head -c %d /dev/zero | tr '\\0' 'x'; echo; echo BULK-END; read done", *bulkMiB<<20)
-	cmd := []string{"bash", "-c", script}
-	s, frames, closeFn, err := e.open(ctx, cmd)
+// bulkScript writes bulk-mib MiB once a line arrives on its stdin. It
+// waits after the marker: kwok closes the pty as soon as the process
+// exits, losing whatever output it had not read yet.
+func bulkScript() []string {
+	return []string{"bash", "-c", fmt.Sprintf("read go; head -c %d /dev/zero | tr '\\0' 'x'; echo; echo BULK-END; read done", *bulkMiB<<20)}
+}
+
+// bulk measures output throughput in MiB/s three ways, as echo does.
+func (e *env) bulk(ctx context.Context) (viaNATS, viaAttach, direct float64, err error) {
+	s, frames, closeFn, err := e.open(ctx, bulkScript())
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer closeFn()
 	if err := e.waitRunning(ctx, s.Name); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	start := time.Now()
 	if err := e.nc.Publish(bridge.SubjectsFor(string(s.UID)).In(), []byte("\n")); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	var total int
 	var tail []byte
-	deadline := ctx.Done()
 	for !bytes.Contains(tail, []byte("BULK-END")) {
 		select {
 		case f := <-frames:
@@ -365,34 +448,49 @@ func (e *env) bulk(ctx context.Context) (session, direct float64, err error) {
 			if len(tail) > 64 {
 				tail = tail[len(tail)-64:]
 			}
-		case <-deadline:
-			return 0, 0, fmt.Errorf("session bulk output incomplete after %d bytes", total)
+		case <-ctx.Done():
+			return 0, 0, 0, fmt.Errorf("session bulk output incomplete after %d bytes", total)
 		}
 	}
-	session = float64(total) / (1 << 20) / time.Since(start).Seconds()
+	viaNATS = float64(total) / (1 << 20) / time.Since(start).Seconds()
 
-	exec, err := e.executor([]string{"bash", "-c", script})
+	a, deleteFn, err := e.create(ctx, bulkScript())
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
-	stdin, stdinW := io.Pipe()
-	outR, outW := io.Pipe()
+	defer deleteFn()
+	attach, err := e.attacher(a.Name)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if viaAttach, err = readBulk(ctx, attach); err != nil {
+		return 0, 0, 0, fmt.Errorf("attach bulk output: %w", err)
+	}
+	exec, err := e.executor(bulkScript())
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if direct, err = readBulk(ctx, exec); err != nil {
+		return 0, 0, 0, fmt.Errorf("direct bulk output: %w", err)
+	}
+	return viaNATS, viaAttach, direct, nil
+}
+
+// readBulk starts bulkScript's output through exec and reads it all: MiB/s.
+func readBulk(ctx context.Context, exec remotecommand.Executor) (float64, error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() {
-		_ = exec.StreamWithContext(sctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: outW, Tty: true})
-	}()
-	start = time.Now()
-	stdinW.Write([]byte("\n"))
-	total, tail = 0, nil
+	stdin, stdout := streams(sctx, exec)
+	start := time.Now()
+	if _, err := stdin.Write([]byte("\n")); err != nil {
+		return 0, err
+	}
+	total, tail := 0, []byte(nil)
 	p := make([]byte, 64<<10)
 	for !bytes.Contains(tail, []byte("BULK-END")) {
-		if ctx.Err() != nil {
-			return session, 0, fmt.Errorf("direct bulk output incomplete after %d bytes", total)
-		}
-		n, err := outR.Read(p)
+		n, err := stdout.Read(p)
 		if err != nil {
-			return 0, 0, err
+			return 0, fmt.Errorf("after %d bytes: %w", total, err)
 		}
 		total += n
 		tail = append(tail, p[:n]...)
@@ -400,8 +498,7 @@ func (e *env) bulk(ctx context.Context) (session, direct float64, err error) {
 			tail = tail[len(tail)-64:]
 		}
 	}
-	direct = float64(total) / (1 << 20) / time.Since(start).Seconds()
-	return session, direct, nil
+	return float64(total) / (1 << 20) / time.Since(start).Seconds(), nil
 }
 
 // memStats is the server's memory as its /metrics report it, read right

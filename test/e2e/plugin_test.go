@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -14,21 +15,18 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// The plugin under a real terminal: it opens a session at the terminal's
-// size, types and reads through it, follows a resize, exits with the remote
-// exit code, and closes the session it opened.
-func TestPluginInteractive(t *testing.T) {
-	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+// runPlugin starts the plugin under a real terminal (30x100) with the
+// kubeconfig and args; the screen is what it shows, typeLine types a line.
+func runPlugin(ctx context.Context, t *testing.T, kubeconfig string, args ...string) (*exec.Cmd, *os.File, *syncBuffer, func(string)) {
+	t.Helper()
 	bin := filepath.Join(env.root, "_output", "bin", "kubectl-terminal")
-	cmd := exec.CommandContext(ctx, bin, "--kubeconfig", env.kubeconfig, "--context", "alice", "-n", "team-a", "shell-demo")
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", kubeconfig}, args...)...)
 	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: 100, Rows: 30})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ptmx.Close()
-	var screen syncBuffer
+	t.Cleanup(func() { ptmx.Close() })
+	screen := &syncBuffer{}
 	go func() {
 		buf := make([]byte, 4096)
 		for {
@@ -39,16 +37,27 @@ func TestPluginInteractive(t *testing.T) {
 			}
 		}
 	}()
-	defer func() {
+	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("screen:\n%s", screen.String())
 		}
-	}()
+	})
 	typeLine := func(line string) {
 		if _, err := ptmx.Write([]byte(line + "\r")); err != nil {
-			t.Fatal(err)
+			t.Error(err)
 		}
 	}
+	return cmd, ptmx, screen, typeLine
+}
+
+// The plugin under a real terminal: it opens a session at the terminal's
+// size, types and reads through it, follows a resize, exits with the remote
+// exit code, and closes the session it opened.
+func TestPluginInteractive(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd, ptmx, screen, typeLine := runPlugin(ctx, t, env.kubeconfig, "--context", "alice", "-n", "team-a", "shell-demo")
 	// Typed before the shell is up: nothing is lost (the plugin attaches
 	// only once the session runs, and the server queues early input).
 	typeLine(`echo "size=$(stty size) plug-$((40+2))"`)

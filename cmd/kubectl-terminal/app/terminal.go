@@ -5,8 +5,9 @@ package app
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
-	"net/url"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -20,11 +21,10 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/remotecommand"
 	utilexec "k8s.io/client-go/util/exec"
+	"k8s.io/klog/v2"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/kubectl/pkg/util/term"
-	"k8s.io/streaming/pkg/httpstream"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	clientset "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned"
@@ -68,6 +68,10 @@ func NewCommand(streams genericclioptions.IOStreams) *cobra.Command {
 		RunE:  func(cmd *cobra.Command, args []string) error { return o.attachExisting(cmd.Context(), args[0]) },
 	}
 	attach.Flags().BoolVar(&o.readOnly, "read-only", false, "Watch without typing (enough with the observe grant)")
+	for _, c := range []*cobra.Command{cmd, attach} {
+		c.Flags().DurationVar(&o.reconnectTimeout, "reconnect-timeout", 2*time.Minute,
+			"How long to keep reconnecting after the connection drops while the session runs (0: do not reconnect)")
+	}
 	ls := &cobra.Command{
 		Use:   "ls",
 		Short: "List the TerminalSessions you may see",
@@ -92,6 +96,8 @@ type options struct {
 	keep          bool
 	readOnly      bool
 	allNamespaces bool
+	// reconnectTimeout bounds reconnecting after a dropped connection.
+	reconnectTimeout time.Duration
 }
 
 type clients struct {
@@ -161,57 +167,6 @@ func (o *options) attachExisting(ctx context.Context, name string) error {
 		return err
 	}
 	return o.attach(ctx, c, name, !o.readOnly)
-}
-
-// attach streams the session to this terminal, in raw mode with resizes
-// when it is one, and returns the remote exit code as an ExitError.
-func (o *options) attach(ctx context.Context, c *clients, name string, stdin bool) error {
-	tty := term.TTY{In: o.streams.In, Out: o.streams.Out, Raw: stdin}
-	req := c.sessions.TerminalV1alpha1().RESTClient().Post().Namespace(c.namespace).Resource("terminalsessions").
-		Name(name).SubResource("attach").Param("stdout", "true").Param("tty", "true")
-	if stdin {
-		req = req.Param("stdin", "true")
-	}
-	exec, err := executor(c.cfg, req.URL())
-	if err != nil {
-		return err
-	}
-	opts := remotecommand.StreamOptions{Stdout: o.streams.Out, Tty: true}
-	if stdin {
-		opts.Stdin = o.streams.In
-	}
-	if tty.IsTerminalIn() {
-		opts.TerminalSizeQueue = sizeQueue{tty.MonitorSize(tty.GetSize())}
-	} else {
-		tty.Raw = false
-	}
-	return tty.Safe(func() error { return exec.StreamWithContext(ctx, opts) })
-}
-
-// sizeQueue adapts kubectl's terminal size queue to client-go's.
-type sizeQueue struct{ q term.TerminalSizeQueue }
-
-func (s sizeQueue) Next() *remotecommand.TerminalSize {
-	sz := s.q.Next()
-	if sz == nil {
-		return nil
-	}
-	return &remotecommand.TerminalSize{Width: sz.Width, Height: sz.Height}
-}
-
-// executor speaks WebSocket, falling back to SPDY, as kubectl exec does.
-func executor(cfg *rest.Config, u *url.URL) (remotecommand.Executor, error) {
-	ws, err := remotecommand.NewWebSocketExecutor(cfg, "GET", u.String())
-	if err != nil {
-		return nil, err
-	}
-	spdy, err := remotecommand.NewSPDYExecutor(cfg, "POST", u)
-	if err != nil {
-		return nil, err
-	}
-	return remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
-		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
-	})
 }
 
 // resolvePod turns POD, pod/NAME or deployment/NAME into a pod name; a
@@ -313,6 +268,13 @@ func (o *options) close(ctx context.Context, name string) error {
 // Main runs the plugin and exits with the remote process's exit code, or
 // 1 with kubectl's one-line error.
 func Main() {
+	// client-go logs every broken stream it sees. The plugin reports what
+	// matters itself, and a log line would garble a raw-mode terminal.
+	logFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(logFlags)
+	_ = logFlags.Set("logtostderr", "false")
+	_ = logFlags.Set("stderrthreshold", "FATAL")
+	klog.SetOutput(io.Discard)
 	cmd := NewCommand(genericclioptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
 	err := cmd.Execute()
 	var exitErr utilexec.ExitError
