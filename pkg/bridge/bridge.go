@@ -430,6 +430,7 @@ func (b *Bridge) own(s *session) {
 	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPub()
 	s.out = newOutput(pubCtx, b.publishOutput(s.subj, s), maxFrame, maxBuffered)
+	s.out.live = s.followers.send
 
 	code, err := b.run(s)
 	cause := context.Cause(ctx)

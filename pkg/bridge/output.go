@@ -36,6 +36,11 @@ type output struct {
 	closed   bool
 	err      error
 	seq      uint64
+	// written counts the bytes written: the offset of the next Write.
+	written uint64
+	// live receives each Write at once, before it is framed and published
+	// (the local fast path to viewers, see Bridge.Follow); nil for none.
+	live func(Frame)
 }
 
 var errOutputClosed = errors.New("output closed")
@@ -81,6 +86,10 @@ func (o *output) Write(p []byte) (int, error) {
 		o.off = 0
 	}
 	o.buf = append(o.buf, p...)
+	if o.live != nil {
+		o.live(Frame{Offset: o.written, Data: append([]byte(nil), p...)})
+	}
+	o.written += uint64(len(p))
 	if !o.draining {
 		o.draining = true
 		go o.drain()

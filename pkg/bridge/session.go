@@ -96,6 +96,7 @@ type session struct {
 	wroteActivity time.Time
 	wroteViewers  int32
 	out           *output
+	followers     followers
 }
 
 func (s *session) touch()                { s.activity.Store(time.Now().UnixNano()) }
@@ -112,6 +113,27 @@ func (s *session) typed(p []byte) {
 	}
 	s.input = append(s.input, p)
 	s.kick()
+}
+
+// typeNow queues input and, when no writer runs, writes it in the caller's
+// goroutine: a local viewer's keystroke reaches the exec without a hand-off.
+// Not for the router, which must never wait on one session.
+func (s *session) typeNow(p []byte) {
+	s.mu.Lock()
+	if len(s.input) >= inputQueue {
+		s.mu.Unlock()
+		klog.V(2).InfoS("Dropping input: the process is not reading", "session", klog.KObj(s.obj))
+		return
+	}
+	s.input = append(s.input, p)
+	if s.stream == nil || s.writing || s.broken {
+		s.kick()
+		s.mu.Unlock()
+		return
+	}
+	s.writing = true
+	s.mu.Unlock()
+	s.write()
 }
 
 // resized sets the terminal size, coalesced to the latest.
@@ -493,10 +515,10 @@ func (b *Bridge) publishOutput(subj Subjects, s *session) func(ctx context.Conte
 				OffsetHeader: []string{strconv.FormatUint(offset, 10)},
 			},
 		})
-		offset += uint64(len(frame))
 		if err != nil {
 			return nil, err
 		}
+		offset += uint64(len(frame))
 		return func() error {
 			select {
 			case <-ack.Ok():

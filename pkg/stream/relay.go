@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,7 +25,17 @@ import (
 type Relay struct {
 	Conn      *nats.Conn
 	JetStream jetstream.JetStream
+	// local is this replica's bridge, once it runs (SetLocal).
+	local atomic.Pointer[bridge.Bridge]
 }
+
+// SetLocal tells the relay about this replica's bridge: the sessions it runs
+// are served without NATS hops for input and live output.
+func (r *Relay) SetLocal(b *bridge.Bridge) { r.local.Store(b) }
+
+// liveQueue is how many fast-path frames may wait for a viewer; more are
+// skipped and come from JetStream instead.
+const liveQueue = 64
 
 // Viewer is one attached client.
 type Viewer struct {
@@ -63,6 +74,7 @@ const outputQueue = 256
 func (r *Relay) Serve(ctx context.Context, subj bridge.Subjects, v Viewer) (*Closed, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	local := r.local.Load() // nil-safe: nil runs no session
 	frames := make(chan jetstream.Msg, outputQueue)
 	cons, err := r.JetStream.OrderedConsumer(ctx, bridge.IOStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subj.Out(), subj.Ctl()},
@@ -90,6 +102,22 @@ func (r *Relay) Serve(ctx context.Context, subj bridge.Subjects, v Viewer) (*Clo
 		defer stop()
 	}
 
+	// Live output, for latency: from the local bridge when it runs the
+	// session, else a core NATS subscription. Either may skip frames;
+	// JetStream's ordered consumer above delivers every frame and fills in.
+	live := make(chan bridge.Frame, liveQueue)
+	var liveNATS chan *nats.Msg
+	if stop, ok := local.Follow(subj, live); ok {
+		defer stop()
+	} else {
+		liveNATS = make(chan *nats.Msg, liveQueue)
+		sub, err := r.Conn.ChanSubscribe(subj.Out(), liveNATS)
+		if err != nil {
+			return nil, fmt.Errorf("follow %s: %w", subj.Out(), err)
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+
 	id := viewerID()
 	announce := func(state string) {
 		data, _ := json.Marshal(bridge.Presence{ID: id, State: state, User: v.User})
@@ -104,7 +132,7 @@ func (r *Relay) Serve(ctx context.Context, subj bridge.Subjects, v Viewer) (*Clo
 			for {
 				n, err := v.In.Read(buf)
 				if n > 0 {
-					if perr := r.Conn.Publish(subj.In(), append([]byte(nil), buf[:n]...)); perr != nil {
+					if perr := r.Type(subj, append([]byte(nil), buf[:n]...)); perr != nil {
 						cancel(perr)
 						return
 					}
@@ -130,15 +158,25 @@ func (r *Relay) Serve(ctx context.Context, subj bridge.Subjects, v Viewer) (*Clo
 				resize = nil
 				continue
 			}
+			if local.Resize(subj, sz) {
+				continue
+			}
 			data, _ := json.Marshal(sz)
 			_ = r.Conn.Publish(subj.Resize(), data)
+		case f := <-live:
+			if err := out.live(f); err != nil {
+				return nil, writeErr(ctx, err)
+			}
+		case m := <-liveNATS:
+			if offset, err := strconv.ParseUint(m.Header.Get(bridge.OffsetHeader), 10, 64); err == nil {
+				if err := out.live(bridge.Frame{Offset: offset, Data: m.Data}); err != nil {
+					return nil, writeErr(ctx, err)
+				}
+			}
 		case m := <-frames:
 			if m.Subject() == subj.Out() {
 				if err := out.write(m.Data(), m.Headers().Get(bridge.OffsetHeader)); err != nil {
-					if cause := context.Cause(ctx); cause != nil {
-						return nil, cause // the write failed because the viewer was let go
-					}
-					return nil, err
+					return nil, writeErr(ctx, err)
 				}
 				continue
 			}
@@ -148,6 +186,25 @@ func (r *Relay) Serve(ctx context.Context, subj bridge.Subjects, v Viewer) (*Clo
 			}
 		}
 	}
+}
+
+// writeErr is why a write to the viewer failed: the viewer was let go, or
+// the write's own error.
+func writeErr(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil {
+		return cause
+	}
+	return err
+}
+
+// Type sends a viewer's input to the session with subjects subj: straight
+// to its exec when this replica runs it, else on its input subject. The
+// caller owns ordering: one goroutine per viewer.
+func (r *Relay) Type(subj bridge.Subjects, p []byte) error {
+	if r.local.Load().Type(subj, p) {
+		return nil
+	}
+	return r.Conn.Publish(subj.In(), p)
 }
 
 func viewerID() string {
@@ -162,13 +219,30 @@ type resumer struct {
 	next uint64
 }
 
-// write writes a frame whose first byte is at offset (a header value).
+// write writes a frame from JetStream whose first byte is at offset (a
+// header value).
 func (r *resumer) write(data []byte, offset string) error {
 	start, err := strconv.ParseUint(offset, 10, 64)
 	if err != nil {
 		_, err := r.w.Write(data) // a frame without offset: nothing to resume by
 		return err
 	}
+	return r.writeAt(data, start)
+}
+
+// live writes a frame from the fast path if it continues what was written.
+// One further on is skipped: JetStream delivers what lies between, and then
+// that frame too.
+func (r *resumer) live(f bridge.Frame) error {
+	if f.Offset > r.next {
+		return nil
+	}
+	return r.writeAt(f.Data, f.Offset)
+}
+
+// writeAt writes data, the output from byte start on: the part not written
+// yet, after a notice if output between was lost.
+func (r *resumer) writeAt(data []byte, start uint64) error {
 	end := start + uint64(len(data))
 	switch {
 	case end <= r.next:
@@ -184,6 +258,6 @@ func (r *resumer) write(data []byte, offset string) error {
 		data = data[r.next-start:]
 	}
 	r.next = end
-	_, err = r.w.Write(data)
+	_, err := r.w.Write(data)
 	return err
 }

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/meshery/terminal-apiserver/pkg/bridge"
 )
 
 func TestResumerSkipsWhatWasSeen(t *testing.T) {
@@ -32,6 +34,41 @@ func TestResumerMarksLostOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !strings.Contains(got.String(), "7 bytes of output are no longer kept") || !strings.HasSuffix(got.String(), "tail") {
+		t.Errorf("got %q", got.String())
+	}
+}
+
+// Live frames (the fast path) are written only where they continue the
+// output; JetStream's copies then add nothing, and its frames fill gaps.
+func TestResumerMergesLiveAndJetStream(t *testing.T) {
+	var got strings.Builder
+	r := &resumer{w: &got}
+	steps := []struct {
+		live   bool
+		offset int
+		data   string
+	}{
+		{live: true, offset: 6, data: "world"}, // ahead: skipped
+		{offset: 0, data: "hello "},
+		{offset: 6, data: "world"},
+		{live: true, offset: 11, data: "!"},
+		{offset: 11, data: "!"}, // already written live
+		{live: true, offset: 13, data: "?"}, // ahead again
+		{offset: 12, data: "\n"},
+		{offset: 13, data: "?"},
+	}
+	for _, s := range steps {
+		var err error
+		if s.live {
+			err = r.live(bridge.Frame{Offset: uint64(s.offset), Data: []byte(s.data)})
+		} else {
+			err = r.write([]byte(s.data), strconv.Itoa(s.offset))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got.String() != "hello world!\n?" {
 		t.Errorf("got %q", got.String())
 	}
 }

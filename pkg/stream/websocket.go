@@ -65,16 +65,18 @@ const (
 )
 
 // ServeWebSocket speaks the server side of pods/attach over WebSocket,
-// pinging the peer every ping (see PingPeriod).
-// relay runs the viewer until ctx ends (the peer went away) or the session
-// closes; its error becomes the final status on the error channel.
+// pinging the peer every ping (see PingPeriod). Input, when opts.Stdin,
+// goes to input frame by frame, from the goroutine reading the connection
+// (no hand-off: keystrokes are latency). relay runs the viewer's output
+// until ctx ends (the peer went away) or the session closes; its error
+// becomes the final status on the error channel.
 //
 // The connection is gorilla/websocket rather than apimachinery's wsstream:
 // wsstream cannot send pings alongside data (its connection offers no
 // locked control frames), and a terminal that is quiet for a minute must
 // survive proxies that close idle connections.
 func ServeWebSocket(w http.ResponseWriter, req *http.Request, opts Options, ping time.Duration,
-	relay func(ctx context.Context, in io.Reader, out io.Writer, resize <-chan bridge.Size) error) {
+	input func([]byte) error, relay func(ctx context.Context, out io.Writer, resize <-chan bridge.Size) error) {
 	proto := ""
 	for _, p := range wsProtocols {
 		if slices.Contains(websocket.Subprotocols(req), p) {
@@ -102,14 +104,8 @@ func ServeWebSocket(w http.ResponseWriter, req *http.Request, opts Options, ping
 
 	ctx, cancel := context.WithCancel(req.Context())
 	defer cancel()
-	var stdin io.Reader
-	var stdinW *io.PipeWriter
-	if opts.Stdin {
-		r, w := io.Pipe()
-		// Unblocks both ends once the relay is done: the reader may be
-		// waiting for input, the writer for a reader.
-		defer r.Close()
-		stdin, stdinW = r, w
+	if !opts.Stdin {
+		input = nil
 	}
 	sizes := make(chan bridge.Size, 1)
 	if !opts.TTY {
@@ -117,7 +113,7 @@ func ServeWebSocket(w http.ResponseWriter, req *http.Request, opts Options, ping
 	}
 	go func() {
 		defer cancel() // the peer is gone: so is the viewer
-		c.read(stdinW, opts.TTY, sizes)
+		c.read(input, opts.TTY, sizes)
 	}()
 	go c.keepalive(ctx)
 
@@ -125,7 +121,7 @@ func ServeWebSocket(w http.ResponseWriter, req *http.Request, opts Options, ping
 	if opts.Stdout {
 		out = &wsChannel{c: c, num: chanStdout}
 	}
-	status := statusOf(relay(ctx, stdin, out, sizes))
+	status := statusOf(relay(ctx, out, sizes))
 	doc, _ := json.Marshal(status)
 	_, _ = (&wsChannel{c: c, num: chanError}).Write(doc)
 	_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""),
@@ -143,15 +139,14 @@ type wsConn struct {
 
 // read dispatches the peer's frames to stdin and resize until it goes away
 // or falls silent for three ping periods.
-func (c *wsConn) read(stdin *io.PipeWriter, tty bool, sizes chan bridge.Size) {
-	if stdin != nil {
-		defer stdin.Close()
-	}
+func (c *wsConn) read(stdin func([]byte) error, tty bool, sizes chan bridge.Size) {
 	c.conn.SetReadLimit(maxInputFrame)
 	alive := func(string) error { return c.conn.SetReadDeadline(time.Now().Add(3 * c.ping)) }
 	_ = alive("")
 	c.conn.SetPongHandler(alive)
-	resizeOpen := tty
+	if tty {
+		defer close(sizes)
+	}
 	for {
 		_, data, err := c.conn.ReadMessage()
 		if err != nil {
@@ -163,9 +158,8 @@ func (c *wsConn) read(stdin *io.PipeWriter, tty bool, sizes chan bridge.Size) {
 		}
 		channel, payload := data[0], data[1:]
 		if c.v5 && channel == closeSignal {
-			if len(payload) == 1 && payload[0] == chanStdin && stdin != nil {
-				stdin.Close()
-				stdin = nil
+			if len(payload) == 1 && payload[0] == chanStdin {
+				stdin = nil // the viewer may still watch
 			}
 			continue
 		}
@@ -177,19 +171,16 @@ func (c *wsConn) read(stdin *io.PipeWriter, tty bool, sizes chan bridge.Size) {
 		}
 		switch {
 		case channel == chanStdin && stdin != nil:
-			if _, err := stdin.Write(payload); err != nil {
-				stdin = nil // the relay stopped reading input
+			if len(payload) > 0 && stdin(payload) != nil {
+				return // the session's input is gone
 			}
-		case channel == chanResize && resizeOpen:
+		case channel == chanResize && tty:
 			var sz struct{ Width, Height uint16 }
 			if json.Unmarshal(payload, &sz) != nil {
 				continue
 			}
 			latest(sizes, bridge.Size{Cols: sz.Width, Rows: sz.Height})
 		}
-	}
-	if resizeOpen {
-		close(sizes)
 	}
 }
 

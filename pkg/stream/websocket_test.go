@@ -19,37 +19,25 @@ import (
 )
 
 // echoServer serves a relay that answers each input with "got:INPUT" and
-// each resize with "size:COLSxROWS", and exits with code 3 when the input
-// ends.
+// each resize with "size:COLSxROWS", and exits with code 3 at a resize to
+// 0x0.
 func echoServer(t *testing.T, ping time.Duration) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		lines := make(chan string, 16)
 		ServeWebSocket(w, req, Options{Stdin: true, Stdout: true, TTY: true}, ping,
-			func(ctx context.Context, in io.Reader, out io.Writer, resize <-chan bridge.Size) error {
-				lines := make(chan string)
-				go func() {
-					defer close(lines)
-					buf := make([]byte, 1024)
-					for {
-						n, err := in.Read(buf)
-						if n > 0 {
-							lines <- string(buf[:n])
-						}
-						if err != nil {
-							return
-						}
-					}
-				}()
+			func(p []byte) error { lines <- string(p); return nil },
+			func(ctx context.Context, out io.Writer, resize <-chan bridge.Size) error {
 				for {
 					select {
 					case <-ctx.Done():
 						return ctx.Err()
 					case sz := <-resize:
-						fmt.Fprintf(out, "size:%dx%d", sz.Cols, sz.Rows)
-					case l, ok := <-lines:
-						if !ok {
+						if sz.Cols == 0 && sz.Rows == 0 {
 							return &ExitError{Code: 3}
 						}
+						fmt.Fprintf(out, "size:%dx%d", sz.Cols, sz.Rows)
+					case l := <-lines:
 						fmt.Fprintf(out, "got:%s", l)
 					}
 				}
@@ -116,7 +104,15 @@ func TestWebSocketV5(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(t, c, []byte("\x01size:120x40"))
-	if err := c.WriteMessage(websocket.BinaryMessage, []byte{closeSignal, chanStdin}); err != nil {
+	// After the close signal, input is ignored: the next frame answers
+	// the resize after it.
+	for _, frame := range []string{string([]byte{closeSignal, chanStdin}), "\x00late", "\x04" + `{"Width":81,"Height":25}`} {
+		if err := c.WriteMessage(websocket.BinaryMessage, []byte(frame)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect(t, c, []byte("\x01size:81x25"))
+	if err := c.WriteMessage(websocket.BinaryMessage, []byte("\x04"+`{"Width":0,"Height":0}`)); err != nil {
 		t.Fatal(err)
 	}
 	expectExit3(t, c, func(f []byte) []byte {

@@ -335,8 +335,11 @@ func waitFor(frames <-chan []byte, want []byte, buf *bytes.Buffer) error {
 
 // echo times keystroke round trips three ways: published to the
 // session's NATS subject and read from its output stream; typed into an
-// attach through kube-apiserver; typed into a direct pods/exec.
+// attach through kube-apiserver; typed into a direct pods/exec. The three
+// take turns key by key, so that the machine's ups and downs touch all.
 func (e *env) echo(ctx context.Context) (viaNATS, viaAttach, direct []time.Duration, err error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	// cat under a TTY: the line discipline echoes each key at once.
 	cat := []string{"cat"}
 	s, frames, closeFn, err := e.open(ctx, cat)
@@ -350,19 +353,12 @@ func (e *env) echo(ctx context.Context) (viaNATS, viaAttach, direct []time.Durat
 	}
 	in := bridge.SubjectsFor(string(s.UID)).In()
 	var buf bytes.Buffer
-	for i := range *nEcho + 1 {
-		key := []byte{byte('a' + i%26)}
+	natsKey := func(key []byte) error {
 		buf.Reset()
-		start := time.Now()
 		if err := e.nc.Publish(in, key); err != nil {
-			return nil, nil, nil, err
+			return err
 		}
-		if err := waitFor(frames, key, &buf); err != nil {
-			return nil, nil, nil, fmt.Errorf("session echo: %w", err)
-		}
-		if i > 0 { // the first waits for the process to start
-			viaNATS = append(viaNATS, time.Since(start))
-		}
+		return waitFor(frames, key, &buf)
 	}
 
 	a, deleteFn, err := e.create(ctx, cat)
@@ -374,47 +370,45 @@ func (e *env) echo(ctx context.Context) (viaNATS, viaAttach, direct []time.Durat
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if viaAttach, err = typeKeys(ctx, attach); err != nil {
-		return nil, nil, nil, fmt.Errorf("attach echo: %w", err)
-	}
 	exec, err := e.executor(cat)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if direct, err = typeKeys(ctx, exec); err != nil {
-		return nil, nil, nil, fmt.Errorf("direct echo: %w", err)
-	}
-	return viaNATS, viaAttach, direct, nil
-}
-
-// typeKeys types into cat through exec and times each key's echo.
-func typeKeys(ctx context.Context, exec remotecommand.Executor) ([]time.Duration, error) {
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stdin, stdout := streams(sctx, exec)
-	var rtts []time.Duration
-	p := make([]byte, 4096)
+	paths := []func([]byte) error{natsKey, typer(sctx, attach), typer(sctx, exec)}
+	rtts := make([][]time.Duration, len(paths))
 	for i := range *nEcho + 1 {
 		key := []byte{byte('a' + i%26)}
-		start := time.Now()
+		for p, typeKey := range paths {
+			start := time.Now()
+			if err := typeKey(key); err != nil {
+				return nil, nil, nil, fmt.Errorf("echo (%s): %w", []string{"NATS", "attach", "direct"}[p], err)
+			}
+			if i > 0 { // the first waits for the process or stream to start
+				rtts[p] = append(rtts[p], time.Since(start))
+			}
+		}
+	}
+	return rtts[0], rtts[1], rtts[2], nil
+}
+
+// typer types a key into cat through exec and returns once it is echoed.
+func typer(ctx context.Context, exec remotecommand.Executor) func([]byte) error {
+	stdin, stdout := streams(ctx, exec)
+	p := make([]byte, 4096)
+	return func(key []byte) error {
 		if _, err := stdin.Write(key); err != nil {
-			return nil, err
+			return err
 		}
 		for {
 			n, err := stdout.Read(p)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			if bytes.Contains(p[:n], key) {
-				break
+				return nil
 			}
 		}
-		if i > 0 { // the first waits for the stream to start
-			rtts = append(rtts, time.Since(start))
-		}
 	}
-	_, _ = stdin.Write([]byte{4}) // ^D: cat ends
-	return rtts, nil
 }
 
 // bulkScript writes bulk-mib MiB once a line arrives on its stdin. It

@@ -253,6 +253,7 @@ func (o *Options) Run(ctx context.Context) error {
 			return err
 		}
 		go br.Run(hook)
+		config.Relay.SetLocal(br)
 		return nil
 	})
 	return server.GenericAPIServer.PrepareRun().RunWithContext(ctx)

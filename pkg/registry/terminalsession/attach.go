@@ -136,7 +136,10 @@ func (r *AttachREST) Connect(ctx context.Context, name string, _ runtime.Object,
 			session: s.Namespace + "/" + s.Name}
 		if wsstream.IsWebSocketRequest(req) {
 			stream.ServeWebSocket(w, req, stream.Options{Stdin: opts.Stdin, Stdout: opts.Stdout, Stderr: opts.Stderr, TTY: opts.TTY},
-				stream.PingPeriod, v.serve)
+				stream.PingPeriod, func(p []byte) error { return r.relay.Type(subj, p) },
+				func(ctx context.Context, out io.Writer, sizes <-chan bridge.Size) error {
+					return v.serve(ctx, nil, out, sizes)
+				})
 			return
 		}
 		remotecommand.ServeExec(w, req, v, name, string(s.UID), "",

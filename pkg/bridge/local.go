@@ -1,0 +1,103 @@
+package bridge
+
+import (
+	"strings"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// A viewer served by the replica that runs its session skips NATS: its
+// input goes straight to the session's input queue and its live output
+// comes straight from the session's publisher. Each NATS traversal costs
+// several goroutine hand-offs (client flusher, server read and write loops,
+// subscriber read loop), and a keystroke's echo makes two of them. NATS
+// remains the record: output is published to JetStream all the same, and
+// viewers elsewhere use it.
+
+// Frame is a piece of a session's output: Offset is the byte offset of its
+// first byte in the session's output.
+type Frame struct {
+	Offset uint64
+	Data   []byte
+}
+
+// local returns the running session with subjects subj, nil if this
+// replica does not run it.
+func (b *Bridge) local(subj Subjects) *session {
+	if b == nil {
+		return nil
+	}
+	uid, ok := strings.CutPrefix(string(subj), subjectRoot+".")
+	if !ok {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.running[types.UID(uid)]
+}
+
+// Type queues input for the session if this replica runs it; false means
+// publish it on the session's input subject instead.
+func (b *Bridge) Type(subj Subjects, p []byte) bool {
+	s := b.local(subj)
+	if s == nil {
+		return false
+	}
+	s.typeNow(p)
+	return true
+}
+
+// Resize sets the session's terminal size if this replica runs it; false
+// means publish it on the session's resize subject instead.
+func (b *Bridge) Resize(subj Subjects, sz Size) bool {
+	s := b.local(subj)
+	if s == nil || sz.Cols == 0 || sz.Rows == 0 {
+		return s != nil
+	}
+	s.resized(sz)
+	return true
+}
+
+// Follow sends the session's output frames to ch as they are published, if
+// this replica runs it, until stop is called. A frame that does not fit in
+// ch is skipped, never waited for: the follower has JetStream for the
+// complete output, and this is only its fast path.
+func (b *Bridge) Follow(subj Subjects, ch chan<- Frame) (stop func(), ok bool) {
+	s := b.local(subj)
+	if s == nil {
+		return nil, false
+	}
+	return s.followers.add(ch), true
+}
+
+// followers are the channels a session's frames are copied to.
+type followers struct {
+	mu  sync.Mutex
+	chs map[chan<- Frame]struct{}
+}
+
+func (f *followers) add(ch chan<- Frame) func() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.chs == nil {
+		f.chs = map[chan<- Frame]struct{}{}
+	}
+	f.chs[ch] = struct{}{}
+	return func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		delete(f.chs, ch)
+	}
+}
+
+func (f *followers) send(fr Frame) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for ch := range f.chs {
+		select {
+		case ch <- fr:
+		default:
+		}
+	}
+}
