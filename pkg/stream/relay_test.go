@@ -52,7 +52,7 @@ func TestResumerMergesLiveAndJetStream(t *testing.T) {
 		{offset: 0, data: "hello "},
 		{offset: 6, data: "world"},
 		{live: true, offset: 11, data: "!"},
-		{offset: 11, data: "!"}, // already written live
+		{offset: 11, data: "!"},             // already written live
 		{live: true, offset: 13, data: "?"}, // ahead again
 		{offset: 12, data: "\n"},
 		{offset: 13, data: "?"},
