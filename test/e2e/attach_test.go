@@ -264,6 +264,12 @@ func TestAttachSharing(t *testing.T) {
 			return strings.Contains(scr.String(), "joined-42"), nil
 		})
 	}
+	// A late viewer gets the scrollback first: the command it missed.
+	var late syncBuffer
+	ends["late observer (SPDY)"] = attach(ctx, t, "bob", ns, created.Name, false, nil, &late)
+	eventually(t, 30*time.Second, "the late viewer sees the scrollback", func(context.Context) (bool, error) {
+		return strings.Contains(late.String(), "joined-42"), nil
+	})
 	typeInto(ownerType, "exit 3\n")
 	for who, end := range ends {
 		select {

@@ -157,3 +157,63 @@ func TestPluginDeploymentKeep(t *testing.T) {
 		t.Errorf("session's pod %s is owned by %v, want a ReplicaSet of deployment web", pod.Name, pod.OwnerReferences)
 	}
 }
+
+// ls lists sessions with owner, target and idle time; attach --read-only
+// watches one; close deletes it, which ends the attach with a one-line
+// reason.
+func TestPluginListAttachClose(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bin := filepath.Join(env.root, "_output", "bin", "kubectl-terminal")
+	plugin := func(args ...string) *exec.Cmd {
+		return exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", env.kubeconfig, "--context", "alice"}, args...)...)
+	}
+	ns := ownNamespace(t, "plugin-ls")
+	out, err := plugin("--context", "admin", "-n", ns, "ls").CombinedOutput() // the last --context wins
+	if err != nil || strings.TrimSpace(string(out)) != "No resources found in "+ns+" namespace." {
+		t.Errorf("ls of an empty namespace: %v, %q", err, out)
+	}
+
+	created := createSession(t, "alice", newSession("team-a", uniqueName("plugin-ls"), "shell-demo"))
+	waitPhase(t, "team-a", created.Name, "Running")
+	out, err = plugin("-n", "team-a", "ls").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(out), "\n")
+	if !strings.HasPrefix(lines[0], "NAME") || !strings.Contains(lines[0], "OWNER") || !strings.Contains(lines[0], "IDLE") {
+		t.Errorf("ls header %q", lines[0])
+	}
+	var row string
+	for _, l := range lines {
+		if strings.HasPrefix(l, created.Name+" ") {
+			row = l
+		}
+	}
+	if f := strings.Fields(row); len(f) < 6 || f[1] != "shell-demo" || f[3] != "alice" || f[4] != "Running" {
+		t.Errorf("ls row for %s: %q", created.Name, row)
+	}
+
+	watch := plugin("-n", "team-a", "attach", created.Name, "--read-only")
+	watch.Stdin = strings.NewReader("")
+	var screen, stderr syncBuffer
+	watch.Stdout, watch.Stderr = &screen, &stderr
+	if err := watch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the read-only attach counted", func(ctx context.Context) (bool, error) {
+		s, err := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a").Get(ctx, created.Name, metav1.GetOptions{})
+		return err == nil && s.Status.Viewers == 1, nil
+	})
+	out, err = plugin("-n", "team-a", "close", created.Name).CombinedOutput()
+	if want := "terminalsession.terminal.meshery.io/" + created.Name + " closed"; err != nil || strings.TrimSpace(string(out)) != want {
+		t.Errorf("close: %v, %q, want %q", err, out, want)
+	}
+	err = watch.Wait()
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 1 || !strings.Contains(strings.ToLower(stderr.String()), "deleted") ||
+		strings.Count(strings.TrimSpace(stderr.String()), "\n") > 0 {
+		t.Errorf("attach after close: %v, stderr %q, want exit code 1 and one line saying the session was deleted", err, stderr.String())
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,6 +52,14 @@ func (o *options) attach(ctx context.Context, c *clients, name string, stdin boo
 			if errors.As(err, &status) || errors.As(err, &exit) {
 				return err // refused, or the process's exit code
 			}
+			if strings.HasPrefix(err.Error(), "session closed (") {
+				return err // the final status of an attach to a session that ended: why
+			}
+			// The session may have ended (closed, deleted): say how, and
+			// stop. Otherwise the connection broke: reattach.
+			if err := o.ended(ctx, c, name); err != nil {
+				return err
+			}
 			// A connection that never held (refused, or broken at once)
 			// is an error to show, not one to retry.
 			held := out.written() > before || time.Since(started) > 5*time.Second
@@ -62,30 +71,27 @@ func (o *options) attach(ctx context.Context, c *clients, name string, stdin boo
 				fmt.Fprintf(o.streams.ErrOut, "\r\n[kubectl terminal: connection lost (%v); reconnecting...]\r\n", err)
 				out.announce("[kubectl terminal: reconnected]\r\n")
 			}
-			if err := o.awaitReconnect(ctx, c, name, lost); err != nil {
-				return err
+			if time.Since(lost) > o.reconnectTimeout {
+				return fmt.Errorf("connection to session %s lost for %s; it may still run: kubectl terminal attach %s", name, o.reconnectTimeout, name)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Second):
 			}
 		}
 	})
 }
 
-// awaitReconnect waits a moment and says whether to reattach: nil while
-// the session runs, its end (exit code, reason) once it has closed.
-func (o *options) awaitReconnect(ctx context.Context, c *clients, name string, lost time.Time) error {
-	if time.Since(lost) > o.reconnectTimeout {
-		return fmt.Errorf("connection to session %s lost for %s; it may still run: kubectl terminal attach %s", name, o.reconnectTimeout, name)
-	}
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(time.Second):
-	}
+// ended is how the session ended (its exit code, or why it closed or that
+// it was deleted), nil while it runs or when that cannot be told.
+func (o *options) ended(ctx context.Context, c *clients, name string) error {
 	s, err := c.sessions.TerminalV1alpha1().TerminalSessions(c.namespace).Get(ctx, name, metav1.GetOptions{})
 	switch {
-	case apierrors.IsNotFound(err):
+	case apierrors.IsNotFound(err) || err == nil && s.DeletionTimestamp != nil:
 		return fmt.Errorf("session %s was deleted", name)
 	case err != nil:
-		return nil // still cut off: try the attach again
+		return nil // cut off from the cluster too: keep trying
 	case s.Status.Phase == v1alpha1.TerminalSessionClosed:
 		if s.Status.ExitCode != nil {
 			return utilexec.CodeExitError{Err: fmt.Errorf("command terminated with exit code %d", *s.Status.ExitCode), Code: int(*s.Status.ExitCode)}

@@ -230,6 +230,15 @@ func (o *options) list(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if len(l.Items) == 0 {
+		// As kubectl get says it, on stderr.
+		if o.allNamespaces {
+			fmt.Fprintln(o.streams.ErrOut, "No resources found")
+		} else {
+			fmt.Fprintf(o.streams.ErrOut, "No resources found in %s namespace.\n", ns)
+		}
+		return nil
+	}
 	w := tabwriter.NewWriter(o.streams.Out, 0, 8, 3, ' ', 0)
 	if o.allNamespaces {
 		fmt.Fprint(w, "NAMESPACE\t")
