@@ -11,5 +11,10 @@ go test -run '^$' -bench . -benchmem -count "${BENCH_COUNT:-1}" ./pkg/kvstore/
 TERMINAL_APISERVER_EXTRA_ARGS="--max-sessions-per-user=0 ${TERMINAL_APISERVER_EXTRA_ARGS:-}" hack/local-up.sh >/dev/null
 # shellcheck disable=SC1091
 source _output/local/env.sh
+# shellcheck source=hack/lib/local.sh
+source hack/lib/local.sh
+# The sessions' processes outlive them under kwok: do not leave a thousand
+# behind for the next run.
+trap kill_kwok_leftovers EXIT
 # shellcheck disable=SC2086 # BENCH_ARGS is a list of flags.
 go run ./test/bench ${BENCH_ARGS:-}

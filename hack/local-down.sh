@@ -27,19 +27,7 @@ for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
   stop_component "${COMPONENTS[i]}"
 done
 
-# kwok runs exec'd commands in sessions of their own and never kills them (a real
-# kubelet's runtime would, with the container): find them by kwok's marker.
-mapfile -t leftovers < <(kwok_exec_pids)
-if ((${#leftovers[@]})); then
-  log "killing ${#leftovers[@]} process(es) left over from kwok exec: ${leftovers[*]}"
-  kill -TERM "${leftovers[@]}" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    mapfile -t leftovers < <(kwok_exec_pids)
-    ((${#leftovers[@]})) || break
-    sleep 0.1
-  done
-  ((${#leftovers[@]} == 0)) || kill -KILL "${leftovers[@]}" 2>/dev/null || true
-fi
+kill_kwok_leftovers
 
 # Verify: the ports we used are free and no process of ours still listens anywhere
 # (that would include whatever port terminal-apiserver's embedded NATS opened).

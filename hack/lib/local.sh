@@ -70,6 +70,23 @@ kwok_exec_pids() {
   done < <(grep -lzxF "$(kwok_marker)" /proc/[0-9]*/environ 2>/dev/null || true)
 }
 
+# kill_kwok_leftovers ends the processes kwok exec started and left running:
+# kwok runs exec'd commands in sessions of their own and never kills them (a
+# real kubelet's runtime would, with the container).
+kill_kwok_leftovers() {
+  local leftovers i
+  mapfile -t leftovers < <(kwok_exec_pids)
+  ((${#leftovers[@]})) || return 0
+  log "killing ${#leftovers[@]} process(es) left over from kwok exec"
+  kill -TERM "${leftovers[@]}" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    mapfile -t leftovers < <(kwok_exec_pids)
+    ((${#leftovers[@]})) || return 0
+    sleep 0.1
+  done
+  kill -KILL "${leftovers[@]}" 2>/dev/null || true
+}
+
 # stop_component NAME: SIGTERM to the component's process group (each was started in
 # a session of its own), SIGKILL if it is still alive after 15 seconds.
 stop_component() {

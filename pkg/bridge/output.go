@@ -86,16 +86,18 @@ func (o *output) Write(p []byte) (int, error) {
 		o.off = 0
 	}
 	o.buf = append(o.buf, p...)
-	if o.live != nil {
-		o.live(Frame{Offset: o.written, Data: append([]byte(nil), p...)})
-	}
-	o.written += uint64(len(p))
 	if !o.draining {
 		o.draining = true
 		go o.drain()
 	} else {
 		signal(o.more)
 	}
+	// Live viewers last: the goroutine readied last runs next on this
+	// thread, and a viewer's echo should not wait behind a publish.
+	if o.live != nil {
+		o.live(Frame{Offset: o.written, Data: append([]byte(nil), p...)})
+	}
+	o.written += uint64(len(p))
 	return len(p), nil
 }
 

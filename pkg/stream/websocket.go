@@ -59,6 +59,9 @@ const PingPeriod = 30 * time.Second
 const (
 	// controlWait bounds writing a ping or the closing frame.
 	controlWait = 10 * time.Second
+	// smallFrame: data shorter than this fits the connection's write
+	// buffer (4 KiB by default) with its headers.
+	smallFrame = 3 << 10
 	// maxInputFrame bounds one frame of input (a large paste arrives in
 	// several).
 	maxInputFrame = 1 << 20
@@ -229,6 +232,20 @@ func (w *wsChannel) Write(p []byte) (int, error) {
 		frame[0] = '0' + w.num
 		base64.StdEncoding.Encode(frame[1:], p)
 		if err := w.c.conn.WriteMessage(websocket.TextMessage, frame); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	if len(p) < smallFrame {
+		// Header and data in one write (one TLS record, one syscall):
+		// WriteMessage below writes them apart. Echoes are small frames.
+		wr, err := w.c.conn.NextWriter(websocket.BinaryMessage)
+		if err != nil {
+			return 0, err
+		}
+		_, _ = wr.Write([]byte{w.num})
+		_, _ = wr.Write(p)
+		if err := wr.Close(); err != nil {
 			return 0, err
 		}
 		return len(p), nil
