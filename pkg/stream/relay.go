@@ -25,6 +25,9 @@ import (
 type Relay struct {
 	Conn      *nats.Conn
 	JetStream jetstream.JetStream
+	// StallTimeout is how long a write to a viewer may block before the
+	// viewer is disconnected (0: DefaultStallTimeout).
+	StallTimeout time.Duration
 	// local is this replica's bridge, once it runs (SetLocal).
 	local atomic.Pointer[bridge.Bridge]
 }
@@ -62,12 +65,18 @@ type Closed struct {
 	ExitCode *int32
 }
 
-// ErrSlowViewer ends a viewer that does not read its output: it must not
-// hold frames (memory) or the others back.
-var ErrSlowViewer = errors.New("viewer too slow: output not read")
+// ErrSlowViewer ends a viewer that has stopped reading its output: a write
+// to it blocked for the stall timeout.
+var ErrSlowViewer = errors.New("viewer stalled: output not read")
 
-// outputQueue is how many frames may wait for a viewer.
-const outputQueue = 256
+const (
+	// DefaultStallTimeout is how long a write to a viewer may block before
+	// the viewer is let go.
+	DefaultStallTimeout = 10 * time.Second
+	// consumerBytes bounds the output a viewer's JetStream consumer
+	// fetches ahead of the viewer.
+	consumerBytes = 1 << 20
+)
 
 // Serve relays between v and the session with subjects subj until the
 // session closes (the result says how) or ctx ends.
@@ -75,24 +84,36 @@ func (r *Relay) Serve(ctx context.Context, subj bridge.Subjects, v Viewer) (*Clo
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	local := r.local.Load() // nil-safe: nil runs no session
-	frames := make(chan jetstream.Msg, outputQueue)
 	cons, err := r.JetStream.OrderedConsumer(ctx, bridge.IOStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subj.Out(), subj.Ctl()},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("follow %s: %w", subj.Out(), err)
 	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		select {
-		case frames <- m:
-		default:
-			cancel(ErrSlowViewer)
-		}
-	})
+	// Pulled as the viewer takes them: a viewer that reads slowly slows
+	// only its own consumer, whose buffer is bounded in bytes.
+	it, err := cons.Messages(jetstream.PullMaxBytes(consumerBytes))
 	if err != nil {
 		return nil, fmt.Errorf("follow %s: %w", subj.Out(), err)
 	}
-	defer cc.Stop()
+	defer it.Stop()
+	frames := make(chan jetstream.Msg, 8)
+	go func() {
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					cancel(fmt.Errorf("follow %s: %w", subj.Out(), err))
+				}
+				return
+			}
+			select {
+			case frames <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	if v.Abort != nil {
 		stop := context.AfterFunc(ctx, func() {
 			if errors.Is(context.Cause(ctx), ErrSlowViewer) {
@@ -143,7 +164,17 @@ func (r *Relay) Serve(ctx context.Context, subj bridge.Subjects, v Viewer) (*Clo
 			}
 		}()
 	}
-	out := &resumer{w: v.Out, next: v.Since}
+	// A viewer is never waited for by anyone else, but a write to one
+	// that stopped reading blocks its own relay: after the stall timeout,
+	// let it go (Abort breaks the write).
+	stallTimeout := r.StallTimeout
+	if stallTimeout == 0 {
+		stallTimeout = DefaultStallTimeout
+	}
+	stall := time.AfterFunc(time.Hour, func() { cancel(ErrSlowViewer) })
+	stall.Stop()
+	defer stall.Stop()
+	out := &resumer{w: watched{w: v.Out, stall: stall, timeout: stallTimeout}, next: v.Since}
 	var resize <-chan bridge.Size = v.Resize
 	refresh := time.NewTicker(bridge.ViewerRefresh)
 	defer refresh.Stop()
@@ -186,6 +217,19 @@ func (r *Relay) Serve(ctx context.Context, subj bridge.Subjects, v Viewer) (*Clo
 			}
 		}
 	}
+}
+
+// watched is a viewer's output with a stall watchdog around each write.
+type watched struct {
+	w       io.Writer
+	stall   *time.Timer
+	timeout time.Duration
+}
+
+func (w watched) Write(p []byte) (int, error) {
+	w.stall.Reset(w.timeout)
+	defer w.stall.Stop()
+	return w.w.Write(p)
 }
 
 // writeErr is why a write to the viewer failed: the viewer was let go, or

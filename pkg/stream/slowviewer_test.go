@@ -33,7 +33,7 @@ func relayOnNATS(t *testing.T) *Relay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Relay{Conn: b.Conn, JetStream: b.JetStream}
+	return &Relay{Conn: b.Conn, JetStream: b.JetStream, StallTimeout: 200 * time.Millisecond}
 }
 
 // stalledConn is a viewer's connection that stopped reading: every write
@@ -50,8 +50,9 @@ func (s *stalledConn) Write([]byte) (int, error) {
 
 func (s *stalledConn) abort() { s.once.Do(func() { close(s.closed) }) }
 
-// A viewer that stops reading is let go (its connection aborted) once its
-// queue is full, while another viewer of the same session gets every frame.
+// A viewer that stops reading is let go (its connection aborted) once a
+// write to it has blocked for the stall timeout, while a slow viewer of the
+// same session gets every frame.
 func TestRelayLetsStalledViewerGo(t *testing.T) {
 	r := relayOnNATS(t)
 	subj := bridge.SubjectsFor("stalled")
@@ -64,14 +65,16 @@ func TestRelayLetsStalledViewerGo(t *testing.T) {
 		_, err := r.Serve(ctx, subj, Viewer{User: "slow", Out: stalled, Abort: stalled.abort})
 		stalledDone <- err
 	}()
-	var healthy syncWriter
+	// A slow viewer that keeps reading (each write takes a while) is not
+	// let go, whatever the burst.
+	healthy := syncWriter{delay: time.Millisecond}
 	healthyDone := make(chan error, 1)
 	go func() {
 		_, err := r.Serve(ctx, subj, Viewer{User: "fast", Out: &healthy})
 		healthyDone <- err
 	}()
 
-	const frames = 4 * outputQueue
+	const frames = 1024
 	var want bytes.Buffer
 	offset := 0
 	for i := range frames {
@@ -103,11 +106,13 @@ func TestRelayLetsStalledViewerGo(t *testing.T) {
 }
 
 type syncWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	delay time.Duration
+	mu    sync.Mutex
+	b     bytes.Buffer
 }
 
 func (s *syncWriter) Write(p []byte) (int, error) {
+	time.Sleep(s.delay)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
