@@ -132,7 +132,14 @@ func (r *Relay) Serve(ctx context.Context, subj bridge.Subjects, v Viewer) (*Clo
 		defer stop()
 	} else {
 		liveNATS = make(chan *nats.Msg, liveQueue)
-		sub, err := r.Conn.ChanSubscribe(subj.Out(), liveNATS)
+		// Skipped, not queued, when the viewer is behind (a channel
+		// subscription would count that as a slow consumer and log it).
+		sub, err := r.Conn.Subscribe(subj.Out(), func(m *nats.Msg) {
+			select {
+			case liveNATS <- m:
+			default:
+			}
+		})
 		if err != nil {
 			return nil, fmt.Errorf("follow %s: %w", subj.Out(), err)
 		}

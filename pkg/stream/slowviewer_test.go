@@ -123,3 +123,77 @@ func (s *syncWriter) Bytes() []byte {
 	defer s.mu.Unlock()
 	return bytes.Clone(s.b.Bytes())
 }
+
+// gatedWriter blocks writes until its gate opens; entered closes at the
+// first write.
+type gatedWriter struct {
+	gate    <-chan struct{}
+	entered chan struct{}
+	once    sync.Once
+	syncWriter
+}
+
+func (g *gatedWriter) Write(p []byte) (int, error) {
+	g.once.Do(func() { close(g.entered) })
+	<-g.gate
+	return g.syncWriter.Write(p)
+}
+
+// A slow viewer that falls further behind than the scrollback keeps gets a
+// line saying how much output is gone, then what is kept.
+func TestRelaySlowViewerPastScrollback(t *testing.T) {
+	r := relayOnNATS(t)
+	r.StallTimeout = time.Minute
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// A scrollback of 8 frames.
+	if _, err := r.JetStream.UpdateStream(ctx, jetstream.StreamConfig{
+		Name: bridge.IOStream, Subjects: []string{"terminal.*.out", "terminal.*.ctl"},
+		Storage: jetstream.MemoryStorage, MaxMsgsPerSubject: 8,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	subj := bridge.SubjectsFor("behind")
+	gate := make(chan struct{})
+	slow := &gatedWriter{gate: gate, entered: make(chan struct{})}
+	go func() { _, _ = r.Serve(ctx, subj, Viewer{User: "slow", Out: slow}) }()
+
+	// Frames of 32 KiB: more than the consumer fetches ahead (1 MiB).
+	frame := func(i int) []byte {
+		return append(fmt.Appendf(nil, "frame %04d\n", i), bytes.Repeat([]byte{'.'}, 32<<10)...)
+	}
+	publish := func(i, offset int) int {
+		data := frame(i)
+		m := &nats.Msg{Subject: subj.Out(), Data: data, Header: nats.Header{bridge.OffsetHeader: []string{strconv.Itoa(offset)}}}
+		if _, err := r.JetStream.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		return offset + len(data)
+	}
+	// The viewer takes frame 0 and blocks writing it; frames 1..99 follow,
+	// of which the stream keeps the last 8, and the viewer's consumer may
+	// hold a few it fetched before they went.
+	offset := publish(0, 0)
+	select {
+	case <-slow.entered:
+	case <-ctx.Done():
+		t.Fatal("the viewer never wrote frame 0")
+	}
+	for i := 1; i < 100; i++ {
+		offset = publish(i, offset)
+	}
+	close(gate)
+	last := frame(99)
+	for !bytes.HasSuffix(slow.Bytes(), last) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("viewer got %d bytes, not up to frame 99", len(slow.Bytes()))
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	got := slow.Bytes()
+	kept := bytes.Join([][]byte{frame(92), frame(93), frame(94), frame(95), frame(96), frame(97), frame(98), frame(99)}, nil)
+	if !bytes.HasPrefix(got, frame(0)) || !bytes.Contains(got, []byte("bytes of output are no longer kept]")) || !bytes.HasSuffix(got, kept) {
+		t.Errorf("viewer got %d bytes: frame 0, then the notice of lost output, then the 8 frames kept expected", len(got))
+	}
+}
