@@ -39,8 +39,9 @@ type output struct {
 	// written counts the bytes written: the offset of the next Write.
 	written uint64
 	// live receives each Write at once, before it is framed and published
-	// (the local fast path to viewers, see Bridge.Follow); nil for none.
-	live func(Frame)
+	// (the local fast path to viewers, see Bridge.Follow), with its offset;
+	// it must copy what it keeps. nil for none.
+	live func(offset uint64, p []byte)
 }
 
 var errOutputClosed = errors.New("output closed")
@@ -95,7 +96,7 @@ func (o *output) Write(p []byte) (int, error) {
 	// Live viewers last: the goroutine readied last runs next on this
 	// thread, and a viewer's echo should not wait behind a publish.
 	if o.live != nil {
-		o.live(Frame{Offset: o.written, Data: append([]byte(nil), p...)})
+		o.live(o.written, p)
 	}
 	o.written += uint64(len(p))
 	return len(p), nil
