@@ -10,10 +10,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
-
-	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 )
 
 // dialAttach opens a raw WebSocket to a session's attach subresource
@@ -53,8 +50,7 @@ func TestAttachIdle(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	created := createSession(t, "alice", newSession("team-a", uniqueName("idle"), "shell-demo"))
-	waitPhase(t, "team-a", created.Name, v1alpha1.TerminalSessionRunning)
+	created := runningSession(t, "idle")
 
 	in, typeIn := io.Pipe()
 	defer typeIn.Close()
@@ -106,24 +102,16 @@ func TestAttachViewerGone(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	created := createSession(t, "alice", newSession("team-a", uniqueName("gone"), "shell-demo"))
-	waitPhase(t, "team-a", created.Name, v1alpha1.TerminalSessionRunning)
-	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
+	created := runningSession(t, "gone")
 
 	viewers, drop := context.WithCancel(ctx)
 	in, typeIn := io.Pipe()
 	defer typeIn.Close()
 	spdyEnded := attach(viewers, t, "alice", "team-a", created.Name, false, in, io.Discard)
 	wsEnded := attach(viewers, t, "alice", "team-a", created.Name, true, nil, io.Discard)
-	eventually(t, 30*time.Second, "two viewers in status", func(ctx context.Context) (bool, error) {
-		s, err := c.Get(ctx, created.Name, metav1.GetOptions{})
-		return err == nil && s.Status.Viewers == 2, nil
-	})
+	waitViewers(t, 30*time.Second, "two viewers in status", "team-a", created.Name, 2)
 	drop()
 	<-spdyEnded
 	<-wsEnded
-	eventually(t, 30*time.Second, "no viewers in status", func(ctx context.Context) (bool, error) {
-		s, err := c.Get(ctx, created.Name, metav1.GetOptions{})
-		return err == nil && s.Status.Viewers == 0, nil
-	})
+	waitViewers(t, 30*time.Second, "no viewers in status", "team-a", created.Name, 0)
 }

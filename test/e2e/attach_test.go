@@ -56,6 +56,25 @@ func createSession(t *testing.T, as string, s *v1alpha1.TerminalSession) *v1alph
 	return created
 }
 
+// waitViewers waits until the session's status counts n viewers.
+func waitViewers(t *testing.T, timeout time.Duration, what, ns, name string, n int32) {
+	t.Helper()
+	c := terminalClient(t, "admin").TerminalV1alpha1().TerminalSessions(ns)
+	eventually(t, timeout, what, func(ctx context.Context) (bool, error) {
+		s, err := c.Get(ctx, name, metav1.GetOptions{})
+		return err == nil && s.Status.Viewers == n, nil
+	})
+}
+
+// runningSession creates a session of alice's on team-a/shell-demo and
+// waits until it runs.
+func runningSession(t *testing.T, prefix string) *v1alpha1.TerminalSession {
+	t.Helper()
+	created := createSession(t, "alice", newSession("team-a", uniqueName(prefix), "shell-demo"))
+	waitPhase(t, "team-a", created.Name, v1alpha1.TerminalSessionRunning)
+	return created
+}
+
 func attachURL(t *testing.T, context, ns, name string) *url.URL {
 	return terminalClient(t, context).TerminalV1alpha1().RESTClient().Post().Namespace(ns).
 		Resource("terminalsessions").Name(name).SubResource("attach").
@@ -254,10 +273,7 @@ func TestAttachSharing(t *testing.T) {
 		go func() { _, _ = w.Write([]byte(line)) }()
 	}
 	// Everyone is attached once the session counts three viewers.
-	eventually(t, 30*time.Second, "three viewers in status", func(ctx context.Context) (bool, error) {
-		s, err := c.Get(ctx, created.Name, metav1.GetOptions{})
-		return err == nil && s.Status.Viewers == 3, nil
-	})
+	waitViewers(t, 30*time.Second, "three viewers in status", ns, created.Name, 3)
 	typeInto(joinerType, "echo joined-$((2*21))\n")
 	for who, scr := range screens {
 		eventually(t, 30*time.Second, who+" sees the joiner's command", func(context.Context) (bool, error) {
@@ -341,8 +357,7 @@ func TestAttachBrowserThroughProxy(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	created := createSession(t, "alice", newSession("team-a", uniqueName("browser"), "shell-demo"))
-	waitPhase(t, "team-a", created.Name, v1alpha1.TerminalSessionRunning)
+	created := runningSession(t, "browser")
 
 	proxy := exec.CommandContext(ctx, "kubectl", "--kubeconfig", env.kubeconfig, "--context", "alice", "proxy", "--port=0")
 	out, err := proxy.StdoutPipe()

@@ -46,8 +46,7 @@ func TestAttachStalledViewer(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	created := createSession(t, "alice", newSession("team-a", uniqueName("stalled"), "shell-demo"))
-	waitPhase(t, "team-a", created.Name, v1alpha1.TerminalSessionRunning)
+	created := runningSession(t, "stalled")
 	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
 
 	// The stalled viewer: a WebSocket straight to kube-apiserver that
@@ -60,10 +59,7 @@ func TestAttachStalledViewer(t *testing.T) {
 	defer typeIn.Close()
 	var screen tailScreen
 	ended := attach(ctx, t, "alice", "team-a", created.Name, false, in, &screen)
-	eventually(t, 30*time.Second, "both viewers in status", func(ctx context.Context) (bool, error) {
-		s, err := c.Get(ctx, created.Name, metav1.GetOptions{})
-		return err == nil && s.Status.Viewers == 2, nil
-	})
+	waitViewers(t, 30*time.Second, "both viewers in status", "team-a", created.Name, 2)
 	const output = 64 << 20
 	go func() {
 		_, _ = typeIn.Write([]byte("head -c 67108864 /dev/zero | tr '\\0' x | fold -w 1024; echo stalled-$((6*7))\n"))
@@ -82,10 +78,7 @@ func TestAttachStalledViewer(t *testing.T) {
 
 	// Still reading nothing, the stalled viewer is let go once a write to
 	// it has blocked for the stall timeout (10 s): it leaves the count.
-	eventually(t, time.Minute, "the stalled viewer let go", func(ctx context.Context) (bool, error) {
-		s, err := c.Get(ctx, created.Name, metav1.GetOptions{})
-		return err == nil && s.Status.Viewers == 1, nil
-	})
+	waitViewers(t, time.Minute, "the stalled viewer let go", "team-a", created.Name, 1)
 	// What its connection still holds drains, then it ends instead of
 	// waiting for more.
 	received := 0

@@ -175,8 +175,7 @@ func TestPluginListAttachClose(t *testing.T) {
 		t.Errorf("ls of an empty namespace: %v, %q", err, out)
 	}
 
-	created := createSession(t, "alice", newSession("team-a", uniqueName("plugin-ls"), "shell-demo"))
-	waitPhase(t, "team-a", created.Name, "Running")
+	created := runningSession(t, "plugin-ls")
 	out, err = plugin("-n", "team-a", "ls").Output()
 	if err != nil {
 		t.Fatal(err)
@@ -202,10 +201,7 @@ func TestPluginListAttachClose(t *testing.T) {
 	if err := watch.Start(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "the read-only attach counted", func(ctx context.Context) (bool, error) {
-		s, err := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a").Get(ctx, created.Name, metav1.GetOptions{})
-		return err == nil && s.Status.Viewers == 1, nil
-	})
+	waitViewers(t, 30*time.Second, "the read-only attach counted", "team-a", created.Name, 1)
 	out, err = plugin("-n", "team-a", "close", created.Name).CombinedOutput()
 	if want := "terminalsession.terminal.meshery.io/" + created.Name + " closed"; err != nil || strings.TrimSpace(string(out)) != want {
 		t.Errorf("close: %v, %q, want %q", err, out, want)
