@@ -54,18 +54,21 @@ type Config struct {
 	// KubeClient talks to kube-apiserver as the server's own identity. Creating a
 	// session asks it whether the user may exec into the target and looks the pod up.
 	KubeClient kubernetes.Interface
-	// MaxSessionsPerUser caps one user's open sessions (0: no limit).
-	MaxSessionsPerUser int
+	// Limits bound one user's sessions and what a spec may ask for.
+	Limits terminalsession.Limits
+	// AttachLimits bound concurrent attaches.
+	AttachLimits terminalsession.AttachLimits
 	// Relay connects attach viewers to sessions' NATS subjects; nil
 	// serves no attach subresource.
 	Relay *stream.Relay
 }
 
 type completedConfig struct {
-	GenericConfig      genericapiserver.CompletedConfig
-	RESTOptionsGetter  generic.RESTOptionsGetter
-	KubeClient         kubernetes.Interface
-	MaxSessionsPerUser int
+	GenericConfig     genericapiserver.CompletedConfig
+	RESTOptionsGetter generic.RESTOptionsGetter
+	KubeClient        kubernetes.Interface
+	Limits            terminalsession.Limits
+	AttachLimits      terminalsession.AttachLimits
 	// Relay connects attach viewers to sessions' NATS subjects.
 	Relay *stream.Relay
 }
@@ -78,11 +81,12 @@ type CompletedConfig struct {
 // Complete fills in defaults.
 func (cfg *Config) Complete() CompletedConfig {
 	return CompletedConfig{&completedConfig{
-		GenericConfig:      cfg.GenericConfig.Complete(),
-		RESTOptionsGetter:  cfg.RESTOptionsGetter,
-		KubeClient:         cfg.KubeClient,
-		MaxSessionsPerUser: cfg.MaxSessionsPerUser,
-		Relay:              cfg.Relay,
+		GenericConfig:     cfg.GenericConfig.Complete(),
+		RESTOptionsGetter: cfg.RESTOptionsGetter,
+		KubeClient:        cfg.KubeClient,
+		Limits:            cfg.Limits,
+		AttachLimits:      cfg.AttachLimits,
+		Relay:             cfg.Relay,
 	}}
 }
 
@@ -102,7 +106,7 @@ func (c CompletedConfig) New() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	sessions, status, err := terminalsession.NewREST(Scheme, c.RESTOptionsGetter, terminalsession.NewTargetChecker(c.KubeClient), c.MaxSessionsPerUser)
+	sessions, status, err := terminalsession.NewREST(Scheme, c.RESTOptionsGetter, terminalsession.NewTargetChecker(c.KubeClient), c.Limits)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +116,7 @@ func (c CompletedConfig) New() (*Server, error) {
 		"terminalsessions/status": status,
 	}
 	if c.Relay != nil {
-		group.VersionedResourcesStorageMap["v1alpha1"]["terminalsessions/attach"] = terminalsession.NewAttachREST(sessions, c.Relay, c.GenericConfig.Authorization.Authorizer)
+		group.VersionedResourcesStorageMap["v1alpha1"]["terminalsessions/attach"] = terminalsession.NewAttachREST(sessions, c.Relay, c.GenericConfig.Authorization.Authorizer, c.AttachLimits)
 	}
 	if err := generic.InstallAPIGroup(&group); err != nil {
 		return nil, err

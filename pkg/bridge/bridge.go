@@ -210,8 +210,8 @@ func (b *Bridge) Run(ctx context.Context) {
 		return obj, nil
 	})
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { b.consider(ctx, obj.(*v1alpha1.TerminalSession)) },
-		UpdateFunc: func(_, obj any) { b.consider(ctx, obj.(*v1alpha1.TerminalSession)) },
+		AddFunc:    func(obj any) { b.sync(ctx, obj.(*v1alpha1.TerminalSession)) },
+		UpdateFunc: func(_, obj any) { b.sync(ctx, obj.(*v1alpha1.TerminalSession)) },
 		DeleteFunc: func(obj any) {
 			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = t.Obj
@@ -326,6 +326,17 @@ func (b *Bridge) checkOrphan(ctx context.Context, s *v1alpha1.TerminalSession) {
 	}
 	b.markClosed(ctx, s, Event{Type: "closed", Reason: v1alpha1.ReasonBridgeLost,
 		Message: "the replica running this session's exec stopped renewing its lease"}, v1alpha1.TerminalSessionFailed)
+}
+
+// sync acts on a session's latest state: a session being deleted ends its
+// exec at once (finalizers may keep the object for long: the terminal must
+// not outlive the user's delete), a Pending one is claimed.
+func (b *Bridge) sync(ctx context.Context, s *v1alpha1.TerminalSession) {
+	if s.DeletionTimestamp != nil {
+		b.stop(s.UID)
+		return
+	}
+	b.consider(ctx, s)
 }
 
 // consider starts a Pending session's exec if this replica wins its lease.
@@ -461,9 +472,8 @@ func (b *Bridge) own(s *session) {
 	if err := b.publishEvent(closeCtx, s.subj, ev); err != nil {
 		klog.ErrorS(err, "Publishing the close event failed", "session", klog.KObj(s.obj))
 	}
-	if ev.Reason != v1alpha1.ReasonDeleted {
-		b.markClosed(closeCtx, s.obj, ev, phase)
-	}
+	// A deleted session whose finalizers keep it says so in its status.
+	b.markClosed(closeCtx, s.obj, ev, phase)
 	b.leases.release(closeCtx, string(s.obj.UID), s.leaseRev.Load())
 }
 
@@ -508,7 +518,7 @@ func (b *Bridge) updateStatus(ctx context.Context, s *v1alpha1.TerminalSession, 
 		_, err = c.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 		return err
 	})
-	if err != nil && ctx.Err() == nil {
+	if err != nil && ctx.Err() == nil && !apierrors.IsNotFound(err) {
 		klog.ErrorS(err, "Updating session status failed", "session", klog.KObj(s))
 	}
 }

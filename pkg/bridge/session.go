@@ -56,13 +56,16 @@ const (
 	ViewerRefresh = 10 * time.Second
 	ViewerTTL     = 3 * ViewerRefresh
 
-	maxFrame     = 32 << 10
-	maxBuffered  = 1 << 20
-	inputQueue   = 256  // input messages queued towards a process that is not reading
-	maxViewers   = 1024 // viewer IDs tracked per session
-	pingEvery    = 30 * time.Second
-	shellCache   = 4096
-	probeTimeout = 10 * time.Second
+	maxFrame    = 32 << 10
+	maxBuffered = 1 << 20
+	// maxInputQueued bounds the input bytes queued towards a process that
+	// is not reading (a terminal's kernel buffer holds 4 KiB): more is
+	// dropped, and a paste into a stuck process cannot grow the replica.
+	maxInputQueued = 256 << 10
+	maxViewers     = 1024 // viewer IDs tracked per session
+	pingEvery      = 30 * time.Second
+	shellCache     = 4096
+	probeTimeout   = 10 * time.Second
 )
 
 // session is one session this replica runs: its exec, its input queue, its
@@ -86,6 +89,7 @@ type session struct {
 	mu            sync.Mutex
 	stream        execStream // nil until the exec is open
 	input         [][]byte
+	inputBytes    int
 	size          *Size
 	writing       bool
 	broken        bool
@@ -106,13 +110,21 @@ func (s *session) lastActive() time.Time { return time.Unix(0, s.activity.Load()
 func (s *session) typed(p []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.input) >= inputQueue {
+	if s.enqueue(p) {
+		s.kick()
+	}
+}
+
+// enqueue adds p to the input queue if it fits (caller holds mu).
+func (s *session) enqueue(p []byte) bool {
+	if s.inputBytes+len(p) > maxInputQueued {
 		// The process is not reading: refuse rather than queue without bound.
-		klog.V(2).InfoS("Dropping input: the process is not reading", "session", klog.KObj(s.obj))
-		return
+		klog.V(2).InfoS("Dropping input: the process is not reading", "session", klog.KObj(s.obj), "bytes", len(p))
+		return false
 	}
 	s.input = append(s.input, p)
-	s.kick()
+	s.inputBytes += len(p)
+	return true
 }
 
 // typeNow queues input and, when no writer runs, writes it in the caller's
@@ -120,12 +132,10 @@ func (s *session) typed(p []byte) {
 // Not for the router, which must never wait on one session.
 func (s *session) typeNow(p []byte) {
 	s.mu.Lock()
-	if len(s.input) >= inputQueue {
+	if !s.enqueue(p) {
 		s.mu.Unlock()
-		klog.V(2).InfoS("Dropping input: the process is not reading", "session", klog.KObj(s.obj))
 		return
 	}
-	s.input = append(s.input, p)
 	if s.stream == nil || s.writing || s.broken {
 		s.kick()
 		s.mu.Unlock()
@@ -158,7 +168,7 @@ func (s *session) write() {
 	for {
 		s.mu.Lock()
 		size, in, stream := s.size, s.input, s.stream
-		s.size, s.input = nil, nil
+		s.size, s.input, s.inputBytes = nil, nil, 0
 		if size == nil && len(in) == 0 {
 			s.writing = false
 			s.mu.Unlock()
@@ -179,7 +189,7 @@ func (s *session) write() {
 		if err != nil {
 			// The stream is broken; its reader ends the session.
 			s.mu.Lock()
-			s.broken, s.writing, s.input = true, false, nil
+			s.broken, s.writing, s.input, s.inputBytes = true, false, nil, 0
 			s.mu.Unlock()
 			klog.V(2).InfoS("Writing to the exec failed", "session", klog.KObj(s.obj), "err", err)
 			return

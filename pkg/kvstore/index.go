@@ -45,21 +45,37 @@ type index struct {
 	changed chan struct{} // closed and replaced whenever rev moves
 	items   map[string]*record
 
-	history    []*event // events with rev in (compacted, rev], oldest first
-	compacted  uint64
-	maxHistory int
+	history      []*event // events with rev in (compacted, rev], oldest first
+	historyBytes int      // the values the history alone keeps alive
+	compacted    uint64
+	maxHistory   int
+	// maxHistoryBytes bounds the history in bytes too (0: no bound): with
+	// objects of up to a MiB, a count alone could hold gigabytes.
+	maxHistoryBytes int
 
 	watchers map[*watchChan]struct{}
 	stopped  bool // shutting down: watches end at once
 }
 
-func newIndex(maxHistory int) *index {
+func newIndex(maxHistory, maxHistoryBytes int) *index {
 	return &index{
-		changed:    make(chan struct{}),
-		items:      map[string]*record{},
-		maxHistory: maxHistory,
-		watchers:   map[*watchChan]struct{}{},
+		changed:         make(chan struct{}),
+		items:           map[string]*record{},
+		maxHistory:      maxHistory,
+		maxHistoryBytes: maxHistoryBytes,
+		watchers:        map[*watchChan]struct{}{},
 	}
+}
+
+// size is what an event in the history keeps alive: its value and the one
+// it replaced (the current value is shared with the items, but only until
+// the next change).
+func (e *event) size() int {
+	n := len(e.value) + len(e.key) + 64
+	if e.prev != nil {
+		n += len(e.prev.value)
+	}
+	return n
 }
 
 // apply records a put (value != nil) or a delete at rev. prev, when the
@@ -99,7 +115,7 @@ func (i *index) apply(rev uint64, key string, value []byte, deleted bool, prev u
 		klog.InfoS("Storage consumer missed a change; expiring watches so clients relist",
 			"key", key, "revision", rev, "expectedPrevious", prev, "seenPrevious", oldRev)
 		clear(i.history)
-		i.history = i.history[:0]
+		i.history, i.historyBytes = i.history[:0], 0
 		i.compacted = rev
 		for w := range i.watchers {
 			w.expire()
@@ -107,11 +123,14 @@ func (i *index) apply(rev uint64, key string, value []byte, deleted bool, prev u
 		}
 	case ev != nil:
 		i.history = append(i.history, ev)
-		if over := len(i.history) - i.maxHistory; over > 0 {
-			i.compacted = i.history[over-1].rev
-			clear(i.history[:over])
-			i.history = i.history[over:]
+		i.historyBytes += ev.size()
+		over, bytes := 0, i.historyBytes
+		for over < len(i.history)-1 && (len(i.history)-over > i.maxHistory ||
+			i.maxHistoryBytes > 0 && bytes > i.maxHistoryBytes) {
+			bytes -= i.history[over].size()
+			over++
 		}
+		i.forget(over)
 		for w := range i.watchers {
 			if w.matches(key) && rev > w.startRev {
 				w.push(ev)
@@ -120,6 +139,19 @@ func (i *index) apply(rev uint64, key string, value []byte, deleted bool, prev u
 	}
 	close(i.changed)
 	i.changed = make(chan struct{})
+}
+
+// forget drops the n oldest events of the history (caller holds mu).
+func (i *index) forget(n int) {
+	if n == 0 {
+		return
+	}
+	i.compacted = max(i.compacted, i.history[n-1].rev)
+	for _, ev := range i.history[:n] {
+		i.historyBytes -= ev.size()
+	}
+	clear(i.history[:n])
+	i.history = i.history[n:]
 }
 
 // advance moves the revision past a message that is not a key.
@@ -142,8 +174,7 @@ func (i *index) compact(rev uint64) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	n := sort.Search(len(i.history), func(k int) bool { return i.history[k].rev > rev })
-	clear(i.history[:n])
-	i.history = i.history[n:]
+	i.forget(n)
 	if rev > i.compacted {
 		i.compacted = rev
 	}

@@ -2,9 +2,11 @@ package kvstore
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/apis/example"
@@ -14,7 +16,7 @@ import (
 // A consumer that missed a change must not serve the incomplete history as
 // if it were whole: watches expire (410) and older revisions are refused.
 func TestIndexGapExpiresWatches(t *testing.T) {
-	idx := newIndex(100)
+	idx := newIndex(100, 0)
 	idx.apply(1, "/pods/a", []byte("v1"), false, 0, true, true)
 	w := &watchChan{key: "/pods/", recursive: true, startRev: 1, signal: make(chan struct{}, 1), s: &Store{maxBacklog: 100}}
 	if _, err := idx.register(w, false); err != nil {
@@ -99,5 +101,51 @@ func TestCompaction(t *testing.T) {
 	pod := &example.Pod{ObjectMeta: metav1.ObjectMeta{Name: "gone", Namespace: "ns"}}
 	if err := s.Create(ctx, "/pods/ns/gone", pod, &example.Pod{}, 0); err != nil {
 		t.Fatalf("re-create after compaction: %v", err)
+	}
+}
+
+// The watch history is bounded in bytes as well as in changes: large
+// objects push the oldest changes out, and revisions before them get 410.
+func TestIndexHistoryBytes(t *testing.T) {
+	idx := newIndex(100, 10000)
+	big := make([]byte, 3000)
+	for rev := uint64(1); rev <= 10; rev++ {
+		idx.apply(rev, "/pods/a", big, false, rev-1, rev > 1, true)
+	}
+	idx.mu.Lock()
+	kept, bytes := len(idx.history), idx.historyBytes
+	idx.mu.Unlock()
+	if bytes > 10000 || kept == 0 {
+		t.Fatalf("history keeps %d events, %d bytes; want at least one, at most 10000 bytes", kept, bytes)
+	}
+	if _, _, err := idx.list("/pods/", true, 2); !errors.Is(err, errCompacted) {
+		t.Fatalf("list at a forgotten revision: %v, want errCompacted", err)
+	}
+	if _, _, err := idx.list("/pods/", true, 10); err != nil {
+		t.Fatalf("list at the current revision: %v", err)
+	}
+}
+
+// An object above the size limit is refused with 413, on create and update.
+func TestObjectSizeLimit(t *testing.T) {
+	ctx, s := newTestStore(t)
+	s.maxObject = 4096
+	pod := &example.Pod{ObjectMeta: metav1.ObjectMeta{Name: "big", Namespace: "ns",
+		Annotations: map[string]string{"x": strings.Repeat("x", 5000)}}}
+	if err := s.Create(ctx, "/pods/ns/big", pod, &example.Pod{}, 0); !apierrors.IsRequestEntityTooLargeError(err) {
+		t.Fatalf("create of a 5 KB object: %v, want 413", err)
+	}
+	small := &example.Pod{ObjectMeta: metav1.ObjectMeta{Name: "small", Namespace: "ns"}}
+	if err := s.Create(ctx, "/pods/ns/small", small, &example.Pod{}, 0); err != nil {
+		t.Fatal(err)
+	}
+	err := s.GuaranteedUpdate(ctx, "/pods/ns/small", &example.Pod{}, false, nil,
+		storage.SimpleUpdate(func(obj runtime.Object) (runtime.Object, error) {
+			p := obj.(*example.Pod)
+			p.Annotations = map[string]string{"x": strings.Repeat("x", 5000)}
+			return p, nil
+		}), nil)
+	if !apierrors.IsRequestEntityTooLargeError(err) || !strings.Contains(err.Error(), "4096 bytes") {
+		t.Fatalf("update to 5 KB: %v, want 413 naming the limit", err)
 	}
 }

@@ -34,6 +34,9 @@ type RESTOptionsGetter struct {
 	SubjectPrefix string
 	Replicas      int
 	History       int
+	HistoryBytes  int
+	// MaxObjectBytes bounds one stored object (0: DefaultMaxObjectBytes).
+	MaxObjectBytes int
 	// DeleteCollectionWorkers and EnableGarbageCollection as for etcd.
 	DeleteCollectionWorkers int
 	EnableGarbageCollection bool
@@ -78,11 +81,13 @@ func (g *RESTOptionsGetter) decorator(resource schema.GroupResource) generic.Sto
 		s, err := New(ctx, Config{
 			JetStream: g.JetStream,
 			Stream: StreamConfig{
-				Name:     name,
-				Subject:  g.SubjectPrefix + "." + resource.Resource,
-				Replicas: g.Replicas,
-				History:  g.History,
+				Name:         name,
+				Subject:      g.SubjectPrefix + "." + resource.Resource,
+				Replicas:     g.Replicas,
+				History:      g.History,
+				HistoryBytes: g.HistoryBytes,
 			},
+			MaxObjectBytes: g.MaxObjectBytes,
 			Codec:          config.Codec,
 			NewFunc:        newFunc,
 			Prefix:         config.Prefix,

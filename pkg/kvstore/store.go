@@ -51,6 +51,8 @@ type Config struct {
 	GroupResource  schema.GroupResource
 	// Transformer encrypts values at rest; nil means identity.
 	Transformer value.Transformer
+	// MaxObjectBytes bounds one encoded object (0: DefaultMaxObjectBytes).
+	MaxObjectBytes int
 	// MaxWatchBacklog bounds the events queued for one slow watcher before it
 	// is closed with an error (the client resumes from its last
 	// resourceVersion). 0 means the stream's History.
@@ -68,6 +70,23 @@ type Store struct {
 	groupResource  schema.GroupResource
 	newFunc        func() runtime.Object
 	maxBacklog     int
+	maxObject      int
+}
+
+// DefaultMaxObjectBytes is the largest object stored by default: below
+// NATS's default maximum payload (1 MiB, headers included), as etcd's
+// request limit (1.5 MiB) is for kube-apiserver. Every replica keeps every
+// object in memory, so the bound is what one tenant's objects can cost each.
+const DefaultMaxObjectBytes = 1000 << 10
+
+// checkSize refuses an object too large to store: 413, as kube-apiserver
+// answers a request body over its limit, with the sizes.
+func (s *Store) checkSize(key string, data []byte) error {
+	if len(data) <= s.maxObject {
+		return nil
+	}
+	return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("%s %q is %d bytes encoded, more than the %d bytes this server stores per object",
+		s.groupResource.String(), path.Base(key), len(data), s.maxObject))
 }
 
 var _ storage.Interface = &Store{}
@@ -88,6 +107,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	maxObject := cfg.MaxObjectBytes
+	if maxObject == 0 {
+		maxObject = DefaultMaxObjectBytes
+	}
 	maxBacklog := cfg.MaxWatchBacklog
 	if maxBacklog == 0 {
 		maxBacklog = b.cfg.History
@@ -101,6 +124,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		groupResource:  cfg.GroupResource,
 		newFunc:        cfg.NewFunc,
 		maxBacklog:     maxBacklog,
+		maxObject:      maxObject,
 	}
 	s.transformer.Store(&cfg.Transformer)
 	return s, nil
@@ -207,6 +231,9 @@ func (s *Store) Create(ctx context.Context, key string, obj, out runtime.Object,
 	}
 	data, err := runtime.Encode(s.codec, obj)
 	if err != nil {
+		return err
+	}
+	if err := s.checkSize(key, data); err != nil {
 		return err
 	}
 	newData, err := s.xf().TransformToStorage(ctx, data, authenticatedDataString(preparedKey))
@@ -433,6 +460,9 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, key string, destination ru
 
 		data, err := runtime.Encode(s.codec, ret)
 		if err != nil {
+			return err
+		}
+		if err := s.checkSize(key, data); err != nil {
 			return err
 		}
 		if !origState.stale && bytes.Equal(data, origState.data) {

@@ -43,6 +43,8 @@ type StreamConfig struct {
 	// History is how many recent changes each replica keeps for watches
 	// and exact-revision lists; older resourceVersions get 410 Gone.
 	History int
+	// HistoryBytes bounds that history in bytes as well (0: no bound).
+	HistoryBytes int
 	// A replica's consumer must see every change of a key, so a message may
 	// only leave the stream once every consumer is past it. Old revisions
 	// and deleted keys are therefore purged by a compactor, not by a
@@ -139,7 +141,7 @@ func openBackend(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) 
 	if err != nil {
 		return nil, fmt.Errorf("stream %s info: %w", cfg.Name, err)
 	}
-	b := &backend{js: js, stream: stream, cfg: cfg, idx: newIndex(cfg.History), dirty: map[string]keyState{}}
+	b := &backend{js: js, stream: stream, cfg: cfg, idx: newIndex(cfg.History, cfg.HistoryBytes), dirty: map[string]keyState{}}
 	loaded := info.State.LastSeq
 
 	// Start from each key's latest message, then follow every change.

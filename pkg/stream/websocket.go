@@ -20,9 +20,13 @@ import (
 )
 
 // Options are a viewer's requested streams, from the query (stdin, stdout,
-// stderr, tty).
+// stderr, tty), and what its access allows.
 type Options struct {
 	Stdin, Stdout, Stderr, TTY bool
+	// ReadOnly: the viewer may only watch (an observer). Its input is
+	// refused and its resizes are dropped, whatever streams or channels
+	// its client opens.
+	ReadOnly bool
 }
 
 // ExitError carries a process's non-zero exit code to the final status.
@@ -62,9 +66,11 @@ const (
 	// smallFrame: data shorter than this fits the connection's write
 	// buffer (4 KiB by default) with its headers.
 	smallFrame = 3 << 10
-	// maxInputFrame bounds one frame of input (a large paste arrives in
-	// several).
-	maxInputFrame = 1 << 20
+	// maxInputFrame bounds one frame from a viewer: a terminal's input
+	// arrives a few bytes at a time, client-go sends at most 32 KiB of
+	// stdin per frame (44 KiB in base64), and a larger paste must be sent
+	// in several frames. A larger frame ends the connection.
+	maxInputFrame = 64 << 10
 )
 
 // ServeWebSocket speaks the server side of pods/attach over WebSocket,
@@ -107,16 +113,17 @@ func ServeWebSocket(w http.ResponseWriter, req *http.Request, opts Options, ping
 
 	ctx, cancel := context.WithCancel(req.Context())
 	defer cancel()
-	if !opts.Stdin {
+	if !opts.Stdin || opts.ReadOnly {
 		input = nil
 	}
 	sizes := make(chan bridge.Size, 1)
-	if !opts.TTY {
+	mayResize := opts.TTY && !opts.ReadOnly
+	if !mayResize {
 		close(sizes)
 	}
 	go func() {
 		defer cancel() // the peer is gone: so is the viewer
-		c.read(input, opts.TTY, sizes)
+		c.read(input, mayResize, sizes)
 	}()
 	go c.keepalive(ctx)
 
@@ -140,14 +147,15 @@ type wsConn struct {
 	mu     sync.Mutex
 }
 
-// read dispatches the peer's frames to stdin and resize until it goes away
-// or falls silent for three ping periods.
-func (c *wsConn) read(stdin func([]byte) error, tty bool, sizes chan bridge.Size) {
+// read dispatches the peer's frames to stdin and, if resize, to sizes
+// until it goes away or falls silent for three ping periods. Frames on
+// other channels are dropped.
+func (c *wsConn) read(stdin func([]byte) error, resize bool, sizes chan bridge.Size) {
 	c.conn.SetReadLimit(maxInputFrame)
 	alive := func(string) error { return c.conn.SetReadDeadline(time.Now().Add(3 * c.ping)) }
 	_ = alive("")
 	c.conn.SetPongHandler(alive)
-	if tty {
+	if resize {
 		defer close(sizes)
 	}
 	for {
@@ -177,12 +185,10 @@ func (c *wsConn) read(stdin func([]byte) error, tty bool, sizes chan bridge.Size
 			if len(payload) > 0 && stdin(payload) != nil {
 				return // the session's input is gone
 			}
-		case channel == chanResize && tty:
-			var sz struct{ Width, Height uint16 }
-			if json.Unmarshal(payload, &sz) != nil {
-				continue
+		case channel == chanResize && resize:
+			if sz, ok := parseResize(payload); ok {
+				latest(sizes, sz)
 			}
-			latest(sizes, bridge.Size{Cols: sz.Width, Rows: sz.Height})
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -173,5 +174,58 @@ func TestWebSocketUnknownProtocol(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if !strings.Contains(string(body), "v5.channel.k8s.io") {
 		t.Errorf("the refusal %q does not name the supported subprotocols", body)
+	}
+}
+
+// An observer's input and resize frames reach nothing, on every protocol,
+// whatever channels its client writes to.
+func TestWebSocketObserver(t *testing.T) {
+	for _, proto := range wsProtocols {
+		t.Run(proto, func(t *testing.T) {
+			var typed, resized atomic.Int32
+			done := make(chan struct{})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+				defer close(done)
+				ServeWebSocket(w, req, Options{Stdin: true, Stdout: true, TTY: true, ReadOnly: true}, time.Minute,
+					func([]byte) error { typed.Add(1); return nil },
+					func(ctx context.Context, out io.Writer, resize <-chan bridge.Size) error {
+						fmt.Fprint(out, "ready")
+						for range resize {
+							resized.Add(1)
+						}
+						<-ctx.Done()
+						return nil
+					})
+			}))
+			defer srv.Close()
+			c := dial(t, "ws"+strings.TrimPrefix(srv.URL, "http"), proto)
+			frame := func(ch byte, p string) []byte {
+				if proto == "v4.base64.channel.k8s.io" {
+					return []byte(string('0'+ch) + base64.StdEncoding.EncodeToString([]byte(p)))
+				}
+				return append([]byte{ch}, p...)
+			}
+			typ := websocket.BinaryMessage
+			if proto == "v4.base64.channel.k8s.io" {
+				typ = websocket.TextMessage
+			}
+			if _, _, err := c.ReadMessage(); err != nil { // "ready"
+				t.Fatal(err)
+			}
+			for _, f := range [][]byte{frame(chanStdin, "touch /tmp/pwned\n"), frame(chanResize, `{"Width":10,"Height":5}`)} {
+				if err := c.WriteMessage(typ, f); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.Close()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the viewer did not end with its connection")
+			}
+			if typed.Load() != 0 || resized.Load() != 0 {
+				t.Fatalf("an observer's frames got through: %d inputs, %d sizes", typed.Load(), resized.Load())
+			}
+		})
 	}
 }

@@ -239,6 +239,8 @@ func TestAttachSharing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Typing as a joiner takes pods/exec of one's own, as kubectl exec would.
+	bind(t, ns, "viewer", execRole(t))
 	pod := podWith(ns, "target", "main")
 	createPod(t, pod)
 	waitPodRunning(t, ns, pod.Name)

@@ -33,6 +33,7 @@ import (
 	clientset "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned"
 	generatedopenapi "github.com/meshery/terminal-apiserver/pkg/generated/openapi"
 	"github.com/meshery/terminal-apiserver/pkg/kvstore"
+	"github.com/meshery/terminal-apiserver/pkg/registry/terminalsession"
 	"github.com/meshery/terminal-apiserver/pkg/stream"
 )
 
@@ -43,6 +44,8 @@ type Options struct {
 	Sessions    bridge.Limits
 	// MaxSessionsPerUser caps one user's open sessions (0: no limit).
 	MaxSessionsPerUser int
+	// Attach bounds concurrent attaches per user and per session.
+	Attach terminalsession.AttachLimits
 	// ComponentGlobalsRegistry holds the effective version and feature gates.
 	ComponentGlobalsRegistry basecompatibility.ComponentGlobalsRegistry
 }
@@ -53,6 +56,7 @@ type NATSOptions struct {
 	DataDir, ListenAddress                             string
 	StreamReplicas                                     int
 	WatchHistory                                       int
+	WatchHistoryBytes                                  int
 	ScrollbackFrames                                   int
 }
 
@@ -74,6 +78,8 @@ func (o *NATSOptions) AddFlags(fs *pflag.FlagSet) {
 		"session for viewers that attach late or reconnect.")
 	fs.IntVar(&o.WatchHistory, "watch-history", o.WatchHistory, "Changes each replica keeps in memory per resource for "+
 		"watches and lists at a past resourceVersion; older resourceVersions get 410 Gone and clients relist.")
+	fs.IntVar(&o.WatchHistoryBytes, "watch-history-bytes", o.WatchHistoryBytes, "Bytes of objects that history may "+
+		"hold per resource, whatever --watch-history says; the oldest changes are forgotten first.")
 }
 
 // Validate checks the NATS flags.
@@ -97,6 +103,10 @@ func (o *NATSOptions) Validate() []error {
 	if o.WatchHistory < 100 {
 		errs = append(errs, fmt.Errorf("--watch-history must be at least 100, got %d", o.WatchHistory))
 	}
+	if o.WatchHistoryBytes < 4*kvstore.DefaultMaxObjectBytes {
+		errs = append(errs, fmt.Errorf("--watch-history-bytes must be at least %d (four objects of the largest size), got %d",
+			4*kvstore.DefaultMaxObjectBytes, o.WatchHistoryBytes))
+	}
 	return errs
 }
 
@@ -106,10 +116,13 @@ func NewOptions() *Options {
 		// etcd is replaced by NATS: no codec needed here.
 		Recommended: genericoptions.NewRecommendedOptions("/registry", nil),
 		NATS: NATSOptions{
-			DataDir:          "/var/lib/terminal-apiserver/nats",
-			StreamReplicas:   1,
-			WatchHistory:     10000,
-			ScrollbackFrames: 1000,
+			DataDir:        "/var/lib/terminal-apiserver/nats",
+			StreamReplicas: 1,
+			WatchHistory:   10000,
+			// 10,000 changes of a typical session (2-3 KiB) fit; the
+			// bound is for large objects.
+			WatchHistoryBytes: 64 << 20,
+			ScrollbackFrames:  1000,
 		},
 		Sessions: bridge.Limits{
 			DefaultIdleTimeout:    30 * time.Minute,
@@ -119,8 +132,21 @@ func NewOptions() *Options {
 			// short enough that a closed tab does not leave a shell open
 			// for the rest of the day.
 			DefaultDetachGracePeriod: 15 * time.Minute,
+			// Ceilings, so that no session lives forever by default. A
+			// shell is a credential in use: on a shared cluster an
+			// operator wants every one of them gone within a day (a
+			// working day plus overtime), never idle for more than a
+			// long meeting, and never left with nobody watching for
+			// more than an hour. Raise them per cluster with the flags.
+			MaxIdleTimeout:       4 * time.Hour,
+			MaxMaxDuration:       24 * time.Hour,
+			MaxDetachGracePeriod: time.Hour,
 		},
-		MaxSessionsPerUser:       20,
+		MaxSessionsPerUser: 20,
+		// A person has a few tabs and a reconnect in flight per session;
+		// a session has a handful of people watching. Both are per
+		// replica, which is what they protect.
+		Attach:                   terminalsession.AttachLimits{PerUser: 64, PerSession: 32},
 		ComponentGlobalsRegistry: compatibility.DefaultComponentGlobalsRegistry,
 	}
 	o.Recommended.Etcd = nil
@@ -152,18 +178,22 @@ func NewCommand(ctx context.Context) *cobra.Command {
 	o.NATS.AddFlags(fs)
 	fs.IntVar(&o.MaxSessionsPerUser, "max-sessions-per-user", o.MaxSessionsPerUser,
 		"Open (Pending or Running) sessions one user may have across all namespaces; more get 429. 0: no limit.")
+	fs.IntVar(&o.Attach.PerUser, "max-attaches-per-user", o.Attach.PerUser,
+		"Concurrent attaches one user may have on one replica; more get 429. 0: no limit.")
+	fs.IntVar(&o.Attach.PerSession, "max-viewers-per-session", o.Attach.PerSession,
+		"Concurrent attaches to one session on one replica; more get 429. 0: no limit.")
 	fs.DurationVar(&o.Sessions.DefaultIdleTimeout, "idle-timeout-default", o.Sessions.DefaultIdleTimeout,
 		"Idle timeout of sessions whose spec.idleTimeout is empty; 0: none.")
 	fs.DurationVar(&o.Sessions.MaxIdleTimeout, "idle-timeout-max", o.Sessions.MaxIdleTimeout,
-		"Ceiling on any session's idle timeout; 0: no ceiling.")
+		"Ceiling on any session's idle timeout; a spec above it gets 422. 0: no ceiling.")
 	fs.DurationVar(&o.Sessions.DefaultMaxDuration, "max-duration-default", o.Sessions.DefaultMaxDuration,
 		"Maximum duration of sessions whose spec.maxDuration is empty; 0: none.")
 	fs.DurationVar(&o.Sessions.MaxMaxDuration, "max-duration-max", o.Sessions.MaxMaxDuration,
-		"Ceiling on any session's maximum duration; 0: no ceiling.")
+		"Ceiling on any session's maximum duration; a spec above it gets 422. 0: no ceiling.")
 	fs.DurationVar(&o.Sessions.DefaultDetachGracePeriod, "detach-grace-period-default", o.Sessions.DefaultDetachGracePeriod,
 		"How long sessions whose spec.detachGracePeriod is empty may have no viewer attached before they close; 0: forever.")
 	fs.DurationVar(&o.Sessions.MaxDetachGracePeriod, "detach-grace-period-max", o.Sessions.MaxDetachGracePeriod,
-		"Ceiling on any session's detach grace period; 0: no ceiling.")
+		"Ceiling on any session's detach grace period; a spec above it gets 422. 0: no ceiling.")
 	fs.DurationVar(&o.Sessions.DefaultTTLAfterClosed, "ttl-after-closed-default", o.Sessions.DefaultTTLAfterClosed,
 		"How long closed sessions whose spec.ttlAfterClosed is empty are kept before deletion; 0: until deleted.")
 	_, _ = o.ComponentGlobalsRegistry.ComponentGlobalsOrRegister(basecompatibility.DefaultKubeComponent,
@@ -176,8 +206,25 @@ func NewCommand(ctx context.Context) *cobra.Command {
 func (o *Options) Validate() error {
 	errs := o.Recommended.Validate()
 	errs = append(errs, o.NATS.Validate()...)
-	if o.MaxSessionsPerUser < 0 {
-		errs = append(errs, fmt.Errorf("--max-sessions-per-user must not be negative, got %d", o.MaxSessionsPerUser))
+	for name, n := range map[string]int{"--max-sessions-per-user": o.MaxSessionsPerUser,
+		"--max-attaches-per-user": o.Attach.PerUser, "--max-viewers-per-session": o.Attach.PerSession} {
+		if n < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative, got %d", name, n))
+		}
+	}
+	// A default above its ceiling, or "none" under a ceiling, would make
+	// every session that leaves the field out break the ceiling.
+	for _, c := range []struct {
+		def, ceiling time.Duration
+		name         string
+	}{
+		{o.Sessions.DefaultIdleTimeout, o.Sessions.MaxIdleTimeout, "idle-timeout"},
+		{o.Sessions.DefaultMaxDuration, o.Sessions.MaxMaxDuration, "max-duration"},
+		{o.Sessions.DefaultDetachGracePeriod, o.Sessions.MaxDetachGracePeriod, "detach-grace-period"},
+	} {
+		if c.ceiling > 0 && (c.def == 0 || c.def > c.ceiling) {
+			errs = append(errs, fmt.Errorf("--%s-default (%s) must be within --%s-max (%s); 0 (none) is not", c.name, c.def, c.name, c.ceiling))
+		}
 	}
 	for name, d := range map[string]time.Duration{
 		"--idle-timeout-default": o.Sessions.DefaultIdleTimeout, "--idle-timeout-max": o.Sessions.MaxIdleTimeout,
@@ -307,10 +354,12 @@ func (o *Options) Config(b *broker.Broker) (*apiserver.Config, error) {
 		return nil, fmt.Errorf("storage codec: %w", err)
 	}
 	return &apiserver.Config{
-		GenericConfig:      cfg,
-		KubeClient:         kubeClient,
-		MaxSessionsPerUser: o.MaxSessionsPerUser,
-		Relay:              &stream.Relay{Conn: b.Conn, JetStream: b.JetStream},
+		GenericConfig: cfg,
+		KubeClient:    kubeClient,
+		Limits: terminalsession.Limits{MaxSessionsPerUser: o.MaxSessionsPerUser, Ceilings: terminalsession.Ceilings{
+			IdleTimeout: o.Sessions.MaxIdleTimeout, MaxDuration: o.Sessions.MaxMaxDuration, DetachGracePeriod: o.Sessions.MaxDetachGracePeriod}},
+		AttachLimits: o.Attach,
+		Relay:        &stream.Relay{Conn: b.Conn, JetStream: b.JetStream},
 		RESTOptionsGetter: &kvstore.RESTOptionsGetter{
 			JetStream:               b.JetStream,
 			Codec:                   codec,
@@ -319,6 +368,7 @@ func (o *Options) Config(b *broker.Broker) (*apiserver.Config, error) {
 			SubjectPrefix:           "terminal-apiserver.objects",
 			Replicas:                o.NATS.StreamReplicas,
 			History:                 o.NATS.WatchHistory,
+			HistoryBytes:            o.NATS.WatchHistoryBytes,
 			DeleteCollectionWorkers: 1,
 			EnableGarbageCollection: true,
 		},

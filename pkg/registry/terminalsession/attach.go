@@ -13,14 +13,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
-	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
 	"k8s.io/klog/v2"
 	"k8s.io/streaming/pkg/httpstream/wsstream"
-	utilexec "k8s.io/utils/exec"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal"
 	"github.com/meshery/terminal-apiserver/pkg/bridge"
@@ -39,42 +36,14 @@ type AttachREST struct {
 	// waitRunning bounds how long an attach to a Pending session waits for
 	// its process to start.
 	waitRunning time.Duration
+	open        *attachCounter
 }
 
 var _ rest.Connecter = &AttachREST{}
 
 // NewAttachREST serves attach for the sessions in store.
-func NewAttachREST(store *REST, relay *stream.Relay, authz authorizer.Authorizer) *AttachREST {
-	return &AttachREST{store: store, relay: relay, authz: authz, waitRunning: 30 * time.Second}
-}
-
-// Verbs on terminalsessions that let a user other than the owner attach.
-const (
-	// VerbJoin: attach read-write (type into the session).
-	VerbJoin = "join"
-	// VerbObserve: attach read-only (watch it).
-	VerbObserve = "observe"
-)
-
-// access is what a user may do with a session's terminal: "" (nothing),
-// VerbJoin or VerbObserve. The owner may join.
-func (r *AttachREST) access(ctx context.Context, u user.Info, s *terminal.TerminalSession) (string, error) {
-	if s.Status.Owner != nil && s.Status.Owner.Username == u.GetName() {
-		return VerbJoin, nil
-	}
-	for _, verb := range []string{VerbJoin, VerbObserve} {
-		d, _, err := r.authz.Authorize(ctx, authorizer.AttributesRecord{
-			User: u, Verb: verb, APIGroup: terminal.GroupName, APIVersion: "*", Resource: "terminalsessions",
-			Namespace: s.Namespace, Name: s.Name, ResourceRequest: true,
-		})
-		if err != nil {
-			return "", apierrors.NewInternalError(fmt.Errorf("authorizing %s of session %s/%s for %q: %w", verb, s.Namespace, s.Name, u.GetName(), err))
-		}
-		if d == authorizer.DecisionAllow {
-			return verb, nil
-		}
-	}
-	return "", nil
+func NewAttachREST(store *REST, relay *stream.Relay, authz authorizer.Authorizer, limits AttachLimits) *AttachREST {
+	return &AttachREST{store: store, relay: relay, authz: authz, waitRunning: 30 * time.Second, open: newAttachCounter(limits)}
 }
 
 func (r *AttachREST) New() runtime.Object { return &terminal.TerminalSession{} }
@@ -97,33 +66,13 @@ func (r *AttachREST) Connect(ctx context.Context, name string, _ runtime.Object,
 	if err != nil {
 		return nil, err
 	}
-	// Knowing a session's name grants nothing: the owner, or an explicit
-	// join or observe grant.
-	access, err := r.access(ctx, u, s)
-	if err != nil {
-		return nil, err
+	if s.DeletionTimestamp != nil {
+		return nil, deleting(s)
 	}
-	if access == "" {
-		return nil, apierrors.NewForbidden(terminal.Resource("terminalsessions/attach"), name,
-			fmt.Errorf("user %q is not the owner of the session: others need the %q (read-write) or %q (read-only) verb on terminalsessions",
-				u.GetName(), VerbJoin, VerbObserve))
-	}
-	if s.Status.Phase == terminal.TerminalSessionPending {
-		if s, err = r.running(ctx, name); err != nil {
-			return nil, err
-		}
-	}
-	subj := bridge.Subjects(s.Status.Subjects)
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		opts := streamOptions(req)
 		if !opts.Stdin && !opts.Stdout && !opts.Stderr {
-			http.Error(w, "you must specify at least one of stdin, stdout, stderr", http.StatusBadRequest)
-			return
-		}
-		if opts.Stdin && access == VerbObserve {
-			// Refused, not silently dropped: the client learns at once.
-			writeStatus(w, apierrors.NewForbidden(terminal.Resource("terminalsessions/attach"), name,
-				fmt.Errorf("user %q may only observe this session: attach without stdin", u.GetName())))
+			writeStatus(w, apierrors.NewBadRequest("you must specify at least one of stdin, stdout, stderr"))
 			return
 		}
 		since, err := sinceParam(req)
@@ -131,20 +80,58 @@ func (r *AttachREST) Connect(ctx context.Context, name string, _ runtime.Object,
 			writeStatus(w, apierrors.NewBadRequest(err.Error()))
 			return
 		}
+		// Knowing a session's name grants nothing: every attach is
+		// authorized as the attaching user, now.
+		access, err := authorizeAttach(ctx, r.authz, u, s, opts.Stdin)
+		if err != nil {
+			writeStatus(w, asStatus(err))
+			return
+		}
+		opts.ReadOnly = access != accessWrite
+		release, err := r.open.acquire(u.GetName(), s.UID, s.Name)
+		if err != nil {
+			writeStatus(w, asStatus(err))
+			return
+		}
+		defer release()
+		if s.Status.Phase == terminal.TerminalSessionPending {
+			if s, err = r.running(ctx, name); err != nil {
+				writeStatus(w, asStatus(err))
+				return
+			}
+			if s.DeletionTimestamp != nil {
+				writeStatus(w, deleting(s))
+				return
+			}
+		}
+		subj := bridge.Subjects(s.Status.Subjects)
 		w, abort := stream.Abortable(w)
 		v := &viewer{relay: r.relay, subj: subj, user: u.GetName(), since: since, abort: abort,
 			session: s.Namespace + "/" + s.Name}
 		if wsstream.IsWebSocketRequest(req) {
-			stream.ServeWebSocket(w, req, stream.Options{Stdin: opts.Stdin, Stdout: opts.Stdout, Stderr: opts.Stderr, TTY: opts.TTY},
-				stream.PingPeriod, func(p []byte) error { return r.relay.Type(subj, p) },
+			stream.ServeWebSocket(w, req, opts, stream.PingPeriod, func(p []byte) error { return r.relay.Type(subj, p) },
 				func(ctx context.Context, out io.Writer, sizes <-chan bridge.Size) error {
 					return v.serve(ctx, nil, out, sizes)
 				})
 			return
 		}
-		remotecommand.ServeExec(w, req, v, name, string(s.UID), "",
-			nil, opts, 0, remotecommand.DefaultStreamCreationTimeout, remotecommand.SupportedStreamingProtocols)
+		stream.ServeSPDY(w, req, opts, v.serve)
 	}), nil
+}
+
+// deleting refuses an attach to a session being deleted: its exec has
+// ended, or is ending, whatever finalizers keep the object.
+func deleting(s *terminal.TerminalSession) *apierrors.StatusError {
+	return apierrors.NewBadRequest(fmt.Sprintf("session %q is being deleted: its terminal has ended", s.Name))
+}
+
+// asStatus is err as the Status an attach answers with before the upgrade.
+func asStatus(err error) *apierrors.StatusError {
+	var st *apierrors.StatusError
+	if errors.As(err, &st) {
+		return st
+	}
+	return apierrors.NewInternalError(err)
 }
 
 func (r *AttachREST) session(ctx context.Context, name string) (*terminal.TerminalSession, error) {
@@ -179,17 +166,17 @@ func (r *AttachREST) running(ctx context.Context, name string) (*terminal.Termin
 
 // streamOptions reads the pods/attach query parameters; client-go sends
 // "true", the kubelet protocol "1".
-func streamOptions(req *http.Request) *remotecommand.Options {
+func streamOptions(req *http.Request) stream.Options {
 	on := func(k string) bool { v := req.URL.Query().Get(k); return v == "true" || v == "1" }
-	o := &remotecommand.Options{Stdin: on("stdin"), Stdout: on("stdout"), Stderr: on("stderr"), TTY: on("tty")}
+	o := stream.Options{Stdin: on("stdin"), Stdout: on("stdout"), Stderr: on("stderr"), TTY: on("tty")}
 	if o.TTY {
 		o.Stderr = false // merged into stdout under a terminal
 	}
 	return o
 }
 
-// viewer adapts the relay to the streaming server's Executor: the command
-// is the session's, already running; this only watches and types.
+// viewer is one attached client: the command is the session's, already
+// running; this only watches and, if allowed, types.
 type viewer struct {
 	relay *stream.Relay
 	subj  bridge.Subjects
@@ -212,43 +199,6 @@ func sinceParam(req *http.Request) (uint64, error) {
 		return 0, fmt.Errorf("since: %q is not a byte count: %w", v, err)
 	}
 	return n, nil
-}
-
-// ExecInContainer serves SPDY viewers through the streaming server.
-func (v *viewer) ExecInContainer(ctx context.Context, _, _, _ string, _ []string, in io.Reader, out, _ io.WriteCloser,
-	_ bool, resize <-chan remotecommand.TerminalSize, _ time.Duration) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	sizes := make(chan bridge.Size, 1)
-	if resize == nil {
-		close(sizes)
-	} else {
-		go func() {
-			defer close(sizes)
-			for sz := range resize {
-				select {
-				case sizes <- bridge.Size{Cols: sz.Width, Rows: sz.Height}:
-				case <-ctx.Done():
-					return
-				}
-			}
-			// The resize stream ends only with the connection. The request's
-			// context is not cancelled once the connection is hijacked, and
-			// a quiet session would otherwise keep counting a viewer that
-			// has gone until its next output fails to write.
-			cancel()
-		}()
-	}
-	var w io.Writer = io.Discard
-	if out != nil {
-		w = out
-	}
-	err := v.serve(ctx, in, w, sizes)
-	var exit *stream.ExitError
-	if errors.As(err, &exit) {
-		return utilexec.CodeExitError{Err: err, Code: int(exit.Code)}
-	}
-	return err
 }
 
 // serve relays until the session closes: nil when its process exited with

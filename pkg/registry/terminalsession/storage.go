@@ -32,8 +32,18 @@ import (
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal"
-	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/validation"
 )
+
+// Limits are what the server allows one session and one user.
+type Limits struct {
+	// MaxSessionsPerUser (0: no limit) caps the open (Pending or Running)
+	// sessions one user may have across all namespaces: each holds a
+	// process and a stream. The check is not atomic with the create, so
+	// concurrent creates may overshoot it by a few.
+	MaxSessionsPerUser int
+	// Ceilings cap the timeouts a spec may ask for.
+	Ceilings Ceilings
+}
 
 // REST is the storage of the terminalsessions resource.
 type REST struct {
@@ -56,11 +66,11 @@ var (
 // every new session before it is stored (see checkTarget); nil skips the checks, which
 // only tests that do not exercise them may do.
 //
-// maxPerUser (0: no limit) caps the open (Pending or Running) sessions one user may
-// have across all namespaces: each holds a process and a stream. The check is not
-// atomic with the create, so concurrent creates may overshoot it by a few.
-func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, targets TargetChecker, maxPerUser int) (*REST, *StatusREST, error) {
+// limits are the server's: see Limits.
+func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, targets TargetChecker, limits Limits) (*REST, *StatusREST, error) {
 	strategy := NewStrategy(scheme)
+	strategy.ceilings = limits.Ceilings
+	maxPerUser := limits.MaxSessionsPerUser
 	statusStrategy := NewStatusStrategy(strategy)
 
 	store := &genericregistry.Store{
@@ -86,7 +96,7 @@ func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, targe
 		// included, after the object's UID and generated name are set and before it is
 		// stored. What it changes in the object (the resolved container) is stored.
 		store.BeginCreate = func(ctx context.Context, obj runtime.Object, _ *metav1.CreateOptions) (genericregistry.FinishFunc, error) {
-			if err := checkTarget(ctx, targets, obj); err != nil {
+			if err := checkTarget(ctx, targets, strategy, obj); err != nil {
 				return nil, err
 			}
 			if err := checkUserLimit(ctx, store, maxPerUser); err != nil {
@@ -138,7 +148,7 @@ func checkUserLimit(ctx context.Context, store *genericregistry.Store, maxPerUse
 // checkTarget runs targets' checks on a session about to be created and writes the
 // resolved container into its spec, which is immutable from then on: the bridge and
 // `kubectl get term` see the container the session really runs in.
-func checkTarget(ctx context.Context, targets TargetChecker, obj runtime.Object) error {
+func checkTarget(ctx context.Context, targets TargetChecker, strategy Strategy, obj runtime.Object) error {
 	session, ok := obj.(*terminal.TerminalSession)
 	if !ok {
 		return apierrors.NewInternalError(fmt.Errorf("creating a terminal session: got %T", obj))
@@ -147,7 +157,7 @@ func checkTarget(ctx context.Context, targets TargetChecker, obj runtime.Object)
 	// gets its 422 with every field error rather than a 403 or a pod lookup for a name
 	// that validation would refuse. Returning the error (rather than skipping the checks
 	// and leaving it to the store) means no object can reach storage unchecked.
-	if errs := validation.ValidateTerminalSession(session); len(errs) > 0 {
+	if errs := strategy.Validate(ctx, session); len(errs) > 0 {
 		return apierrors.NewInvalid(terminal.Kind("TerminalSession"), session.Name, errs)
 	}
 	// The store keys the object by the request's namespace; check the same one.

@@ -125,7 +125,7 @@ func fakeRESTOptions() generic.RESTOptions {
 
 func newTestREST(t *testing.T) (*REST, *StatusREST) {
 	t.Helper()
-	r, status, err := NewREST(newScheme(), fakeRESTOptions(), nil, 0)
+	r, status, err := NewREST(newScheme(), fakeRESTOptions(), nil, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ package terminalsession
 import (
 	"context"
 	"fmt"
+	"time"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -45,11 +46,42 @@ import (
 type Strategy struct {
 	runtime.ObjectTyper
 	names.NameGenerator
+	ceilings Ceilings
+}
+
+// Ceilings are the server's limits on what a spec may ask for (0: none).
+type Ceilings struct {
+	IdleTimeout, MaxDuration, DetachGracePeriod time.Duration
+}
+
+// validate refuses a spec above a ceiling: a 422 that names the ceiling and
+// the flag that sets it. Refused rather than clamped: a user who asked for
+// a week gets told at once, not surprised when the shell closes after a
+// day (the bridge still applies the ceilings to sessions stored before a
+// ceiling was lowered). 0 in the spec means "none", which a ceiling rules
+// out; a field left out gets the server's default, within its ceiling.
+func (c Ceilings) validate(spec *terminal.TerminalSessionSpec) field.ErrorList {
+	var errs field.ErrorList
+	check := func(name string, d *metav1.Duration, ceiling time.Duration, flag string) {
+		if d == nil || ceiling <= 0 || (d.Duration > 0 && d.Duration <= ceiling) {
+			return
+		}
+		what := d.Duration.String()
+		if d.Duration == 0 {
+			what = "0 (none)"
+		}
+		errs = append(errs, field.Invalid(field.NewPath("spec", name), d.Duration.String(),
+			fmt.Sprintf("%s is above this server's ceiling of %s (terminal-apiserver %s)", what, ceiling, flag)))
+	}
+	check("idleTimeout", spec.IdleTimeout, c.IdleTimeout, "--idle-timeout-max")
+	check("maxDuration", spec.MaxDuration, c.MaxDuration, "--max-duration-max")
+	check("detachGracePeriod", spec.DetachGracePeriod, c.DetachGracePeriod, "--detach-grace-period-max")
+	return errs
 }
 
 // NewStrategy returns the strategy for TerminalSessions, typing objects with typer.
 func NewStrategy(typer runtime.ObjectTyper) Strategy {
-	return Strategy{typer, names.SimpleNameGenerator}
+	return Strategy{ObjectTyper: typer, NameGenerator: names.SimpleNameGenerator}
 }
 
 // NamespaceScoped is true: a session lives beside the pod it opens a shell in, so that
@@ -128,9 +160,11 @@ func (Strategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
 	}
 }
 
-// Validate validates a new session.
-func (Strategy) Validate(ctx context.Context, obj runtime.Object) field.ErrorList {
-	return validation.ValidateTerminalSession(obj.(*terminal.TerminalSession))
+// Validate validates a new session, against the server's ceilings too.
+func (s Strategy) Validate(ctx context.Context, obj runtime.Object) field.ErrorList {
+	session := obj.(*terminal.TerminalSession)
+	errs := validation.ValidateTerminalSession(session)
+	return append(errs, s.ceilings.validate(&session.Spec)...)
 }
 
 // WarningsOnCreate returns no warnings: nothing in a valid spec is deprecated or risky.

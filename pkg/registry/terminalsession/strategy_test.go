@@ -18,6 +18,7 @@ package terminalsession
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -319,5 +320,36 @@ func TestMatchTerminalSession(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("labels %q fields %q: match = %v, want %v", tc.label, tc.field, got, tc.want)
 		}
+	}
+}
+
+// A spec above a ceiling is refused with the ceiling and its flag; a field
+// left out (the server's default) or within the ceiling passes.
+func TestValidateCeilings(t *testing.T) {
+	s := NewStrategy(newScheme())
+	s.ceilings = Ceilings{IdleTimeout: time.Hour, MaxDuration: 24 * time.Hour, DetachGracePeriod: time.Hour}
+	d := func(x time.Duration) *metav1.Duration { return &metav1.Duration{Duration: x} }
+	for _, tc := range []struct {
+		name string
+		spec terminal.TerminalSessionSpec
+		want string // the error's field and text; "" for none
+	}{
+		{"defaults", terminal.TerminalSessionSpec{}, ""},
+		{"within", terminal.TerminalSessionSpec{IdleTimeout: d(time.Hour), MaxDuration: d(time.Hour), DetachGracePeriod: d(time.Minute)}, ""},
+		{"ten years", terminal.TerminalSessionSpec{MaxDuration: d(87600 * time.Hour)},
+			`spec.maxDuration: Invalid value: "87600h0m0s": 87600h0m0s is above this server's ceiling of 24h0m0s (terminal-apiserver --max-duration-max)`},
+		{"no idle timeout", terminal.TerminalSessionSpec{IdleTimeout: d(0)},
+			`spec.idleTimeout: Invalid value: "0s": 0 (none) is above this server's ceiling of 1h0m0s (terminal-apiserver --idle-timeout-max)`},
+		{"forever detached", terminal.TerminalSessionSpec{DetachGracePeriod: d(0)}, "spec.detachGracePeriod"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			errs := s.ceilings.validate(&tc.spec)
+			switch {
+			case tc.want == "" && len(errs) > 0:
+				t.Errorf("refused: %v", errs)
+			case tc.want != "" && (len(errs) != 1 || !strings.Contains(errs[0].Error(), tc.want)):
+				t.Errorf("errors %v, want one containing %q", errs, tc.want)
+			}
+		})
 	}
 }

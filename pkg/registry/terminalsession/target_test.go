@@ -275,7 +275,7 @@ func (f *recordingTargets) Check(ctx context.Context, u user.Info, session *term
 
 func newCheckedREST(t *testing.T, targets TargetChecker) *REST {
 	t.Helper()
-	r, _, err := NewREST(newScheme(), fakeRESTOptions(), targets, 0)
+	r, _, err := NewREST(newScheme(), fakeRESTOptions(), targets, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
