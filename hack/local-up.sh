@@ -27,7 +27,7 @@ KUBECTL=$TOOLS_BIN/kubectl
 ADMIN_KUBECONFIG=$LOCAL_DIR/kubeconfig
 DEMO_NAMESPACES=(team-a team-b)
 # Bump when the certificate layout changes, so old _output/local/pki dirs get remade.
-PKI_VERSION=1
+PKI_VERSION=2
 
 for tool in go openssl curl setsid; do
   command -v "$tool" >/dev/null || die "$tool is required (Debian: apt-get install -y openssl curl util-linux)"
@@ -193,8 +193,10 @@ make_pki() {
   # kwok updates nodes, pods, leases and reads its CRDs across the cluster; it stands in
   # for every kubelet at once, so it gets cluster-admin rather than the Node authorizer.
   new_cert ca kwok "/CN=kwok/O=system:masters" clientAuth
-  # People. Groups: admin is cluster-admin; alice and bob share "devs".
-  new_cert ca admin "/CN=admin/O=system:masters" clientAuth
+  # People. Groups: admin is cluster-admin (system:masters, and cluster-admins, bound
+  # to cluster-admin by demo.yaml: sessions never run as system:masters); alice and
+  # bob share "devs".
+  new_cert ca admin "/CN=admin/O=system:masters/O=cluster-admins" clientAuth
   new_cert ca alice "/CN=alice/O=devs" clientAuth
   new_cert ca bob "/CN=bob/O=devs" clientAuth
   new_cert ca viewer "/CN=viewer/O=viewers" clientAuth
@@ -761,7 +763,7 @@ export KUBECONFIG=$ADMIN_KUBECONFIG
 export PATH=$TOOLS_BIN:$ROOT/_output/bin:\$PATH
 
 Contexts (client certificates):
-  admin   (current) cluster-admin: user admin, group system:masters
+  admin   (current) cluster-admin: user admin, groups system:masters, cluster-admins
   alice   edit in team-a (namespace team-a): user alice, group devs
   bob     edit in team-b (namespace team-b): user bob, group devs
   viewer  view in team-a (namespace team-a): user viewer, group viewers

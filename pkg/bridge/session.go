@@ -392,9 +392,34 @@ func (b *Bridge) asOwner(s *v1alpha1.TerminalSession) (*rest.Config, error) {
 		return nil, errors.New("session has no owner to run as")
 	}
 	cfg := rest.CopyConfig(b.cfg.KubeConfig)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: owner.Username, UID: owner.UID, Groups: owner.Groups, Extra: owner.Extra}
+	cfg.Impersonate = Impersonation(owner.Username, owner.UID, owner.Groups, owner.Extra)
 	return cfg, nil
 }
+
+// Impersonation is how the bridge impersonates a session's owner, and so
+// the identity whose exec rights a session gets. Constrained impersonation
+// (what the server's RBAC grants) allows a ServiceAccount only by name, its
+// groups following from it, and never the system:masters group: an owner
+// whose rights come from system:masters alone gets none through a session
+// (the create-time check asks for this same identity, so they learn at
+// once).
+func Impersonation(username, uid string, groups []string, extra map[string][]string) rest.ImpersonationConfig {
+	if strings.HasPrefix(username, serviceAccountPrefix) {
+		return rest.ImpersonationConfig{UserName: username}
+	}
+	var kept []string
+	for _, g := range groups {
+		if g != systemMasters {
+			kept = append(kept, g)
+		}
+	}
+	return rest.ImpersonationConfig{UserName: username, UID: uid, Groups: kept, Extra: extra}
+}
+
+const (
+	serviceAccountPrefix = "system:serviceaccount:"
+	systemMasters        = "system:masters"
+)
 
 func (b *Bridge) openExec(ctx context.Context, s *v1alpha1.TerminalSession, command []string, tty, stdin bool) (execStream, error) {
 	cfg, err := b.asOwner(s)

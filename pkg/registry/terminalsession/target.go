@@ -19,6 +19,7 @@ package terminalsession
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -26,10 +27,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal"
+	"github.com/meshery/terminal-apiserver/pkg/bridge"
 )
 
 // DefaultContainerAnnotation names the container that `kubectl exec` (and so a session
@@ -109,19 +112,28 @@ func (c *kubeTargetChecker) authorize(ctx context.Context, u user.Info, session 
 			fmt.Errorf("the request has no authenticated user to check pods/exec permission for"))
 	}
 	pod, namespace := session.Spec.Target.Pod, session.Namespace
+	// The identity the bridge will impersonate, which can be less than the
+	// request's (never system:masters; a ServiceAccount by name, its groups
+	// following from it): asking for that one means a session that passes
+	// this check can run.
+	imp := bridge.Impersonation(u.GetName(), u.GetUID(), u.GetGroups(), u.GetExtra())
+	groups := imp.Groups
+	if _, _, err := serviceaccount.SplitUsername(imp.UserName); err == nil {
+		groups = u.GetGroups() // a ServiceAccount's, which impersonating it by name gives too
+	}
 	var extra map[string]authorizationv1.ExtraValue
-	if e := u.GetExtra(); len(e) > 0 {
-		extra = make(map[string]authorizationv1.ExtraValue, len(e))
-		for k, v := range e {
+	if len(imp.Extra) > 0 {
+		extra = make(map[string]authorizationv1.ExtraValue, len(imp.Extra))
+		for k, v := range imp.Extra {
 			extra[k] = append(authorizationv1.ExtraValue(nil), v...)
 		}
 	}
 	review := &authorizationv1.SubjectAccessReview{
 		Spec: authorizationv1.SubjectAccessReviewSpec{
-			User:   u.GetName(),
-			Groups: append([]string(nil), u.GetGroups()...),
+			User:   imp.UserName,
+			Groups: append([]string(nil), groups...),
 			Extra:  extra,
-			UID:    u.GetUID(),
+			UID:    imp.UID,
 			ResourceAttributes: &authorizationv1.ResourceAttributes{
 				Namespace:   namespace,
 				Verb:        "create",
@@ -144,6 +156,9 @@ func (c *kubeTargetChecker) authorize(ctx context.Context, u user.Info, session 
 		u.GetName(), pod, namespace)
 	if result.Status.Reason != "" {
 		msg += " (" + result.Status.Reason + ")"
+	}
+	if slices.Contains(u.GetGroups(), user.SystemPrivilegedGroup) {
+		msg += "; sessions never run as system:masters: grant pods/exec through RBAC"
 	}
 	return apierrors.NewForbidden(terminal.Resource("terminalsessions"), session.Name, fmt.Errorf("%s", msg))
 }
