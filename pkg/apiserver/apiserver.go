@@ -58,6 +58,8 @@ type Config struct {
 	Limits terminalsession.Limits
 	// AttachLimits bound concurrent attaches.
 	AttachLimits terminalsession.AttachLimits
+	// AllowedOrigins are the browser origins that may attach.
+	AllowedOrigins []string
 	// Relay connects attach viewers to sessions' NATS subjects; nil
 	// serves no attach subresource.
 	Relay *stream.Relay
@@ -69,6 +71,7 @@ type completedConfig struct {
 	KubeClient        kubernetes.Interface
 	Limits            terminalsession.Limits
 	AttachLimits      terminalsession.AttachLimits
+	AllowedOrigins    []string
 	// Relay connects attach viewers to sessions' NATS subjects.
 	Relay *stream.Relay
 }
@@ -86,6 +89,7 @@ func (cfg *Config) Complete() CompletedConfig {
 		KubeClient:        cfg.KubeClient,
 		Limits:            cfg.Limits,
 		AttachLimits:      cfg.AttachLimits,
+		AllowedOrigins:    cfg.AllowedOrigins,
 		Relay:             cfg.Relay,
 	}}
 }
@@ -116,7 +120,7 @@ func (c CompletedConfig) New() (*Server, error) {
 		"terminalsessions/status": status,
 	}
 	if c.Relay != nil {
-		group.VersionedResourcesStorageMap["v1alpha1"]["terminalsessions/attach"] = terminalsession.NewAttachREST(sessions, c.Relay, c.GenericConfig.Authorization.Authorizer, c.AttachLimits)
+		group.VersionedResourcesStorageMap["v1alpha1"]["terminalsessions/attach"] = terminalsession.NewAttachREST(sessions, c.Relay, c.GenericConfig.Authorization.Authorizer, c.AttachLimits, c.AllowedOrigins)
 	}
 	if err := generic.InstallAPIGroup(&group); err != nil {
 		return nil, err

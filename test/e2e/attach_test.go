@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os/exec"
 	"strconv"
@@ -378,6 +379,15 @@ func TestAttachBrowserThroughProxy(t *testing.T) {
 
 	u := fmt.Sprintf("ws://%s/apis/terminal.meshery.io/v1alpha1/namespaces/team-a/terminalsessions/%s/attach?stdin=true&stdout=true&tty=true", addr, created.Name)
 	d := websocket.Dialer{Subprotocols: []string{"v4.base64.channel.k8s.io"}}
+	// A page on another site: the browser sends its Origin, and the attach
+	// is refused (kubectl proxy itself would let it through).
+	_, resp, err := d.DialContext(ctx, u, http.Header{"Origin": {"https://evil.example"}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("attach from a foreign origin through kubectl proxy: %v (%v), want 403", err, resp)
+	}
+	if body, _ := io.ReadAll(resp.Body); !strings.Contains(string(body), "--allowed-origins") {
+		t.Errorf("the refusal %q does not say how to allow an origin", body)
+	}
 	ws, resp, err := d.DialContext(ctx, u, nil)
 	if err != nil {
 		t.Fatalf("dial %s: %v (%v)", u, err, resp)

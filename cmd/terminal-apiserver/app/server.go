@@ -46,6 +46,8 @@ type Options struct {
 	MaxSessionsPerUser int
 	// Attach bounds concurrent attaches per user and per session.
 	Attach terminalsession.AttachLimits
+	// AllowedOrigins are the browser origins that may attach.
+	AllowedOrigins []string
 	// ComponentGlobalsRegistry holds the effective version and feature gates.
 	ComponentGlobalsRegistry basecompatibility.ComponentGlobalsRegistry
 }
@@ -178,6 +180,10 @@ func NewCommand(ctx context.Context) *cobra.Command {
 	o.NATS.AddFlags(fs)
 	fs.IntVar(&o.MaxSessionsPerUser, "max-sessions-per-user", o.MaxSessionsPerUser,
 		"Open (Pending or Running) sessions one user may have across all namespaces; more get 429. 0: no limit.")
+	fs.StringSliceVar(&o.AllowedOrigins, "allowed-origins", o.AllowedOrigins,
+		"Browser origins (scheme://host[:port]) whose pages may attach, e.g. http://localhost:8001 for kubectl proxy --www. "+
+			"An attach with any other Origin header gets 403; clients that send none (kubectl, client-go) are not affected. "+
+			"Empty: no web page may attach.")
 	fs.IntVar(&o.Attach.PerUser, "max-attaches-per-user", o.Attach.PerUser,
 		"Concurrent attaches one user may have on one replica; more get 429. 0: no limit.")
 	fs.IntVar(&o.Attach.PerSession, "max-viewers-per-session", o.Attach.PerSession,
@@ -358,8 +364,9 @@ func (o *Options) Config(b *broker.Broker) (*apiserver.Config, error) {
 		KubeClient:    kubeClient,
 		Limits: terminalsession.Limits{MaxSessionsPerUser: o.MaxSessionsPerUser, Ceilings: terminalsession.Ceilings{
 			IdleTimeout: o.Sessions.MaxIdleTimeout, MaxDuration: o.Sessions.MaxMaxDuration, DetachGracePeriod: o.Sessions.MaxDetachGracePeriod}},
-		AttachLimits: o.Attach,
-		Relay:        &stream.Relay{Conn: b.Conn, JetStream: b.JetStream},
+		AttachLimits:   o.Attach,
+		AllowedOrigins: o.AllowedOrigins,
+		Relay:          &stream.Relay{Conn: b.Conn, JetStream: b.JetStream},
 		RESTOptionsGetter: &kvstore.RESTOptionsGetter{
 			JetStream:               b.JetStream,
 			Codec:                   codec,

@@ -37,13 +37,16 @@ type AttachREST struct {
 	// its process to start.
 	waitRunning time.Duration
 	open        *attachCounter
+	// origins are the browser origins that may attach (see checkOrigin).
+	origins []string
 }
 
 var _ rest.Connecter = &AttachREST{}
 
 // NewAttachREST serves attach for the sessions in store.
-func NewAttachREST(store *REST, relay *stream.Relay, authz authorizer.Authorizer, limits AttachLimits) *AttachREST {
-	return &AttachREST{store: store, relay: relay, authz: authz, waitRunning: 30 * time.Second, open: newAttachCounter(limits)}
+func NewAttachREST(store *REST, relay *stream.Relay, authz authorizer.Authorizer, limits AttachLimits, origins []string) *AttachREST {
+	return &AttachREST{store: store, relay: relay, authz: authz, waitRunning: 30 * time.Second,
+		open: newAttachCounter(limits), origins: origins}
 }
 
 func (r *AttachREST) New() runtime.Object { return &terminal.TerminalSession{} }
@@ -70,6 +73,10 @@ func (r *AttachREST) Connect(ctx context.Context, name string, _ runtime.Object,
 		return nil, deleting(s)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if err := checkOrigin(req, r.origins, name); err != nil {
+			writeStatus(w, asStatus(err))
+			return
+		}
 		opts := streamOptions(req)
 		if !opts.Stdin && !opts.Stdout && !opts.Stderr {
 			writeStatus(w, apierrors.NewBadRequest("you must specify at least one of stdin, stdout, stderr"))
