@@ -244,3 +244,22 @@ func TestDeleteWithFinalizerEndsExec(t *testing.T) {
 		t.Errorf("attach to a deleted session: %v, want a refusal saying it is being deleted", err)
 	}
 }
+
+// An attach that names a UID reaches only the session with that UID: the
+// plugin's reconnects never land in a session created since under the
+// same name.
+func TestAttachUIDPrecondition(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := runningSession(t, "uid")
+	err := <-attach(ctx, t, "alice", "team-a", s.Name, false, strings.NewReader(""), io.Discard, "uid", "0f0f0f0f-not-this-one")
+	if !apierrors.IsConflict(err) && (err == nil || !strings.Contains(err.Error(), "deleted and created again")) {
+		t.Fatalf("attach naming another UID: %v, want 409", err)
+	}
+	ctx2, cancel2 := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel2()
+	if err := <-attach(ctx2, t, "alice", "team-a", s.Name, false, strings.NewReader(""), io.Discard, "uid", string(s.UID)); ctx2.Err() == nil {
+		t.Fatalf("attach naming the session's own UID ended: %v", err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
 	utilexec "k8s.io/client-go/util/exec"
@@ -26,7 +27,11 @@ import (
 // when it is one, and returns the remote exit code as an ExitError. When
 // the connection drops while the session runs, it reattaches where the
 // output left off (since=N): nothing lost, nothing twice.
-func (o *options) attach(ctx context.Context, c *clients, name string, stdin bool) error {
+//
+// Every attach names the session's UID (query parameter uid): a session
+// deleted and created again under the same name, by anyone, is another
+// session, and the plugin never types into it.
+func (o *options) attach(ctx context.Context, c *clients, name string, uid types.UID, stdin bool) error {
 	tty := term.TTY{In: o.streams.In, Out: o.streams.Out, Raw: stdin}
 	out := &counter{w: o.streams.Out, errOut: o.streams.ErrOut}
 	var in *inputPump
@@ -43,7 +48,7 @@ func (o *options) attach(ctx context.Context, c *clients, name string, stdin boo
 		var lost time.Time // when the connection last dropped
 		for first := true; ; first = false {
 			started, before := time.Now(), out.written()
-			err := o.stream(ctx, c, name, in, out, sizes)
+			err := o.stream(ctx, c, name, uid, in, out, sizes)
 			if err == nil || ctx.Err() != nil {
 				return err
 			}
@@ -57,7 +62,7 @@ func (o *options) attach(ctx context.Context, c *clients, name string, stdin boo
 			}
 			// The session may have ended (closed, deleted): say how, and
 			// stop. Otherwise the connection broke: reattach.
-			if err := o.ended(ctx, c, name); err != nil {
+			if err := o.ended(ctx, c, name, uid); err != nil {
 				return err
 			}
 			// A connection that never held (refused, or broken at once)
@@ -68,7 +73,7 @@ func (o *options) attach(ctx context.Context, c *clients, name string, stdin boo
 			}
 			if held {
 				lost = time.Now()
-				fmt.Fprintf(o.streams.ErrOut, "\r\n[kubectl terminal: connection lost (%v); reconnecting...]\r\n", err)
+				fmt.Fprintf(o.streams.ErrOut, "\r\n[kubectl terminal: connection lost (%s); reconnecting...]\r\n", printable(err.Error()))
 				out.announce("[kubectl terminal: reconnected]\r\n")
 			}
 			if time.Since(lost) > o.reconnectTimeout {
@@ -85,10 +90,10 @@ func (o *options) attach(ctx context.Context, c *clients, name string, stdin boo
 
 // ended is how the session ended (its exit code, or why it closed or that
 // it was deleted), nil while it runs or when that cannot be told.
-func (o *options) ended(ctx context.Context, c *clients, name string) error {
+func (o *options) ended(ctx context.Context, c *clients, name string, uid types.UID) error {
 	s, err := c.sessions.TerminalV1alpha1().TerminalSessions(c.namespace).Get(ctx, name, metav1.GetOptions{})
 	switch {
-	case apierrors.IsNotFound(err) || err == nil && s.DeletionTimestamp != nil:
+	case apierrors.IsNotFound(err) || err == nil && (s.DeletionTimestamp != nil || s.UID != uid):
 		return fmt.Errorf("session %s was deleted", name)
 	case err != nil:
 		return nil // cut off from the cluster too: keep trying
@@ -102,9 +107,9 @@ func (o *options) ended(ctx context.Context, c *clients, name string) error {
 }
 
 // stream is one attach: output from byte out.written() on.
-func (o *options) stream(ctx context.Context, c *clients, name string, in *inputPump, out *counter, sizes *latestSize) error {
+func (o *options) stream(ctx context.Context, c *clients, name string, uid types.UID, in *inputPump, out *counter, sizes *latestSize) error {
 	req := c.sessions.TerminalV1alpha1().RESTClient().Post().Namespace(c.namespace).Resource("terminalsessions").
-		Name(name).SubResource("attach").Param("stdout", "true").Param("tty", "true")
+		Name(name).SubResource("attach").Param("stdout", "true").Param("tty", "true").Param("uid", string(uid))
 	if in != nil {
 		req = req.Param("stdin", "true")
 	}

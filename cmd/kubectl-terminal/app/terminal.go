@@ -158,7 +158,7 @@ func (o *options) open(ctx context.Context, target string, command []string) err
 			_ = c.sessions.TerminalV1alpha1().TerminalSessions(c.namespace).Delete(context.WithoutCancel(ctx), created.Name, metav1.DeleteOptions{})
 		}()
 	}
-	return o.attach(ctx, c, created.Name, true)
+	return o.attach(ctx, c, created.Name, created.UID, true)
 }
 
 func (o *options) attachExisting(ctx context.Context, name string) error {
@@ -166,7 +166,11 @@ func (o *options) attachExisting(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	return o.attach(ctx, c, name, !o.readOnly)
+	s, err := c.sessions.TerminalV1alpha1().TerminalSessions(c.namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	return o.attach(ctx, c, name, s.UID, !o.readOnly)
 }
 
 // resolvePod turns POD, pod/NAME or deployment/NAME into a pod name; a
@@ -248,7 +252,7 @@ func (o *options) list(ctx context.Context) error {
 	for _, s := range l.Items {
 		owner, idle := "", "<none>"
 		if s.Status.Owner != nil {
-			owner = s.Status.Owner.Username
+			owner = printable(s.Status.Owner.Username)
 		}
 		if s.Status.LastActivityTime != nil && s.Status.Phase == v1alpha1.TerminalSessionRunning {
 			idle = duration.HumanDuration(now.Sub(s.Status.LastActivityTime.Time))
@@ -257,7 +261,7 @@ func (o *options) list(ctx context.Context) error {
 			fmt.Fprintf(w, "%s\t", s.Namespace)
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Spec.Target.Pod, s.Spec.Target.Container, owner,
-			s.Status.Phase, idle, duration.HumanDuration(now.Sub(s.CreationTimestamp.Time)))
+			printable(string(s.Status.Phase)), idle, duration.HumanDuration(now.Sub(s.CreationTimestamp.Time)))
 	}
 	return w.Flush()
 }
@@ -291,6 +295,6 @@ func Main() {
 		os.Exit(exitErr.ExitStatus())
 	}
 	if err != nil {
-		cmdutil.CheckErr(err) // "Error from server (Forbidden): ...", exit 1
+		cmdutil.CheckErr(printableError(err)) // "Error from server (Forbidden): ...", exit 1
 	}
 }

@@ -82,6 +82,13 @@ func (r *AttachREST) Connect(ctx context.Context, name string, _ runtime.Object,
 			writeStatus(w, apierrors.NewBadRequest("you must specify at least one of stdin, stdout, stderr"))
 			return
 		}
+		// A client that reconnects names the session it had: one of the
+		// same name created since is another session.
+		if uid := req.URL.Query().Get("uid"); uid != "" && uid != string(s.UID) {
+			writeStatus(w, apierrors.NewConflict(terminal.Resource("terminalsessions"), name,
+				fmt.Errorf("the session has UID %s, not %s: it was deleted and created again", s.UID, uid)))
+			return
+		}
 		since, err := sinceParam(req)
 		if err != nil {
 			writeStatus(w, apierrors.NewBadRequest(err.Error()))
