@@ -45,8 +45,13 @@ type Config struct {
 	// after this long.
 	LeaseDuration time.Duration
 	// ScrollbackFrames is how many output frames per session the IO stream
-	// keeps for late viewers.
+	// keeps for late viewers: at most ScrollbackFrames × 32 KiB a session.
 	ScrollbackFrames int
+	// OutputBytes bounds the IO stream as a whole (0: DefaultOutputBytes).
+	// When it is full the oldest output of any session is shed: the stream
+	// reserves its size, so a flood of output never takes the room that
+	// session objects and leases need.
+	OutputBytes int64
 	// Replicas of the JetStream streams and buckets it creates.
 	Replicas int
 	// Limits: the defaults apply when a session's spec leaves a field out,
@@ -107,6 +112,9 @@ type Bridge struct {
 	wg      sync.WaitGroup
 }
 
+// DefaultOutputBytes is the IO stream's size when Config leaves it out.
+const DefaultOutputBytes = 1 << 30
+
 // maintenanceWorkers bound the lease renewals, pod checks and status writes
 // in flight at once, whatever the number of sessions.
 const maintenanceWorkers = 8
@@ -122,12 +130,16 @@ func New(ctx context.Context, cfg Config) (*Bridge, error) {
 	if cfg.Replicas == 0 {
 		cfg.Replicas = 1
 	}
+	if cfg.OutputBytes == 0 {
+		cfg.OutputBytes = DefaultOutputBytes
+	}
 	_, err := cfg.JetStream.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              IOStream,
 		Description:       "terminal-apiserver: recent output and lifecycle events of each session (scrollback)",
 		Subjects:          []string{"terminal.*.out", "terminal.*.ctl"},
 		MaxMsgsPerSubject: int64(cfg.ScrollbackFrames),
 		MaxAge:            24 * time.Hour,
+		MaxBytes:          cfg.OutputBytes,
 		MaxMsgSize:        maxFrame + 1024,
 		Storage:           jetstream.FileStorage,
 		Replicas:          cfg.Replicas,
@@ -218,6 +230,7 @@ func (b *Bridge) Run(ctx context.Context) {
 			}
 			if s, ok := obj.(*v1alpha1.TerminalSession); ok {
 				b.stop(s.UID)
+				b.purgeScrollback(ctx, s.UID)
 			}
 		},
 	})
@@ -283,6 +296,33 @@ func (b *Bridge) stop(uid types.UID) {
 	if s, ok := b.running[uid]; ok {
 		s.cancel(errDeleted)
 	}
+}
+
+// scrollbackGrace is how long a deleted session's output stays after its
+// deletion: its viewers read the close event in that time.
+const scrollbackGrace = 10 * time.Second
+
+// purgeScrollback drops a deleted session's output and events from the IO
+// stream once scrollbackGrace has passed, so that a tenant's deleted
+// sessions do not hold the stream (every replica does it; a purge of
+// nothing is cheap). The stream's MaxAge removes what a purge missed (all
+// replicas down at the time).
+func (b *Bridge) purgeScrollback(ctx context.Context, uid types.UID) {
+	subjects := string(SubjectsFor(string(uid))) + ".*"
+	time.AfterFunc(scrollbackGrace, func() {
+		if ctx.Err() != nil {
+			return
+		}
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		stream, err := b.cfg.JetStream.Stream(pctx, IOStream)
+		if err == nil {
+			err = stream.Purge(pctx, jetstream.WithPurgeSubject(subjects))
+		}
+		if err != nil && ctx.Err() == nil {
+			klog.ErrorS(err, "Purging a deleted session's scrollback failed", "subjects", subjects)
+		}
+	})
 }
 
 // collect deletes a closed session once its ttlAfterClosed has passed. Every

@@ -33,6 +33,9 @@ type Config struct {
 	ListenAddress string
 	// MemoryOnly keeps embedded JetStream data in memory (tests).
 	MemoryOnly bool
+	// MaxStore bounds the embedded server's JetStream file storage
+	// (0: nats-server's default, a share of the disk).
+	MaxStore int64
 
 	// Name identifies this client in NATS monitoring.
 	Name string
@@ -109,6 +112,8 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 	}
 	if cfg.MemoryOnly {
 		opts.JetStreamMaxStore = 0
+	} else if cfg.MaxStore > 0 {
+		opts.JetStreamMaxStore = cfg.MaxStore
 	}
 	if cfg.ListenAddress != "" {
 		host, port, err := net.SplitHostPort(cfg.ListenAddress)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/remotecommand"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
+	"github.com/meshery/terminal-apiserver/pkg/bridge"
 )
 
 // bind gives user the ClusterRole role in ns, until the test ends; it
@@ -262,4 +264,42 @@ func TestAttachUIDPrecondition(t *testing.T) {
 	if err := <-attach(ctx2, t, "alice", "team-a", s.Name, false, strings.NewReader(""), io.Discard, "uid", string(s.UID)); ctx2.Err() == nil {
 		t.Fatalf("attach naming the session's own UID ended: %v", err)
 	}
+}
+
+// A deleted session's scrollback leaves the output stream shortly after
+// (its viewers have read the close event by then), rather than staying
+// for the stream's maximum age.
+func TestScrollbackPurgedOnDelete(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := runningSession(t, "purge")
+	_, js := natsConn(t)
+	io, err := js.Stream(ctx, bridge.IOStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subj := bridge.Subjects(s.Status.Subjects)
+	kept := func(ctx context.Context) (int, error) {
+		info, err := io.Info(ctx, jetstream.WithSubjectFilter(string(subj)+".*"))
+		if err != nil {
+			return 0, err
+		}
+		n := 0
+		for _, c := range info.State.Subjects {
+			n += int(c)
+		}
+		return n, nil
+	}
+	eventually(t, 30*time.Second, "the session's start in the output stream", func(ctx context.Context) (bool, error) {
+		n, err := kept(ctx)
+		return n > 0, err
+	})
+	if err := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a").Delete(ctx, s.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 40*time.Second, "the deleted session's scrollback purged", func(ctx context.Context) (bool, error) {
+		n, err := kept(ctx)
+		return n == 0, err
+	})
 }

@@ -60,6 +60,7 @@ type NATSOptions struct {
 	WatchHistory                                       int
 	WatchHistoryBytes                                  int
 	ScrollbackFrames                                   int
+	OutputBytes                                        int64
 }
 
 // AddFlags registers the NATS flags.
@@ -76,6 +77,8 @@ func (o *NATSOptions) AddFlags(fs *pflag.FlagSet) {
 		"accepts clients (other replicas, the nats CLI). Empty: in-process only.")
 	fs.IntVar(&o.StreamReplicas, "nats-stream-replicas", o.StreamReplicas, "Replicas of each JetStream stream; 3 on a "+
 		"production cluster.")
+	fs.Int64Var(&o.OutputBytes, "output-stream-bytes", o.OutputBytes, "Bytes of output kept for all sessions together "+
+		"(the TERMINAL_IO stream, reserved in JetStream); when full, the oldest output of any session is dropped.")
 	fs.IntVar(&o.ScrollbackFrames, "scrollback-frames", o.ScrollbackFrames, "Output frames (up to 32 KiB each) kept per "+
 		"session for viewers that attach late or reconnect.")
 	fs.IntVar(&o.WatchHistory, "watch-history", o.WatchHistory, "Changes each replica keeps in memory per resource for "+
@@ -98,6 +101,9 @@ func (o *NATSOptions) Validate() []error {
 	}
 	if o.StreamReplicas < 1 || o.StreamReplicas > 5 {
 		errs = append(errs, fmt.Errorf("--nats-stream-replicas must be between 1 and 5, got %d", o.StreamReplicas))
+	}
+	if o.OutputBytes < 64<<20 {
+		errs = append(errs, fmt.Errorf("--output-stream-bytes must be at least 64 MiB, got %d", o.OutputBytes))
 	}
 	if o.ScrollbackFrames < 1 {
 		errs = append(errs, fmt.Errorf("--scrollback-frames must be positive, got %d", o.ScrollbackFrames))
@@ -125,6 +131,7 @@ func NewOptions() *Options {
 			// bound is for large objects.
 			WatchHistoryBytes: 64 << 20,
 			ScrollbackFrames:  1000,
+			OutputBytes:       bridge.DefaultOutputBytes,
 		},
 		Sessions: bridge.Limits{
 			DefaultIdleTimeout:    30 * time.Minute,
@@ -299,6 +306,7 @@ func (o *Options) Run(ctx context.Context) error {
 			Sessions:         sessions,
 			Holder:           hostname + "-" + string(uuid.NewUUID()),
 			ScrollbackFrames: o.NATS.ScrollbackFrames,
+			OutputBytes:      o.NATS.OutputBytes,
 			Replicas:         o.NATS.StreamReplicas,
 			Limits:           o.Sessions,
 		})
