@@ -44,6 +44,8 @@ fi
 "$ROOT/hack/local-up.sh"
 # shellcheck disable=SC1090
 source "$STATE_ENV"
+# A real nats-server (the version go.mod pins) for the tests of NATS with TLS and users.
+go build -o "$ROOT/_output/bin/nats-server" github.com/nats-io/nats-server/v2
 
 if [[ -z $(find test/e2e -name '*_test.go' -print -quit 2>/dev/null) ]]; then
   log "no e2e tests under test/e2e yet: the local control plane came up and will go down"

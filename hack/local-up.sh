@@ -27,7 +27,7 @@ KUBECTL=$TOOLS_BIN/kubectl
 ADMIN_KUBECONFIG=$LOCAL_DIR/kubeconfig
 DEMO_NAMESPACES=(team-a team-b)
 # Bump when the certificate layout changes, so old _output/local/pki dirs get remade.
-PKI_VERSION=2
+PKI_VERSION=3
 
 for tool in go openssl curl setsid; do
   command -v "$tool" >/dev/null || die "$tool is required (Debian: apt-get install -y openssl curl util-linux)"
@@ -127,6 +127,9 @@ export TERMINAL_APISERVER_NATS_DATA_DIR='$LOCAL_DIR/nats'
 # can reach the session subjects.
 export TERMINAL_APISERVER_NATS_PORT=$TERMINAL_APISERVER_NATS_PORT
 export TERMINAL_APISERVER_NATS_URL='nats://127.0.0.1:$TERMINAL_APISERVER_NATS_PORT'
+# It requires this user and password of every client (nats --user ... --password "\$(cat FILE)").
+export TERMINAL_APISERVER_NATS_USER=terminal-apiserver
+export TERMINAL_APISERVER_NATS_PASSWORD_FILE='$PKI_DIR/nats-password'
 export TERMINAL_APISERVER_KUBECONFIG='$LOCAL_DIR/terminal-apiserver.kubeconfig'
 export TERMINAL_APISERVER_LOG='$LOG_DIR/terminal-apiserver.log'
 export KUBE_AUDIT_LOG='$LOG_DIR/kube-apiserver-audit.log'
@@ -200,6 +203,8 @@ make_pki() {
   new_cert ca alice "/CN=alice/O=devs" clientAuth
   new_cert ca bob "/CN=bob/O=devs" clientAuth
   new_cert ca viewer "/CN=viewer/O=viewers" clientAuth
+  # The embedded NATS server's password: NATS access is exec access to every session.
+  (umask 077 && openssl rand -hex 32 >"$PKI_DIR/nats-password")
   # terminal-apiserver's identity: the same user name its ServiceAccount has in a real
   # cluster, so artifacts/deploy's RBAC applies unchanged. A certificate rather than a
   # `kubectl create token` token because it does not expire mid-run.
@@ -672,6 +677,7 @@ up_terminal_apiserver() {
     --authorization-kubeconfig="$LOCAL_DIR/terminal-apiserver.kubeconfig"
     --nats-data-dir="$LOCAL_DIR/nats"
     --nats-listen-address="127.0.0.1:$TERMINAL_APISERVER_NATS_PORT"
+    --nats-password-file="$PKI_DIR/nats-password"
     # The e2e suite opens ~80 sessions at once for two users (isolation test).
     --max-sessions-per-user=500
     ${TERMINAL_APISERVER_EXTRA_ARGS:-}

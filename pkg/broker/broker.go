@@ -22,6 +22,15 @@ type Config struct {
 	URL string
 	// CredsFile is a NATS user credentials file (JWT + NKey) for URL.
 	CredsFile string
+	// NKeySeedFile is a NATS NKey seed file for URL.
+	NKeySeedFile string
+	// User and Password authenticate to URL; with the embedded server
+	// listening on TCP (ListenAddress), they are what it requires of every
+	// client, this process's own included.
+	User, Password string
+	// ListenTLSCertFile and ListenTLSKeyFile make the embedded server's TCP
+	// listener speak TLS.
+	ListenTLSCertFile, ListenTLSKeyFile string
 	// TLS client certificate, key and CA bundle for URL.
 	TLSCertFile, TLSKeyFile, TLSCAFile string
 
@@ -61,6 +70,9 @@ func Start(cfg Config) (*Broker, error) {
 		nats.ReconnectBufSize(8 << 20),
 	}
 	url := cfg.URL
+	if cfg.Password != "" {
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
+	}
 	if url == "" {
 		srv, err := startEmbedded(cfg)
 		if err != nil {
@@ -71,6 +83,13 @@ func Start(cfg Config) (*Broker, error) {
 	} else {
 		if cfg.CredsFile != "" {
 			opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+		}
+		if cfg.NKeySeedFile != "" {
+			o, err := nats.NkeyOptionFromSeed(cfg.NKeySeedFile)
+			if err != nil {
+				return nil, fmt.Errorf("NATS nkey seed %s: %w", cfg.NKeySeedFile, err)
+			}
+			opts = append(opts, o)
 		}
 		if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
 			opts = append(opts, nats.ClientCert(cfg.TLSCertFile, cfg.TLSKeyFile))
@@ -116,6 +135,21 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 		opts.JetStreamMaxStore = cfg.MaxStore
 	}
 	if cfg.ListenAddress != "" {
+		// Whoever can publish to the object stream can create a session
+		// owned by anyone, and whoever reads terminal.*.in reads every
+		// keystroke: a listener is never open without a password.
+		if cfg.Password == "" || cfg.User == "" {
+			return nil, errors.New("the embedded NATS server listens on TCP only with a user and password " +
+				"(--nats-user, --nats-password-file): NATS access is exec access to every session")
+		}
+		opts.Users = []*server.User{{Username: cfg.User, Password: cfg.Password}}
+		if cfg.ListenTLSCertFile != "" {
+			tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.ListenTLSCertFile, KeyFile: cfg.ListenTLSKeyFile})
+			if err != nil {
+				return nil, fmt.Errorf("embedded NATS TLS: %w", err)
+			}
+			opts.TLSConfig, opts.TLS = tc, true
+		}
 		host, port, err := net.SplitHostPort(cfg.ListenAddress)
 		if err != nil {
 			return nil, fmt.Errorf("embedded NATS listen address %q: %w", cfg.ListenAddress, err)

@@ -82,7 +82,12 @@ func run() error {
 	e := &env{cfg: cfg}
 	e.kube = kubernetes.NewForConfigOrDie(cfg)
 	e.sessions = clientset.NewForConfigOrDie(cfg)
-	if e.nc, err = nats.Connect(os.Getenv("TERMINAL_APISERVER_NATS_URL")); err != nil {
+	pw, err := os.ReadFile(os.Getenv("TERMINAL_APISERVER_NATS_PASSWORD_FILE"))
+	if err != nil {
+		return fmt.Errorf("the local NATS password (TERMINAL_APISERVER_NATS_PASSWORD_FILE): %w", err)
+	}
+	if e.nc, err = nats.Connect(os.Getenv("TERMINAL_APISERVER_NATS_URL"),
+		nats.UserInfo(os.Getenv("TERMINAL_APISERVER_NATS_USER"), strings.TrimSpace(string(pw)))); err != nil {
 		return fmt.Errorf("NATS: %w", err)
 	}
 	defer e.nc.Close()

@@ -35,13 +35,23 @@ func (s *screen) String() string {
 	return s.text.String()
 }
 
+// natsAuth is the user and password the local server's NATS requires.
+func natsAuth(t *testing.T) nats.Option {
+	t.Helper()
+	pw, err := os.ReadFile(os.Getenv("TERMINAL_APISERVER_NATS_PASSWORD_FILE"))
+	if err != nil {
+		t.Fatalf("TERMINAL_APISERVER_NATS_PASSWORD_FILE: %v", err)
+	}
+	return nats.UserInfo(os.Getenv("TERMINAL_APISERVER_NATS_USER"), strings.TrimSpace(string(pw)))
+}
+
 func natsConn(t *testing.T) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	url := os.Getenv("TERMINAL_APISERVER_NATS_URL")
 	if url == "" {
 		t.Fatal("TERMINAL_APISERVER_NATS_URL is unset")
 	}
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, natsAuth(t))
 	if err != nil {
 		t.Fatal(err)
 	}

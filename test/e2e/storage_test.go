@@ -167,8 +167,10 @@ func TestStorageSharedAndDurable(t *testing.T) {
 	t.Parallel()
 	natsPort := freePort(t)
 	natsDir := t.TempDir()
-	a := startReplica(t, "a", "--nats-data-dir="+natsDir, fmt.Sprintf("--nats-listen-address=127.0.0.1:%d", natsPort))
-	b := startReplica(t, "b", fmt.Sprintf("--nats-url=nats://127.0.0.1:%d", natsPort))
+	password := passwordFile(t)
+	a := startReplica(t, "a", "--nats-data-dir="+natsDir, fmt.Sprintf("--nats-listen-address=127.0.0.1:%d", natsPort),
+		"--nats-password-file="+password)
+	b := startReplica(t, "b", fmt.Sprintf("--nats-url=nats://127.0.0.1:%d", natsPort), "--nats-password-file="+password)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

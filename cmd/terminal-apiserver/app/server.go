@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -55,6 +56,8 @@ type Options struct {
 // NATSOptions say where NATS is and how objects are stored in it.
 type NATSOptions struct {
 	URL, CredsFile, TLSCertFile, TLSKeyFile, TLSCAFile string
+	NKeySeedFile, User, PasswordFile                   string
+	ListenTLSCertFile, ListenTLSKeyFile                string
 	DataDir, ListenAddress                             string
 	StreamReplicas                                     int
 	WatchHistory                                       int
@@ -68,6 +71,14 @@ func (o *NATSOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.URL, "nats-url", o.URL, "URL(s) of an external NATS cluster with JetStream (comma-separated). "+
 		"Empty starts an embedded NATS server with JetStream in --nats-data-dir.")
 	fs.StringVar(&o.CredsFile, "nats-creds", o.CredsFile, "NATS user credentials file (JWT and NKey) for --nats-url.")
+	fs.StringVar(&o.NKeySeedFile, "nats-nkey-seed-file", o.NKeySeedFile, "NATS NKey seed file for --nats-url.")
+	fs.StringVar(&o.User, "nats-user", o.User, "NATS user for --nats-url; with --nats-listen-address, the user the embedded "+
+		"server requires of every client.")
+	fs.StringVar(&o.PasswordFile, "nats-password-file", o.PasswordFile, "File holding --nats-user's password. Required with "+
+		"--nats-listen-address: NATS access is exec access to every session.")
+	fs.StringVar(&o.ListenTLSCertFile, "nats-listen-tls-cert-file", o.ListenTLSCertFile, "Serving certificate of the embedded "+
+		"NATS server's TCP listener (TLS).")
+	fs.StringVar(&o.ListenTLSKeyFile, "nats-listen-tls-key-file", o.ListenTLSKeyFile, "Key of --nats-listen-tls-cert-file.")
 	fs.StringVar(&o.TLSCertFile, "nats-tls-cert-file", o.TLSCertFile, "Client certificate for --nats-url.")
 	fs.StringVar(&o.TLSKeyFile, "nats-tls-key-file", o.TLSKeyFile, "Client key for --nats-url.")
 	fs.StringVar(&o.TLSCAFile, "nats-tls-ca-file", o.TLSCAFile, "CA bundle that verifies --nats-url's servers.")
@@ -93,8 +104,17 @@ func (o *NATSOptions) Validate() []error {
 	if o.URL == "" && o.DataDir == "" {
 		errs = append(errs, fmt.Errorf("--nats-data-dir is required when --nats-url is empty"))
 	}
-	if o.URL == "" && (o.CredsFile != "" || o.TLSCertFile != "" || o.TLSCAFile != "") {
-		errs = append(errs, fmt.Errorf("--nats-creds and --nats-tls-* need --nats-url"))
+	if o.URL == "" && (o.CredsFile != "" || o.NKeySeedFile != "" || o.TLSCertFile != "" || o.TLSCAFile != "") {
+		errs = append(errs, fmt.Errorf("--nats-creds, --nats-nkey-seed-file and --nats-tls-* need --nats-url"))
+	}
+	if o.ListenAddress != "" && o.URL == "" && o.PasswordFile == "" {
+		errs = append(errs, fmt.Errorf("--nats-listen-address needs --nats-password-file: NATS access is exec access to every session"))
+	}
+	if o.ListenAddress == "" && (o.ListenTLSCertFile != "" || o.ListenTLSKeyFile != "") {
+		errs = append(errs, fmt.Errorf("--nats-listen-tls-* need --nats-listen-address"))
+	}
+	if (o.ListenTLSCertFile == "") != (o.ListenTLSKeyFile == "") {
+		errs = append(errs, fmt.Errorf("--nats-listen-tls-cert-file and --nats-listen-tls-key-file go together"))
 	}
 	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
 		errs = append(errs, fmt.Errorf("--nats-tls-cert-file and --nats-tls-key-file go together"))
@@ -124,6 +144,7 @@ func NewOptions() *Options {
 		// etcd is replaced by NATS: no codec needed here.
 		Recommended: genericoptions.NewRecommendedOptions("/registry", nil),
 		NATS: NATSOptions{
+			User:           "terminal-apiserver",
 			DataDir:        "/var/lib/terminal-apiserver/nats",
 			StreamReplicas: 1,
 			WatchHistory:   10000,
@@ -261,16 +282,25 @@ func (o *Options) Run(ctx context.Context) error {
 			return fmt.Errorf("NATS data dir: %w", err)
 		}
 	}
+	password, err := readSecretFile(o.NATS.PasswordFile)
+	if err != nil {
+		return fmt.Errorf("--nats-password-file: %w", err)
+	}
 	hostname, _ := os.Hostname()
 	b, err := broker.Start(broker.Config{
-		URL:           o.NATS.URL,
-		CredsFile:     o.NATS.CredsFile,
-		TLSCertFile:   o.NATS.TLSCertFile,
-		TLSKeyFile:    o.NATS.TLSKeyFile,
-		TLSCAFile:     o.NATS.TLSCAFile,
-		DataDir:       o.NATS.DataDir,
-		ListenAddress: o.NATS.ListenAddress,
-		Name:          "terminal-apiserver-" + hostname,
+		URL:               o.NATS.URL,
+		CredsFile:         o.NATS.CredsFile,
+		NKeySeedFile:      o.NATS.NKeySeedFile,
+		User:              o.NATS.User,
+		Password:          password,
+		ListenTLSCertFile: o.NATS.ListenTLSCertFile,
+		ListenTLSKeyFile:  o.NATS.ListenTLSKeyFile,
+		TLSCertFile:       o.NATS.TLSCertFile,
+		TLSKeyFile:        o.NATS.TLSKeyFile,
+		TLSCAFile:         o.NATS.TLSCAFile,
+		DataDir:           o.NATS.DataDir,
+		ListenAddress:     o.NATS.ListenAddress,
+		Name:              "terminal-apiserver-" + hostname,
 	})
 	if err != nil {
 		return err
@@ -388,4 +418,21 @@ func (o *Options) Config(b *broker.Broker) (*apiserver.Config, error) {
 			EnableGarbageCollection: true,
 		},
 	}, nil
+}
+
+// readSecretFile is a file's content without the line end an editor or
+// `kubectl create secret --from-file` leaves; "" for no file.
+func readSecretFile(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	secret := strings.TrimRight(string(b), "\r\n")
+	if secret == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return secret, nil
 }
