@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,5 +134,40 @@ func TestServiceAccountOwnsSession(t *testing.T) {
 			t.Fatalf("session ended: %s: %s", s.Status.Reason, s.Status.Message)
 		}
 		return s.Status.Phase == v1alpha1.TerminalSessionRunning, nil
+	})
+}
+
+// Readers see the owner's username and UID, not the groups and extras the
+// bridge impersonates; the bridge still impersonates with them, as the
+// cluster's audit log shows.
+func TestOwnerIdentityRedacted(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := runningSession(t, "redact")
+	for _, who := range []string{"alice", "admin"} {
+		got, err := terminalClient(t, who).TerminalV1alpha1().TerminalSessions("team-a").Get(ctx, s.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o := got.Status.Owner; o == nil || o.Username != "alice" || len(o.Groups) > 0 || len(o.Extra) > 0 {
+			t.Errorf("%s reads owner %+v, want the username alone", who, o)
+		}
+	}
+	if len(s.Status.Owner.Groups) > 0 {
+		t.Errorf("the create response shows the owner's groups %v", s.Status.Owner.Groups)
+	}
+	eventually(t, 30*time.Second, "the exec in the audit log, impersonating alice with her groups and extras", func(context.Context) (bool, error) {
+		log, err := os.ReadFile(os.Getenv("KUBE_AUDIT_LOG"))
+		if err != nil {
+			return false, err
+		}
+		for _, line := range strings.Split(string(log), "\n") {
+			if strings.Contains(line, `"/api/v1/namespaces/team-a/pods/shell-demo/exec?`) &&
+				strings.Contains(line, `"impersonatedUser":{"username":"alice","groups":["devs","system:authenticated"],"extra":{"authentication.kubernetes.io/credential-id"`) {
+				return true, nil
+			}
+		}
+		return false, nil
 	})
 }

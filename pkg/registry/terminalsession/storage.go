@@ -196,13 +196,15 @@ func (r *StatusREST) Destroy() {
 
 // Get returns the session; PATCH on the subresource needs it.
 func (r *StatusREST) Get(ctx context.Context, name string, options *metav1.GetOptions) (runtime.Object, error) {
-	return r.store.Get(ctx, name, options)
+	obj, err := r.store.Get(ctx, name, options)
+	return redact(ctx, obj), err
 }
 
 // Update changes the status of a session and nothing else.
 func (r *StatusREST) Update(ctx context.Context, name string, objInfo rest.UpdatedObjectInfo, createValidation rest.ValidateObjectFunc, updateValidation rest.ValidateObjectUpdateFunc, forceAllowCreate bool, options *metav1.UpdateOptions) (runtime.Object, bool, error) {
 	// A subresource never creates its parent, whatever the caller asks.
-	return r.store.Update(ctx, name, objInfo, createValidation, updateValidation, false, options)
+	out, created, err := r.store.Update(ctx, name, objInfo, createValidation, updateValidation, false, options)
+	return redact(ctx, out), created, err
 }
 
 // GetResetFields returns the fields that a status update resets, for server-side apply.
