@@ -127,7 +127,7 @@ func schema_pkg_apis_terminal_v1alpha1_SessionOwner(ref common.ReferenceCallback
 							},
 						},
 						SchemaProps: spec.SchemaProps{
-							Description: "groups are the groups the user belonged to when the session was created.",
+							Description: "groups are the groups the user belonged to when the session was created. The server impersonates them for the session's exec and never returns them to a client: readers see username and uid only.",
 							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
@@ -141,7 +141,7 @@ func schema_pkg_apis_terminal_v1alpha1_SessionOwner(ref common.ReferenceCallback
 					},
 					"extra": {
 						SchemaProps: spec.SchemaProps{
-							Description: "extra holds additional information the authenticator provided about the user, such as the service account token's pod or credential ID.",
+							Description: "extra holds additional information the authenticator provided about the user, such as the service account token's pod or credential ID. Like groups, it is impersonated and never returned to a client.",
 							Type:        []string{"object"},
 							AdditionalProperties: &spec.SchemaOrBool{
 								Allows: true,

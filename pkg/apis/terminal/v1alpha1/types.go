@@ -238,13 +238,16 @@ type SessionOwner struct {
 	// +optional
 	UID string `json:"uid,omitempty"`
 
-	// groups are the groups the user belonged to when the session was created.
+	// groups are the groups the user belonged to when the session was created. The
+	// server impersonates them for the session's exec and never returns them to a
+	// client: readers see username and uid only.
 	// +optional
 	// +listType=atomic
 	Groups []string `json:"groups,omitempty"`
 
 	// extra holds additional information the authenticator provided about the user,
-	// such as the service account token's pod or credential ID.
+	// such as the service account token's pod or credential ID. Like groups, it is
+	// impersonated and never returned to a client.
 	// +optional
 	Extra map[string][]string `json:"extra,omitempty"`
 }
