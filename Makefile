@@ -1,7 +1,7 @@
 # Entry points; the work is in hack/. `make test` is what CI runs (.ci/run).
 SHELL := /usr/bin/env bash
 
-.PHONY: all tools up down build install test verify unit e2e bench
+.PHONY: all tools up down build install test verify unit fuzz fuzz-short e2e bench
 
 all: build
 
@@ -28,13 +28,20 @@ build:
 install:
 	go install ./cmd/kubectl-terminal
 
-test: verify unit e2e
+test: verify unit fuzz-short e2e
 
 verify:
 	hack/verify.sh
 
 unit:
 	go test ./pkg/... ./cmd/...
+
+# Every fuzz target for FUZZTIME (default 60s) each; make test runs them for 3s.
+fuzz:
+	hack/fuzz.sh
+
+fuzz-short:
+	FUZZTIME=3s hack/fuzz.sh
 
 e2e:
 	hack/e2e.sh

@@ -164,21 +164,15 @@ func (c *wsConn) read(stdin func([]byte) error, resize bool, sizes chan bridge.S
 			break
 		}
 		_ = alive("")
-		if len(data) == 0 {
+		channel, payload, ok := c.decodeFrame(data)
+		if !ok {
 			continue
 		}
-		channel, payload := data[0], data[1:]
-		if c.v5 && channel == closeSignal {
+		if channel == closeSignal {
 			if len(payload) == 1 && payload[0] == chanStdin {
 				stdin = nil // the viewer may still watch
 			}
 			continue
-		}
-		if c.base64 {
-			channel -= '0'
-			if payload, err = base64.StdEncoding.DecodeString(string(payload)); err != nil {
-				continue // not base64: nothing to relay
-			}
 		}
 		switch {
 		case channel == chanStdin && stdin != nil:
@@ -191,6 +185,29 @@ func (c *wsConn) read(stdin func([]byte) error, resize bool, sizes chan bridge.S
 			}
 		}
 	}
+}
+
+// decodeFrame splits a frame from the peer into its channel and payload:
+// binary frames carry the channel as their first byte, v4.base64 text
+// frames as a digit before base64. closeSignal comes only from v5. false
+// for a frame that carries nothing to act on.
+func (c *wsConn) decodeFrame(data []byte) (channel byte, payload []byte, ok bool) {
+	if len(data) == 0 {
+		return 0, nil, false
+	}
+	channel, payload = data[0], data[1:]
+	if channel == closeSignal {
+		return channel, payload, c.v5
+	}
+	if c.base64 {
+		channel -= '0'
+		p, err := base64.StdEncoding.DecodeString(string(payload))
+		if err != nil {
+			return 0, nil, false // not base64: nothing to relay
+		}
+		payload = p
+	}
+	return channel, payload, true
 }
 
 // latest queues sz in place of any size not yet taken: only the last

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for FUZZTIME each (go test runs one -fuzz target at a
+# time). `make test` runs them briefly (FUZZTIME=3s) as a smoke test; `make
+# fuzz` runs them for longer. A failure leaves its input under the package's
+# testdata/fuzz/, which later plain `go test` runs replay.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+FUZZTIME=${FUZZTIME:-60s}
+targets=(
+  "./pkg/stream FuzzWebSocketFrame"
+  "./pkg/stream FuzzResizeStream"
+  "./pkg/bridge FuzzOutputFraming"
+  "./pkg/registry/terminalsession FuzzSessionSpec"
+)
+for t in "${targets[@]}"; do
+  read -r pkg name <<<"$t"
+  echo ">> fuzzing $name ($pkg) for $FUZZTIME"
+  go test "$pkg" -run '^$' -fuzz "^$name\$" -fuzztime "$FUZZTIME"
+done
