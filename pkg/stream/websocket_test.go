@@ -229,3 +229,24 @@ func TestWebSocketObserver(t *testing.T) {
 		})
 	}
 }
+
+// A frame larger than a terminal needs ends the viewer's connection before
+// it is read into memory.
+func TestWebSocketFrameBound(t *testing.T) {
+	c := dial(t, echoServer(t, time.Minute), "v5.channel.k8s.io")
+	big := append([]byte{chanStdin}, make([]byte, maxInputFrame+1)...)
+	if err := c.WriteMessage(websocket.BinaryMessage, big); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, _, err := c.ReadMessage()
+		if err == nil {
+			continue // the final status
+		}
+		if !websocket.IsCloseError(err, websocket.CloseMessageTooBig) && !strings.Contains(err.Error(), "close") &&
+			!strings.Contains(err.Error(), "reset") && !strings.Contains(err.Error(), "EOF") {
+			t.Fatalf("after an oversized frame: %v, want the connection closed", err)
+		}
+		return
+	}
+}
