@@ -30,7 +30,26 @@ var (
 	Scheme = runtime.NewScheme()
 	// Codecs serializes Scheme's types.
 	Codecs = serializer.NewCodecFactory(Scheme)
+	// Serializer is what the server offers clients: Codecs without
+	// protobuf. The terminal types have no protobuf encoding, and offering
+	// it made every client that prefers protobuf fail, kube-controller-
+	// manager's namespace controller among them: a namespace holding a
+	// session never finished deleting. Such clients fall back to JSON, as
+	// they do for custom resources.
+	Serializer runtime.NegotiatedSerializer = withoutProtobuf{Codecs}
 )
+
+type withoutProtobuf struct{ runtime.NegotiatedSerializer }
+
+func (w withoutProtobuf) SupportedMediaTypes() []runtime.SerializerInfo {
+	var kept []runtime.SerializerInfo
+	for _, info := range w.NegotiatedSerializer.SupportedMediaTypes() {
+		if info.MediaType != runtime.ContentTypeProtobuf {
+			kept = append(kept, info)
+		}
+	}
+	return kept
+}
 
 func init() {
 	install.Install(Scheme)
@@ -115,6 +134,7 @@ func (c CompletedConfig) New() (*Server, error) {
 		return nil, err
 	}
 	group := genericapiserver.NewDefaultAPIGroupInfo(terminal.GroupName, Scheme, metav1.ParameterCodec, Codecs)
+	group.NegotiatedSerializer = Serializer
 	group.VersionedResourcesStorageMap["v1alpha1"] = map[string]rest.Storage{
 		"terminalsessions":        sessions,
 		"terminalsessions/status": status,

@@ -249,3 +249,19 @@ func TestObjectTooLarge(t *testing.T) {
 		t.Fatalf("a 1.1 MB session: %v, want 413 naming the limit", err)
 	}
 }
+
+// A namespace that holds sessions finishes deleting: kube-controller-
+// manager's namespace controller (a client that prefers protobuf) lists and
+// deletes them.
+func TestNamespaceWithSessionsDeletes(t *testing.T) {
+	t.Parallel()
+	ns, s, _ := sharedSession(t, "ns-delete")
+	admin := kubeClient(t, "admin")
+	if err := admin.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 90*time.Second, "namespace "+ns+" gone, session "+s.Name+" with it", func(ctx context.Context) (bool, error) {
+		_, err := admin.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+}

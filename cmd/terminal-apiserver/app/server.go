@@ -357,6 +357,7 @@ func (o *Options) Config(b *broker.Broker) (*apiserver.Config, error) {
 		return nil, fmt.Errorf("self-signed certificates: %w", err)
 	}
 	cfg := genericapiserver.NewRecommendedConfig(apiserver.Codecs)
+	cfg.Serializer = apiserver.Serializer
 	namer := openapi.NewDefinitionNamer(apiserver.Scheme)
 	cfg.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(generatedopenapi.GetOpenAPIDefinitions, namer)
 	cfg.OpenAPIConfig.Info.Title = "terminal-apiserver"
