@@ -21,7 +21,6 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
@@ -106,9 +105,8 @@ func TestAttachMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 	revoke()
-	eventually(t, 45*time.Second, "the revoked user refused (authorization is cached up to 10 s)", func(ctx context.Context) (bool, error) {
-		err := spdyAttempt(ctx, as("revoked"), ns, revokedOwn.Name, "v4.channel.k8s.io", url.Values{"stdout": {"true"}}, nil, nil)
-		return err != nil && strings.Contains(err.Error(), "cannot create pods/exec"), nil
+	waitRefused(t, "the revoked user refused", "cannot create pods/exec", func(ctx context.Context) error {
+		return spdyAttempt(ctx, as("revoked"), ns, revokedOwn.Name, "v4.channel.k8s.io", url.Values{"stdout": {"true"}}, nil, nil)
 	})
 
 	_, js := natsConn(t)
@@ -335,18 +333,9 @@ func (q sizeQueue) Next() *remotecommand.TerminalSize {
 // RBAC (get terminalsessions, create/get terminalsessions/attach) and
 // nothing more: no ownership, no join, no observe.
 func strangerRole(t *testing.T) string {
-	t.Helper()
-	name := "e2e-sessions-stranger"
-	cr := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name},
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{"terminal.meshery.io"}, Resources: []string{"terminalsessions"}, Verbs: []string{"get", "list"}},
-			{APIGroups: []string{"terminal.meshery.io"}, Resources: []string{"terminalsessions/attach"}, Verbs: []string{"create", "get"}},
-		}}
-	_, err := kubeClient(t, "admin").RbacV1().ClusterRoles().Create(context.Background(), cr, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	return name
+	return clusterRole(t, "e2e-sessions-stranger",
+		rbacv1.PolicyRule{APIGroups: []string{"terminal.meshery.io"}, Resources: []string{"terminalsessions"}, Verbs: []string{"get", "list"}},
+		rbacv1.PolicyRule{APIGroups: []string{"terminal.meshery.io"}, Resources: []string{"terminalsessions/attach"}, Verbs: []string{"create", "get"}})
 }
 
 func terminalClientFor(t *testing.T, cfg *rest.Config) *clientset.Clientset {

@@ -39,15 +39,10 @@ func bind(t *testing.T, ns, user, role string) (revoke func()) {
 	return revoke
 }
 
-// execRole is a ClusterRole with pods/exec and nothing else, so that tests
-// can grant and revoke exec apart from the session verbs. Both verbs, as in
-// edit: kube-apiserver authorizes a WebSocket exec (a GET, what the bridge
-// opens) as get and create.
-func execRole(t *testing.T) string {
+// clusterRole creates (once per run) a ClusterRole for tests to bind.
+func clusterRole(t *testing.T, name string, rules ...rbacv1.PolicyRule) string {
 	t.Helper()
-	name := "e2e-pods-exec"
-	cr := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods/exec"}, Verbs: []string{"get", "create"}}}}
+	cr := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}
 	_, err := kubeClient(t, "admin").RbacV1().ClusterRoles().Create(context.Background(), cr, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
@@ -55,22 +50,36 @@ func execRole(t *testing.T) string {
 	return name
 }
 
+// execRole is a ClusterRole with pods/exec and nothing else, so that tests
+// can grant and revoke exec apart from the session verbs. Both verbs, as in
+// edit: kube-apiserver authorizes a WebSocket exec (a GET, what the bridge
+// opens) as get and create.
+func execRole(t *testing.T) string {
+	return clusterRole(t, "e2e-pods-exec",
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods/exec"}, Verbs: []string{"get", "create"}})
+}
+
 // sessionRole is a ClusterRole with the session verbs of
 // terminal-sessions-edit and reading pods, and no pods/exec.
 func sessionRole(t *testing.T) string {
+	return clusterRole(t, "e2e-sessions-no-exec",
+		rbacv1.PolicyRule{APIGroups: []string{"terminal.meshery.io"}, Resources: []string{"terminalsessions"}, Verbs: []string{"create", "get", "list", "watch", "delete"}},
+		rbacv1.PolicyRule{APIGroups: []string{"terminal.meshery.io"}, Resources: []string{"terminalsessions/attach"}, Verbs: []string{"create", "get"}},
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list"}})
+}
+
+// waitRefused retries attempt until it fails with an error containing
+// want: authorization decisions are cached for up to 10 s, so a grant's
+// revocation takes that long to show. An attempt that is let in lasts, so
+// each gets a few seconds.
+func waitRefused(t *testing.T, what, want string, attempt func(ctx context.Context) error) {
 	t.Helper()
-	name := "e2e-sessions-no-exec"
-	cr := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name},
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{"terminal.meshery.io"}, Resources: []string{"terminalsessions"}, Verbs: []string{"create", "get", "list", "watch", "delete"}},
-			{APIGroups: []string{"terminal.meshery.io"}, Resources: []string{"terminalsessions/attach"}, Verbs: []string{"create", "get"}},
-			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list"}},
-		}}
-	_, err := kubeClient(t, "admin").RbacV1().ClusterRoles().Create(context.Background(), cr, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	return name
+	eventually(t, 45*time.Second, what, func(ctx context.Context) (bool, error) {
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		err := attempt(ctx)
+		return err != nil && strings.Contains(err.Error(), want), nil
+	})
 }
 
 // sharedSession is a namespace of its own with a running pod and a running
@@ -109,7 +118,7 @@ func TestAttachObserverCannotType(t *testing.T) {
 	ownerIn, ownerType := io.Pipe()
 	defer ownerType.Close()
 	var owner syncBuffer
-	ownerDone := attach(ctx, t, "alice", ns, s.Name, false, ownerIn, &owner)
+	attach(ctx, t, "alice", ns, s.Name, false, ownerIn, &owner) // until the test's context ends
 	waitViewers(t, 30*time.Second, "the owner attached", ns, s.Name, 1)
 
 	u := terminalClient(t, "bob").TerminalV1alpha1().RESTClient().Post().Namespace(ns).Resource("terminalsessions").
@@ -152,11 +161,6 @@ func TestAttachObserverCannotType(t *testing.T) {
 	}
 	wsCancel()
 	<-wsDone
-	_ = ownerType.Close()
-	select {
-	case <-ownerDone:
-	default:
-	}
 }
 
 // Attach is authorized at every attach, as the attaching user: once the
@@ -183,25 +187,16 @@ func TestAttachReauthorized(t *testing.T) {
 	// The owner attaches while they may exec, and not after.
 	var out syncBuffer
 	in, typed := io.Pipe()
-	done := attach(ctx, t, "alice", ns, s.Name, false, in, &out)
+	attach(ctx, t, "alice", ns, s.Name, false, in, &out)
 	go func() { _, _ = typed.Write([]byte("echo owner-$((3*3))\n")) }()
 	eventually(t, 30*time.Second, "alice's command echoed", func(context.Context) (bool, error) {
 		return strings.Contains(out.String(), "owner-9"), nil
 	})
-	_ = typed.Close()
+	_ = typed.Close() // the attach stays, watching, until the test's context ends
 	revokeExec()
-	// Authorization decisions are cached for up to 10 s.
-	eventually(t, 45*time.Second, "alice refused once her pods/exec is revoked", func(ctx context.Context) (bool, error) {
-		// An attach that is let in lasts: give each try a few seconds.
-		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		defer cancel()
-		err := <-attach(ctx, t, "alice", ns, s.Name, false, strings.NewReader(""), io.Discard)
-		return err != nil && strings.Contains(err.Error(), `cannot create pods/exec on pod "target"`), nil
+	waitRefused(t, "alice refused once her pods/exec is revoked", `cannot create pods/exec on pod "target"`, func(ctx context.Context) error {
+		return <-attach(ctx, t, "alice", ns, s.Name, false, strings.NewReader(""), io.Discard)
 	})
-	select {
-	case <-done:
-	default:
-	}
 }
 
 // Deleting a session ends its exec at once, even while a finalizer keeps
