@@ -193,15 +193,21 @@ func (o *output) drain() {
 func (o *output) pending() int { return len(o.buf) - o.off }
 
 // take removes the next frame from buf (caller holds mu). Unless force, it
-// keeps back an incomplete UTF-8 sequence at the end.
+// keeps back an incomplete UTF-8 sequence at the end of what is buffered;
+// a frame that maxFrame cuts short ends on a character boundary either way.
 func (o *output) take(force bool) []byte {
 	data := o.buf[o.off:]
 	n := min(len(data), o.maxFrame)
 	if n == 0 {
 		return nil
 	}
-	if !force {
-		n = utf8Cut(data[:n])
+	// Forcing is for an incomplete tail, the end of what is buffered: a
+	// frame cut short by maxFrame still ends on a character boundary.
+	if cut := utf8Cut(data[:n]); !force || n < len(data) {
+		if cut == 0 && force {
+			cut = n // not UTF-8, or a frame smaller than a character
+		}
+		n = cut
 	}
 	if n == 0 {
 		return nil
