@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 	"sync"
 	"time"
 
@@ -134,9 +135,9 @@ func New(ctx context.Context, cfg Config) (*Bridge, error) {
 		cfg.OutputBytes = DefaultOutputBytes
 	}
 	_, err := cfg.JetStream.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:              IOStream,
+		Name:              wire.IOStream,
 		Description:       "terminal-apiserver: recent output and lifecycle events of each session (scrollback)",
-		Subjects:          []string{"terminal.*.out", "terminal.*.ctl"},
+		Subjects:          wire.IOSubjects(),
 		MaxMsgsPerSubject: int64(cfg.ScrollbackFrames),
 		MaxAge:            24 * time.Hour,
 		MaxBytes:          cfg.OutputBytes,
@@ -146,7 +147,7 @@ func New(ctx context.Context, cfg Config) (*Bridge, error) {
 		Discard:           jetstream.DiscardOld,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", IOStream, err)
+		return nil, fmt.Errorf("stream %s: %w", wire.IOStream, err)
 	}
 	l, err := openLeases(ctx, cfg.JetStream, cfg.Holder, cfg.LeaseDuration, cfg.Replicas)
 	if err != nil {
@@ -308,14 +309,14 @@ const scrollbackGrace = 10 * time.Second
 // nothing is cheap). The stream's MaxAge removes what a purge missed (all
 // replicas down at the time).
 func (b *Bridge) purgeScrollback(ctx context.Context, uid types.UID) {
-	subjects := string(SubjectsFor(string(uid))) + ".*"
+	subjects := wire.SubjectsFor(string(uid)).All()
 	time.AfterFunc(scrollbackGrace, func() {
 		if ctx.Err() != nil {
 			return
 		}
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		stream, err := b.cfg.JetStream.Stream(pctx, IOStream)
+		stream, err := b.cfg.JetStream.Stream(pctx, wire.IOStream)
 		if err == nil {
 			err = stream.Purge(pctx, jetstream.WithPurgeSubject(subjects))
 		}
@@ -364,7 +365,7 @@ func (b *Bridge) checkOrphan(ctx context.Context, s *v1alpha1.TerminalSession) {
 	if err != nil || held {
 		return
 	}
-	b.markClosed(ctx, s, Event{Type: "closed", Reason: v1alpha1.ReasonBridgeLost,
+	b.markClosed(ctx, s, wire.Event{Type: wire.EventClosed, Reason: v1alpha1.ReasonBridgeLost,
 		Message: "the replica running this session's exec stopped renewing its lease"}, v1alpha1.TerminalSessionFailed)
 }
 
@@ -402,7 +403,7 @@ func (b *Bridge) consider(ctx context.Context, s *v1alpha1.TerminalSession) {
 	limits := b.cfg.Limits
 	now := time.Now()
 	sess := &session{
-		b: b, obj: s.DeepCopy(), subj: SubjectsFor(string(s.UID)), ctx: sctx, cancel: cancel,
+		b: b, obj: s.DeepCopy(), subj: wire.SubjectsFor(string(s.UID)), ctx: sctx, cancel: cancel,
 		tty:         s.Spec.TTY == nil || *s.Spec.TTY,
 		idle:        effective(s.Spec.IdleTimeout, limits.DefaultIdleTimeout, limits.MaxIdleTimeout),
 		maxDuration: effective(s.Spec.MaxDuration, limits.DefaultMaxDuration, limits.MaxMaxDuration),
@@ -490,7 +491,7 @@ func (b *Bridge) own(s *session) {
 		// once the lease expires.
 		return
 	}
-	ev, phase := Event{Type: "closed"}, v1alpha1.TerminalSessionClosed
+	ev, phase := wire.Event{Type: wire.EventClosed}, v1alpha1.TerminalSessionClosed
 	var cc *closeCause
 	switch {
 	case errors.As(cause, &cc):
@@ -499,7 +500,7 @@ func (b *Bridge) own(s *session) {
 			phase = cc.phase
 		}
 	case err != nil:
-		ev.Reason, ev.Message, phase = "ExecFailed", err.Error(), v1alpha1.TerminalSessionFailed
+		ev.Reason, ev.Message, phase = v1alpha1.ReasonExecFailed, err.Error(), v1alpha1.TerminalSessionFailed
 		if gone := b.targetGone(context.WithoutCancel(ctx), s.obj); gone != nil {
 			ev.Reason, ev.Message, phase = gone.reason, gone.message, gone.phase
 		}
@@ -581,7 +582,7 @@ func (b *Bridge) markRunning(ctx context.Context, s *v1alpha1.TerminalSession, c
 }
 
 // markClosed records the end of a session that is still open.
-func (b *Bridge) markClosed(ctx context.Context, s *v1alpha1.TerminalSession, ev Event, phase v1alpha1.TerminalSessionPhase) {
+func (b *Bridge) markClosed(ctx context.Context, s *v1alpha1.TerminalSession, ev wire.Event, phase v1alpha1.TerminalSessionPhase) {
 	now := metav1.Now()
 	b.updateStatus(ctx, s, func(st *v1alpha1.TerminalSessionStatus) bool {
 		if st.Phase == v1alpha1.TerminalSessionClosed || st.Phase == v1alpha1.TerminalSessionFailed {

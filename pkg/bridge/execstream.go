@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 	"io"
 	"net/http"
 	"net/url"
@@ -29,7 +30,7 @@ type execStream interface {
 	// is not reading.
 	Write(p []byte) (int, error)
 	// Resize sets the terminal size.
-	Resize(Size) error
+	Resize(wire.Size) error
 	// Wait copies the process's output (stdout and stderr) to out until the
 	// process ends, and returns its exit code, or an error if the stream
 	// broke or the exec failed.
@@ -137,7 +138,7 @@ func dialWebSocket(ctx context.Context, cfg *rest.Config, tlsConfs *tlsConfigs, 
 		Proxy:           cfg.Proxy,
 		TLSClientConfig: tlsConf,
 		Subprotocols:    []string{protoV5, protoV4},
-		// Frame headers are read through this buffer; payloads of any
+		// wire.Frame headers are read through this buffer; payloads of any
 		// size go straight to the caller's (pooled) buffer.
 		ReadBufferSize:   1 << 10,
 		WriteBufferSize:  32<<10 + 1,
@@ -236,7 +237,7 @@ func (w *wsStream) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (w *wsStream) Resize(sz Size) error {
+func (w *wsStream) Resize(sz wire.Size) error {
 	data, err := json.Marshal(remotecommand.TerminalSize{Width: sz.Cols, Height: sz.Rows})
 	if err != nil {
 		return err
@@ -357,7 +358,7 @@ func newSPDYStream(ctx context.Context, cfg *rest.Config, u *url.URL, tty bool) 
 }
 
 func (s *spdyStream) Write(p []byte) (int, error) { return s.stdinW.Write(p) }
-func (s *spdyStream) Resize(sz Size) error {
+func (s *spdyStream) Resize(sz wire.Size) error {
 	s.sizes.set(remotecommand.TerminalSize{Width: sz.Cols, Height: sz.Rows})
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -111,7 +112,7 @@ func TestWebSocketStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Resize(Size{Cols: 100, Rows: 30}); err != nil {
+	if err := stream.Resize(wire.Size{Cols: 100, Rows: 30}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := stream.Write([]byte("echo hi\n")); err != nil {
@@ -183,21 +184,21 @@ func TestSessionExpiry(t *testing.T) {
 		t.Fatalf("no viewer for the grace period: %v, want Detached", c)
 	}
 	// A viewer that keeps announcing itself keeps the session open.
-	s.presence(Presence{ID: "v1", State: "attached"})
+	s.presence(wire.Presence{ID: "v1", State: "attached"})
 	now := time.Now()
-	if c := s.expired(now.Add(ViewerTTL - time.Second)); c != nil {
+	if c := s.expired(now.Add(wire.ViewerTTL - time.Second)); c != nil {
 		t.Fatalf("expired with a viewer attached: %v", c)
 	}
-	// A silent viewer is gone after ViewerTTL; the grace period counts from then.
-	if c := s.expired(now.Add(ViewerTTL + 30*time.Second)); c != nil {
+	// A silent viewer is gone after wire.ViewerTTL; the grace period counts from then.
+	if c := s.expired(now.Add(wire.ViewerTTL + 30*time.Second)); c != nil {
 		t.Fatalf("expired within the grace period after the viewer went silent: %v", c)
 	}
-	if c := s.expired(now.Add(ViewerTTL + time.Minute + time.Second)); c == nil || c.reason != "Detached" {
+	if c := s.expired(now.Add(wire.ViewerTTL + time.Minute + time.Second)); c == nil || c.reason != "Detached" {
 		t.Fatalf("grace period after the viewer went silent: %v, want Detached", c)
 	}
 	// An explicit detach starts the grace period at once.
-	s.presence(Presence{ID: "v2", State: "attached"})
-	s.presence(Presence{ID: "v2", State: "detached"})
+	s.presence(wire.Presence{ID: "v2", State: "attached"})
+	s.presence(wire.Presence{ID: "v2", State: "detached"})
 	s.activity.Store(time.Now().UnixNano())
 	if c := s.expired(time.Now().Add(time.Minute + time.Second)); c == nil || c.reason != "Detached" {
 		t.Fatalf("after detach: %v, want Detached", c)

@@ -7,12 +7,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-)
 
-// LeaseBucket holds one key per bridged session (its UID), owned by the
-// replica running its exec. Keys expire unless renewed, so a dead replica's
-// sessions become visibly ownerless after the TTL.
-const LeaseBucket = "TERMINAL_BRIDGE_LEASES"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
+)
 
 // leases claims and renews session ownership in a JetStream KV bucket.
 type leases struct {
@@ -23,7 +20,7 @@ type leases struct {
 
 func openLeases(ctx context.Context, js jetstream.JetStream, holder string, duration time.Duration, replicas int) (*leases, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      LeaseBucket,
+		Bucket:      wire.LeaseBucket,
 		Description: "terminal-apiserver: which replica runs each session's exec",
 		TTL:         duration,
 		Replicas:    replicas,

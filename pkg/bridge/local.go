@@ -1,10 +1,11 @@
 package bridge
 
 import (
-	"strings"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 // A viewer served by the replica that runs its session skips NATS: its
@@ -15,21 +16,14 @@ import (
 // remains the record: output is published to JetStream all the same, and
 // viewers elsewhere use it.
 
-// Frame is a piece of a session's output: Offset is the byte offset of its
-// first byte in the session's output.
-type Frame struct {
-	Offset uint64
-	Data   []byte
-}
-
 // local returns the running session with subjects subj, nil if this
 // replica does not run it.
-func (b *Bridge) local(subj Subjects) *session {
+func (b *Bridge) local(subj wire.Subjects) *session {
 	if b == nil {
 		return nil
 	}
-	uid, ok := strings.CutPrefix(string(subj), subjectRoot+".")
-	if !ok {
+	uid := subj.UID()
+	if uid == "" {
 		return nil
 	}
 	b.mu.Lock()
@@ -39,7 +33,7 @@ func (b *Bridge) local(subj Subjects) *session {
 
 // Type queues input for the session if this replica runs it; false means
 // publish it on the session's input subject instead.
-func (b *Bridge) Type(subj Subjects, p []byte) bool {
+func (b *Bridge) Type(subj wire.Subjects, p []byte) bool {
 	s := b.local(subj)
 	if s == nil {
 		return false
@@ -50,7 +44,7 @@ func (b *Bridge) Type(subj Subjects, p []byte) bool {
 
 // Resize sets the session's terminal size if this replica runs it; false
 // means publish it on the session's resize subject instead.
-func (b *Bridge) Resize(subj Subjects, sz Size) bool {
+func (b *Bridge) Resize(subj wire.Subjects, sz wire.Size) bool {
 	s := b.local(subj)
 	if s == nil || sz.Cols == 0 || sz.Rows == 0 {
 		return s != nil
@@ -63,7 +57,7 @@ func (b *Bridge) Resize(subj Subjects, sz Size) bool {
 // this replica runs it, until stop is called. A frame that does not fit in
 // ch is skipped, never waited for: the follower has JetStream for the
 // complete output, and this is only its fast path.
-func (b *Bridge) Follow(subj Subjects, ch chan<- Frame) (stop func(), ok bool) {
+func (b *Bridge) Follow(subj wire.Subjects, ch chan<- wire.Frame) (stop func(), ok bool) {
 	s := b.local(subj)
 	if s == nil {
 		return nil, false
@@ -74,14 +68,14 @@ func (b *Bridge) Follow(subj Subjects, ch chan<- Frame) (stop func(), ok bool) {
 // followers are the channels a session's frames are copied to.
 type followers struct {
 	mu  sync.Mutex
-	chs map[chan<- Frame]struct{}
+	chs map[chan<- wire.Frame]struct{}
 }
 
-func (f *followers) add(ch chan<- Frame) func() {
+func (f *followers) add(ch chan<- wire.Frame) func() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.chs == nil {
-		f.chs = map[chan<- Frame]struct{}{}
+		f.chs = map[chan<- wire.Frame]struct{}{}
 	}
 	f.chs[ch] = struct{}{}
 	return func() {
@@ -99,7 +93,7 @@ func (f *followers) send(offset uint64, p []byte) {
 	if len(f.chs) == 0 {
 		return
 	}
-	fr := Frame{Offset: offset, Data: append([]byte(nil), p...)}
+	fr := wire.Frame{Offset: offset, Data: append([]byte(nil), p...)}
 	for ch := range f.chs {
 		select {
 		case ch <- fr:

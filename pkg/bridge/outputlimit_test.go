@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 	"testing"
 	"time"
 
@@ -40,7 +41,7 @@ func TestOutputFloodLeavesRoomForObjects(t *testing.T) {
 			t.Fatalf("output frame %d: %v", i, err)
 		}
 	}
-	io, err := b.JetStream.Stream(ctx, IOStream)
+	io, err := b.JetStream.Stream(ctx, wire.IOStream)
 	if err != nil {
 		t.Fatal(err)
 	}

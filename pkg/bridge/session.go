@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 	"io"
 	"net/url"
 	"strconv"
@@ -24,39 +25,8 @@ import (
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 )
 
-// Event is what the control subject carries.
-type Event struct {
-	Type     string   `json:"type"` // "started" or "closed"
-	Command  []string `json:"command,omitempty"`
-	ExitCode *int32   `json:"exitCode,omitempty"`
-	Reason   string   `json:"reason,omitempty"`
-	Message  string   `json:"message,omitempty"`
-}
-
-// Size is what the resize subject carries.
-type Size struct {
-	Cols uint16 `json:"cols"`
-	Rows uint16 `json:"rows"`
-}
-
-// Presence is what the viewers subject carries: a viewer announces itself
-// when it attaches and at least every ViewerRefresh while attached, and says
-// "detached" when it leaves. One silent for ViewerTTL is gone.
-type Presence struct {
-	// ID identifies one viewer connection; the server that relays it
-	// generates it.
-	ID string `json:"id"`
-	// State is "attached" or "detached".
-	State string `json:"state"`
-	// User is who the viewer is, for status and events.
-	User string `json:"user,omitempty"`
-}
-
 const (
-	ViewerRefresh = 10 * time.Second
-	ViewerTTL     = 3 * ViewerRefresh
-
-	maxFrame    = 32 << 10
+	maxFrame    = wire.MaxFrame
 	maxBuffered = 1 << 20
 	// maxInputQueued bounds the input bytes queued towards a process that
 	// is not reading (a terminal's kernel buffer holds 4 KiB): more is
@@ -75,7 +45,7 @@ const (
 type session struct {
 	b      *Bridge
 	obj    *v1alpha1.TerminalSession
-	subj   Subjects
+	subj   wire.Subjects
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	tty    bool
@@ -90,7 +60,7 @@ type session struct {
 	stream        execStream // nil until the exec is open
 	input         [][]byte
 	inputBytes    int
-	size          *Size
+	size          *wire.Size
 	writing       bool
 	broken        bool
 	viewers       map[string]time.Time
@@ -147,7 +117,7 @@ func (s *session) typeNow(p []byte) {
 }
 
 // resized sets the terminal size, coalesced to the latest.
-func (s *session) resized(sz Size) {
+func (s *session) resized(sz wire.Size) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.size = &sz
@@ -198,19 +168,19 @@ func (s *session) write() {
 }
 
 // presence records a viewer's announcement.
-func (s *session) presence(p Presence) {
+func (s *session) presence(p wire.Presence) {
 	if p.ID == "" {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch p.State {
-	case "attached":
+	case wire.Attached:
 		if _, ok := s.viewers[p.ID]; ok || len(s.viewers) < maxViewers {
 			s.viewers[p.ID] = time.Now()
 			s.unviewedSince = time.Time{}
 		}
-	case "detached":
+	case wire.Detached:
 		delete(s.viewers, p.ID)
 		if len(s.viewers) == 0 && s.unviewedSince.IsZero() {
 			s.unviewedSince = time.Now()
@@ -218,14 +188,14 @@ func (s *session) presence(p Presence) {
 	}
 }
 
-// viewerCount forgets viewers silent for ViewerTTL and counts the rest
+// viewerCount forgets viewers silent for wire.ViewerTTL and counts the rest
 // (caller holds mu).
 func (s *session) viewerCount(now time.Time) int {
 	for id, seen := range s.viewers {
-		if now.Sub(seen) >= ViewerTTL {
+		if now.Sub(seen) >= wire.ViewerTTL {
 			delete(s.viewers, id)
 			if len(s.viewers) == 0 && s.unviewedSince.IsZero() {
-				s.unviewedSince = seen.Add(ViewerTTL)
+				s.unviewedSince = seen.Add(wire.ViewerTTL)
 			}
 		}
 	}
@@ -343,27 +313,26 @@ func (b *Bridge) route(ctx context.Context) {
 }
 
 func (b *Bridge) deliver(m *nats.Msg) {
-	rest, ok := strings.CutPrefix(m.Subject, subjectRoot+".")
-	i := strings.LastIndexByte(rest, '.')
-	if !ok || i < 0 {
+	subj, kind, ok := wire.Parse(m.Subject)
+	if !ok {
 		return
 	}
 	b.mu.Lock()
-	s := b.running[types.UID(rest[:i])]
+	s := b.running[types.UID(subj.UID())]
 	b.mu.Unlock()
 	if s == nil {
 		return
 	}
-	switch rest[i+1:] {
-	case "in":
+	switch kind {
+	case wire.KindIn:
 		s.typed(m.Data)
-	case "resize":
-		var sz Size
+	case wire.KindResize:
+		var sz wire.Size
 		if json.Unmarshal(m.Data, &sz) == nil && sz.Cols > 0 && sz.Rows > 0 {
 			s.resized(sz)
 		}
-	case "viewers":
-		var p Presence
+	case wire.KindViewers:
+		var p wire.Presence
 		if json.Unmarshal(m.Data, &p) == nil {
 			s.presence(p)
 		}
@@ -505,7 +474,7 @@ func (b *Bridge) run(s *session) (exitCode int32, err error) {
 	s.mu.Lock()
 	if s.tty && s.obj.Spec.Size != nil && s.size == nil {
 		// Before any input: the first thing the process's terminal gets.
-		s.size = &Size{Cols: uint16(s.obj.Spec.Size.Cols), Rows: uint16(s.obj.Spec.Size.Rows)}
+		s.size = &wire.Size{Cols: uint16(s.obj.Spec.Size.Cols), Rows: uint16(s.obj.Spec.Size.Rows)}
 	}
 	s.stream = stream
 	s.kick()
@@ -513,7 +482,7 @@ func (b *Bridge) run(s *session) (exitCode int32, err error) {
 
 	var marked sync.WaitGroup
 	marked.Go(func() {
-		if err := b.publishEvent(ctx, s.subj, Event{Type: "started", Command: command}); err != nil {
+		if err := b.publishEvent(ctx, s.subj, wire.Event{Type: wire.EventStarted, Command: command}); err != nil {
 			klog.ErrorS(err, "Publishing the start event failed", "session", klog.KObj(s.obj))
 		}
 		b.markRunning(ctx, s.obj, command)
@@ -537,7 +506,7 @@ func shallow[T any](f func() T) T {
 	return <-ch
 }
 
-func (b *Bridge) publishOutput(subj Subjects, s *session) func(ctx context.Context, seq uint64, frame []byte) (func() error, error) {
+func (b *Bridge) publishOutput(subj wire.Subjects, s *session) func(ctx context.Context, seq uint64, frame []byte) (func() error, error) {
 	out := subj.Out()
 	// Frames are published one after the other (one drainer at a time).
 	var offset uint64
@@ -546,8 +515,8 @@ func (b *Bridge) publishOutput(subj Subjects, s *session) func(ctx context.Conte
 		ack, err := b.js.PublishMsgAsync(&nats.Msg{
 			Subject: out, Data: frame,
 			Header: nats.Header{
-				SeqHeader:    []string{strconv.FormatUint(seq, 10)},
-				OffsetHeader: []string{strconv.FormatUint(offset, 10)},
+				wire.SeqHeader:    []string{strconv.FormatUint(seq, 10)},
+				wire.OffsetHeader: []string{strconv.FormatUint(offset, 10)},
 			},
 		})
 		if err != nil {
@@ -567,7 +536,7 @@ func (b *Bridge) publishOutput(subj Subjects, s *session) func(ctx context.Conte
 	}
 }
 
-func (b *Bridge) publishEvent(ctx context.Context, subj Subjects, ev Event) error {
+func (b *Bridge) publishEvent(ctx context.Context, subj wire.Subjects, ev wire.Event) error {
 	data, err := json.Marshal(ev)
 	if err != nil {
 		return err

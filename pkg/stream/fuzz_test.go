@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"testing"
 
-	"github.com/meshery/terminal-apiserver/pkg/bridge"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 // Any frame a viewer sends, on any of the WebSocket protocols, decodes
@@ -44,7 +44,7 @@ func FuzzResizeStream(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		src := &countingReader{r: bytes.NewReader(data)}
-		sizes := make(chan bridge.Size, 1)
+		sizes := make(chan wire.Size, 1)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)

@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/meshery/terminal-apiserver/pkg/bridge"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 // Relay connects viewers to sessions through NATS.
@@ -28,13 +28,43 @@ type Relay struct {
 	// StallTimeout is how long a write to a viewer may block before the
 	// viewer is disconnected (0: DefaultStallTimeout).
 	StallTimeout time.Duration
-	// local is this replica's bridge, once it runs (SetLocal).
-	local atomic.Pointer[bridge.Bridge]
+	// local is this replica's exec side, once it runs (SetLocal).
+	local atomic.Pointer[localHolder]
 }
 
-// SetLocal tells the relay about this replica's bridge: the sessions it runs
-// are served without NATS hops for input and live output.
-func (r *Relay) SetLocal(b *bridge.Bridge) { r.local.Store(b) }
+// LocalSessions is what the attach side needs of the exec side running in
+// the same replica, for its fast path: input straight to a session's exec,
+// resizes straight to its terminal, and live output straight from its
+// reader, skipping NATS. Each reports false when this replica does not run
+// the session, and the relay goes through NATS instead. pkg/bridge's
+// Bridge implements it.
+type LocalSessions interface {
+	Type(subj wire.Subjects, p []byte) bool
+	Resize(subj wire.Subjects, sz wire.Size) bool
+	// Follow sends the session's output frames to ch (skipping, never
+	// waiting, when ch is full) until stop is called.
+	Follow(subj wire.Subjects, ch chan<- wire.Frame) (stop func(), ok bool)
+}
+
+type localHolder struct{ LocalSessions }
+
+// SetLocal tells the relay about this replica's exec side: the sessions it
+// runs are served without NATS hops for input and live output.
+func (r *Relay) SetLocal(l LocalSessions) { r.local.Store(&localHolder{l}) }
+
+// localSessions is this replica's exec side, or one that runs nothing.
+func (r *Relay) localSessions() LocalSessions {
+	if h := r.local.Load(); h != nil && h.LocalSessions != nil {
+		return h.LocalSessions
+	}
+	return noLocal{}
+}
+
+type noLocal struct{}
+
+func (noLocal) Type(wire.Subjects, []byte) bool                        { return false }
+func (noLocal) Resize(wire.Subjects, wire.Size) bool                   { return false }
+func (noLocal) Follow(wire.Subjects, chan<- wire.Frame) (func(), bool) { return nil, false }
 
 // liveQueue is how many fast-path frames may wait for a viewer; more are
 // skipped and come from JetStream instead.
@@ -48,7 +78,7 @@ type Viewer struct {
 	// Out receives the terminal's output: the scrollback first.
 	Out io.Writer
 	// Resize carries the viewer's terminal size changes; nil for none.
-	Resize <-chan bridge.Size
+	Resize <-chan wire.Size
 	// Since is how many bytes of the output the viewer has already seen
 	// (a reconnect): output resumes at the next byte.
 	Since uint64
@@ -80,11 +110,11 @@ const (
 
 // Serve relays between v and the session with subjects subj until the
 // session closes (the result says how) or ctx ends.
-func (r *Relay) Serve(ctx context.Context, subj bridge.Subjects, v Viewer) (*Closed, error) {
+func (r *Relay) Serve(ctx context.Context, subj wire.Subjects, v Viewer) (*Closed, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	local := r.local.Load() // nil-safe: nil runs no session
-	cons, err := r.JetStream.OrderedConsumer(ctx, bridge.IOStream, jetstream.OrderedConsumerConfig{
+	local := r.localSessions()
+	cons, err := r.JetStream.OrderedConsumer(ctx, wire.IOStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subj.Out(), subj.Ctl()},
 	})
 	if err != nil {
@@ -126,7 +156,7 @@ func (r *Relay) Serve(ctx context.Context, subj bridge.Subjects, v Viewer) (*Clo
 	// Live output, for latency: from the local bridge when it runs the
 	// session, else a core NATS subscription. Either may skip frames;
 	// JetStream's ordered consumer above delivers every frame and fills in.
-	live := make(chan bridge.Frame, liveQueue)
+	live := make(chan wire.Frame, liveQueue)
 	var liveNATS chan *nats.Msg
 	if stop, ok := local.Follow(subj, live); ok {
 		defer stop()
@@ -147,12 +177,12 @@ func (r *Relay) Serve(ctx context.Context, subj bridge.Subjects, v Viewer) (*Clo
 	}
 
 	id := viewerID()
-	announce := func(state string) {
-		data, _ := json.Marshal(bridge.Presence{ID: id, State: state, User: v.User})
+	announce := func(state wire.PresenceState) {
+		data, _ := json.Marshal(wire.Presence{ID: id, State: state, User: v.User})
 		_ = r.Conn.Publish(subj.Viewers(), data)
 	}
-	announce("attached")
-	defer announce("detached")
+	announce(wire.Attached)
+	defer announce(wire.Detached)
 
 	if v.In != nil {
 		go func() {
@@ -182,15 +212,15 @@ func (r *Relay) Serve(ctx context.Context, subj bridge.Subjects, v Viewer) (*Clo
 	stall.Stop()
 	defer stall.Stop()
 	out := &resumer{w: watched{w: v.Out, stall: stall, timeout: stallTimeout}, next: v.Since}
-	var resize <-chan bridge.Size = v.Resize
-	refresh := time.NewTicker(bridge.ViewerRefresh)
+	var resize <-chan wire.Size = v.Resize
+	refresh := time.NewTicker(wire.ViewerRefresh)
 	defer refresh.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil, context.Cause(ctx)
 		case <-refresh.C:
-			announce("attached")
+			announce(wire.Attached)
 		case sz, ok := <-resize:
 			if !ok {
 				resize = nil
@@ -206,20 +236,20 @@ func (r *Relay) Serve(ctx context.Context, subj bridge.Subjects, v Viewer) (*Clo
 				return nil, writeErr(ctx, err)
 			}
 		case m := <-liveNATS:
-			if offset, err := strconv.ParseUint(m.Header.Get(bridge.OffsetHeader), 10, 64); err == nil {
-				if err := out.live(bridge.Frame{Offset: offset, Data: m.Data}); err != nil {
+			if offset, err := strconv.ParseUint(m.Header.Get(wire.OffsetHeader), 10, 64); err == nil {
+				if err := out.live(wire.Frame{Offset: offset, Data: m.Data}); err != nil {
 					return nil, writeErr(ctx, err)
 				}
 			}
 		case m := <-frames:
 			if m.Subject() == subj.Out() {
-				if err := out.write(m.Data(), m.Headers().Get(bridge.OffsetHeader)); err != nil {
+				if err := out.write(m.Data(), m.Headers().Get(wire.OffsetHeader)); err != nil {
 					return nil, writeErr(ctx, err)
 				}
 				continue
 			}
-			var ev bridge.Event
-			if json.Unmarshal(m.Data(), &ev) == nil && ev.Type == "closed" {
+			var ev wire.Event
+			if json.Unmarshal(m.Data(), &ev) == nil && ev.Type == wire.EventClosed {
 				return &Closed{Reason: ev.Reason, Message: ev.Message, ExitCode: ev.ExitCode}, nil
 			}
 		}
@@ -251,8 +281,8 @@ func writeErr(ctx context.Context, err error) error {
 // Type sends a viewer's input to the session with subjects subj: straight
 // to its exec when this replica runs it, else on its input subject. The
 // caller owns ordering: one goroutine per viewer.
-func (r *Relay) Type(subj bridge.Subjects, p []byte) error {
-	if r.local.Load().Type(subj, p) {
+func (r *Relay) Type(subj wire.Subjects, p []byte) error {
+	if r.localSessions().Type(subj, p) {
 		return nil
 	}
 	return r.Conn.Publish(subj.In(), p)
@@ -284,7 +314,7 @@ func (r *resumer) write(data []byte, offset string) error {
 // live writes a frame from the fast path if it continues what was written.
 // One further on is skipped: JetStream delivers what lies between, and then
 // that frame too.
-func (r *resumer) live(f bridge.Frame) error {
+func (r *resumer) live(f wire.Frame) error {
 	if f.Offset > r.next {
 		return nil
 	}

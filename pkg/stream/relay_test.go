@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/meshery/terminal-apiserver/pkg/bridge"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 func TestResumerSkipsWhatWasSeen(t *testing.T) {
@@ -60,7 +60,7 @@ func TestResumerMergesLiveAndJetStream(t *testing.T) {
 	for _, s := range steps {
 		var err error
 		if s.live {
-			err = r.live(bridge.Frame{Offset: uint64(s.offset), Data: []byte(s.data)})
+			err = r.live(wire.Frame{Offset: uint64(s.offset), Data: []byte(s.data)})
 		} else {
 			err = r.write([]byte(s.data), strconv.Itoa(s.offset))
 		}

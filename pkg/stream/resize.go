@@ -5,7 +5,7 @@ import (
 	"errors"
 	"io"
 
-	"github.com/meshery/terminal-apiserver/pkg/bridge"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 // maxResizeMessage bounds one resize message: {"Width":65535,"Height":65535}
@@ -24,15 +24,15 @@ type terminalSize struct {
 }
 
 // parseResize decodes one resize message; false if it is not one.
-func parseResize(p []byte) (bridge.Size, bool) {
+func parseResize(p []byte) (wire.Size, bool) {
 	if len(p) > maxResizeMessage {
-		return bridge.Size{}, false
+		return wire.Size{}, false
 	}
 	var sz terminalSize
 	if json.Unmarshal(p, &sz) != nil {
-		return bridge.Size{}, false
+		return wire.Size{}, false
 	}
-	return bridge.Size{Cols: sz.Width, Rows: sz.Height}, true
+	return wire.Size{Cols: sz.Width, Rows: sz.Height}, true
 }
 
 // readSizes decodes the resize stream of a SPDY attach (a sequence of JSON
@@ -41,7 +41,7 @@ func parseResize(p []byte) (bridge.Size, bool) {
 // reads and drops. The kubelet's decoder reads one value without bound: a
 // client that sends one endless value would grow the replica until it is
 // killed.
-func readSizes(r io.Reader, sizes chan bridge.Size) {
+func readSizes(r io.Reader, sizes chan wire.Size) {
 	if sizes != nil {
 		defer close(sizes)
 	}
@@ -54,7 +54,7 @@ func readSizes(r io.Reader, sizes chan bridge.Size) {
 		}
 		br.consumed = dec.InputOffset()
 		if sizes != nil {
-			latest(sizes, bridge.Size{Cols: sz.Width, Rows: sz.Height})
+			latest(sizes, wire.Size{Cols: sz.Width, Rows: sz.Height})
 		}
 	}
 }

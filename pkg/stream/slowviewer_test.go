@@ -13,8 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/meshery/terminal-apiserver/pkg/bridge"
 	"github.com/meshery/terminal-apiserver/pkg/broker"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 // relayOnNATS is a Relay on an in-process NATS with the bridge's IO stream.
@@ -26,7 +26,7 @@ func relayOnNATS(t *testing.T) *Relay {
 	}
 	t.Cleanup(b.Close)
 	_, err = b.JetStream.CreateStream(context.Background(), jetstream.StreamConfig{
-		Name:     bridge.IOStream,
+		Name:     wire.IOStream,
 		Subjects: []string{"terminal.*.out", "terminal.*.ctl"},
 		Storage:  jetstream.MemoryStorage,
 	})
@@ -55,7 +55,7 @@ func (s *stalledConn) abort() { s.once.Do(func() { close(s.closed) }) }
 // same session gets every frame.
 func TestRelayLetsStalledViewerGo(t *testing.T) {
 	r := relayOnNATS(t)
-	subj := bridge.SubjectsFor("stalled")
+	subj := wire.SubjectsFor("stalled")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -80,7 +80,7 @@ func TestRelayLetsStalledViewerGo(t *testing.T) {
 	for i := range frames {
 		data := fmt.Appendf(nil, "frame %04d\n", i)
 		want.Write(data)
-		m := &nats.Msg{Subject: subj.Out(), Data: data, Header: nats.Header{bridge.OffsetHeader: []string{strconv.Itoa(offset)}}}
+		m := &nats.Msg{Subject: subj.Out(), Data: data, Header: nats.Header{wire.OffsetHeader: []string{strconv.Itoa(offset)}}}
 		offset += len(data)
 		if _, err := r.JetStream.PublishMsg(ctx, m); err != nil {
 			t.Fatal(err)
@@ -148,12 +148,12 @@ func TestRelaySlowViewerPastScrollback(t *testing.T) {
 	defer cancel()
 	// A scrollback of 8 frames.
 	if _, err := r.JetStream.UpdateStream(ctx, jetstream.StreamConfig{
-		Name: bridge.IOStream, Subjects: []string{"terminal.*.out", "terminal.*.ctl"},
+		Name: wire.IOStream, Subjects: []string{"terminal.*.out", "terminal.*.ctl"},
 		Storage: jetstream.MemoryStorage, MaxMsgsPerSubject: 8,
 	}); err != nil {
 		t.Fatal(err)
 	}
-	subj := bridge.SubjectsFor("behind")
+	subj := wire.SubjectsFor("behind")
 	gate := make(chan struct{})
 	slow := &gatedWriter{gate: gate, entered: make(chan struct{})}
 	go func() { _, _ = r.Serve(ctx, subj, Viewer{User: "slow", Out: slow}) }()
@@ -164,7 +164,7 @@ func TestRelaySlowViewerPastScrollback(t *testing.T) {
 	}
 	publish := func(i, offset int) int {
 		data := frame(i)
-		m := &nats.Msg{Subject: subj.Out(), Data: data, Header: nats.Header{bridge.OffsetHeader: []string{strconv.Itoa(offset)}}}
+		m := &nats.Msg{Subject: subj.Out(), Data: data, Header: nats.Header{wire.OffsetHeader: []string{strconv.Itoa(offset)}}}
 		if _, err := r.JetStream.PublishMsg(ctx, m); err != nil {
 			t.Fatal(err)
 		}

@@ -14,7 +14,7 @@ import (
 	"k8s.io/streaming/pkg/httpstream"
 	"k8s.io/streaming/pkg/httpstream/spdy"
 
-	"github.com/meshery/terminal-apiserver/pkg/bridge"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 // SPDY subprotocols served, newest first. v3 added the resize stream, v4 the
@@ -58,7 +58,7 @@ const streamSetupTimeout = 30 * time.Second
 // clients that always send sizes still work, but what it carries is read
 // with a bound and dropped.
 func ServeSPDY(w http.ResponseWriter, req *http.Request, opts Options,
-	relay func(ctx context.Context, in io.Reader, out io.Writer, resize <-chan bridge.Size) error) {
+	relay func(ctx context.Context, in io.Reader, out io.Writer, resize <-chan wire.Size) error) {
 	proto, err := httpstream.Handshake(req, w, spdyProtocols)
 	if err != nil {
 		return // Handshake has answered the request
@@ -101,7 +101,7 @@ func ServeSPDY(w http.ResponseWriter, req *http.Request, opts Options,
 	if s := streams[streamStdout]; s != nil {
 		out = s
 	}
-	sizes := make(chan bridge.Size, 1)
+	sizes := make(chan wire.Size, 1)
 	if s := streams[streamResize]; s != nil {
 		to := sizes
 		if opts.ReadOnly {

@@ -21,21 +21,21 @@ import (
 	"k8s.io/client-go/transport/spdy"
 	utilexec "k8s.io/client-go/util/exec"
 
-	"github.com/meshery/terminal-apiserver/pkg/bridge"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 // spdyRelay is what a SPDY attach test's relay saw.
 type spdyRelay struct {
 	mu     sync.Mutex
 	input  bytes.Buffer
-	sizes  []bridge.Size
+	sizes  []wire.Size
 	served int
 }
 
-func (r *spdyRelay) got() (string, []bridge.Size, int) {
+func (r *spdyRelay) got() (string, []wire.Size, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.input.String(), append([]bridge.Size(nil), r.sizes...), r.served
+	return r.input.String(), append([]wire.Size(nil), r.sizes...), r.served
 }
 
 // spdyServer serves attach with opts from the query (stdin, stdout, tty)
@@ -49,7 +49,7 @@ func spdyServer(t *testing.T, readOnly bool) (*httptest.Server, *spdyRelay) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		q := req.URL.Query()
 		opts := Options{Stdin: q.Get("stdin") == "true", Stdout: q.Get("stdout") == "true", TTY: q.Get("tty") == "true", ReadOnly: readOnly}
-		ServeSPDY(w, req, opts, func(ctx context.Context, in io.Reader, out io.Writer, sizes <-chan bridge.Size) error {
+		ServeSPDY(w, req, opts, func(ctx context.Context, in io.Reader, out io.Writer, sizes <-chan wire.Size) error {
 			r.mu.Lock()
 			r.served++
 			r.mu.Unlock()
@@ -218,7 +218,7 @@ func TestSPDYWriter(t *testing.T) {
 			if proto != spdyV1 && !strings.Contains(out.String(), "got:hello\n") {
 				t.Errorf("output %q lacks the answer to the input", out.String())
 			}
-			if opts.Tty && (len(sizes) == 0 || sizes[0] != (bridge.Size{Cols: 120, Rows: 40})) {
+			if opts.Tty && (len(sizes) == 0 || sizes[0] != (wire.Size{Cols: 120, Rows: 40})) {
 				t.Errorf("the relay got sizes %v, want 120x40", sizes)
 			}
 		})
@@ -349,7 +349,7 @@ func TestSPDYRefusalsEndTheConnection(t *testing.T) {
 // bounded read; the viewer's memory does not grow with it.
 func TestReadSizesBounded(t *testing.T) {
 	src := &countingReader{r: io.MultiReader(strings.NewReader(`{"Width":80,"Height":24}{"Width":`), endless(' '))}
-	sizes := make(chan bridge.Size, 1)
+	sizes := make(chan wire.Size, 1)
 	done := make(chan struct{})
 	go func() { readSizes(src, sizes); close(done) }()
 	select {
@@ -357,7 +357,7 @@ func TestReadSizesBounded(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("readSizes still reading an endless message")
 	}
-	if sz, ok := <-sizes; !ok || sz != (bridge.Size{Cols: 80, Rows: 24}) {
+	if sz, ok := <-sizes; !ok || sz != (wire.Size{Cols: 80, Rows: 24}) {
 		t.Errorf("first size %v (%v), want 80x24", sz, ok)
 	}
 	if _, ok := <-sizes; ok {

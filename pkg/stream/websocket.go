@@ -16,7 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/meshery/terminal-apiserver/pkg/bridge"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 // Options are a viewer's requested streams, from the query (stdin, stdout,
@@ -85,7 +85,7 @@ const (
 // locked control frames), and a terminal that is quiet for a minute must
 // survive proxies that close idle connections.
 func ServeWebSocket(w http.ResponseWriter, req *http.Request, opts Options, ping time.Duration,
-	input func([]byte) error, relay func(ctx context.Context, out io.Writer, resize <-chan bridge.Size) error) {
+	input func([]byte) error, relay func(ctx context.Context, out io.Writer, resize <-chan wire.Size) error) {
 	proto := ""
 	for _, p := range wsProtocols {
 		if slices.Contains(websocket.Subprotocols(req), p) {
@@ -116,7 +116,7 @@ func ServeWebSocket(w http.ResponseWriter, req *http.Request, opts Options, ping
 	if !opts.Stdin || opts.ReadOnly {
 		input = nil
 	}
-	sizes := make(chan bridge.Size, 1)
+	sizes := make(chan wire.Size, 1)
 	mayResize := opts.TTY && !opts.ReadOnly
 	if !mayResize {
 		close(sizes)
@@ -150,7 +150,7 @@ type wsConn struct {
 // read dispatches the peer's frames to stdin and, if resize, to sizes
 // until it goes away or falls silent for three ping periods. Frames on
 // other channels are dropped.
-func (c *wsConn) read(stdin func([]byte) error, resize bool, sizes chan bridge.Size) {
+func (c *wsConn) read(stdin func([]byte) error, resize bool, sizes chan wire.Size) {
 	c.conn.SetReadLimit(maxInputFrame)
 	alive := func(string) error { return c.conn.SetReadDeadline(time.Now().Add(3 * c.ping)) }
 	_ = alive("")
@@ -212,7 +212,7 @@ func (c *wsConn) decodeFrame(data []byte) (channel byte, payload []byte, ok bool
 
 // latest queues sz in place of any size not yet taken: only the last
 // size matters.
-func latest(sizes chan bridge.Size, sz bridge.Size) {
+func latest(sizes chan wire.Size, sz wire.Size) {
 	for {
 		select {
 		case sizes <- sz:

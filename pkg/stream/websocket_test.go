@@ -16,7 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/meshery/terminal-apiserver/pkg/bridge"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 // echoServer serves a relay that answers each input with "got:INPUT" and
@@ -28,7 +28,7 @@ func echoServer(t *testing.T, ping time.Duration) string {
 		lines := make(chan string, 16)
 		ServeWebSocket(w, req, Options{Stdin: true, Stdout: true, TTY: true}, ping,
 			func(p []byte) error { lines <- string(p); return nil },
-			func(ctx context.Context, out io.Writer, resize <-chan bridge.Size) error {
+			func(ctx context.Context, out io.Writer, resize <-chan wire.Size) error {
 				for {
 					select {
 					case <-ctx.Done():
@@ -188,7 +188,7 @@ func TestWebSocketObserver(t *testing.T) {
 				defer close(done)
 				ServeWebSocket(w, req, Options{Stdin: true, Stdout: true, TTY: true, ReadOnly: true}, time.Minute,
 					func([]byte) error { typed.Add(1); return nil },
-					func(ctx context.Context, out io.Writer, resize <-chan bridge.Size) error {
+					func(ctx context.Context, out io.Writer, resize <-chan wire.Size) error {
 						fmt.Fprint(out, "ready")
 						for range resize {
 							resized.Add(1)

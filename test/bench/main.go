@@ -34,8 +34,8 @@ import (
 	"k8s.io/streaming/pkg/httpstream"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
-	"github.com/meshery/terminal-apiserver/pkg/bridge"
 	clientset "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 var (
@@ -197,8 +197,8 @@ func (e *env) open(ctx context.Context, command []string) (*v1alpha1.TerminalSes
 		return nil, nil, nil, err
 	}
 	frames := make(chan []byte, 4096)
-	cons, err := e.js.OrderedConsumer(ctx, bridge.IOStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{bridge.SubjectsFor(string(s.UID)).Out()}})
+	cons, err := e.js.OrderedConsumer(ctx, wire.IOStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{wire.SubjectsFor(string(s.UID)).Out()}})
 	if err != nil {
 		deleteFn()
 		return nil, nil, nil, err
@@ -356,7 +356,7 @@ func (e *env) echo(ctx context.Context) (viaNATS, viaAttach, direct []time.Durat
 	if err := e.waitRunning(ctx, s.Name); err != nil {
 		return nil, nil, nil, err
 	}
-	in := bridge.SubjectsFor(string(s.UID)).In()
+	in := wire.SubjectsFor(string(s.UID)).In()
 	var buf bytes.Buffer
 	natsKey := func(key []byte) error {
 		buf.Reset()
@@ -434,7 +434,7 @@ func (e *env) bulk(ctx context.Context) (viaNATS, viaAttach, direct float64, err
 		return 0, 0, 0, err
 	}
 	start := time.Now()
-	if err := e.nc.Publish(bridge.SubjectsFor(string(s.UID)).In(), []byte("\n")); err != nil {
+	if err := e.nc.Publish(wire.SubjectsFor(string(s.UID)).In(), []byte("\n")); err != nil {
 		return 0, 0, 0, err
 	}
 	var total int

@@ -24,7 +24,7 @@ import (
 	utilexec "k8s.io/client-go/util/exec"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
-	"github.com/meshery/terminal-apiserver/pkg/bridge"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 // syncBuffer is the terminal as the attached client sees it.
@@ -313,7 +313,7 @@ func TestAttachReconnect(t *testing.T) {
 	nc, js := natsConn(t)
 	created := createSession(t, "alice", newSession("team-a", uniqueName("reconnect"), "shell-demo"))
 	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
-	subj := bridge.SubjectsFor(string(created.UID))
+	subj := wire.SubjectsFor(string(created.UID))
 	full := watchScreen(t, js, subj) // the whole output, from NATS
 
 	first, drop := context.WithCancel(ctx)

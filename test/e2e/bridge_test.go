@@ -17,7 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
-	"github.com/meshery/terminal-apiserver/pkg/bridge"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 // screen collects a session's output from its NATS output subject, from the
@@ -63,10 +63,10 @@ func natsConn(t *testing.T) (*nats.Conn, jetstream.JetStream) {
 	return nc, js
 }
 
-func watchScreen(t *testing.T, js jetstream.JetStream, subj bridge.Subjects) *screen {
+func watchScreen(t *testing.T, js jetstream.JetStream, subj wire.Subjects) *screen {
 	t.Helper()
 	ctx := context.Background()
-	cons, err := js.OrderedConsumer(ctx, bridge.IOStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj.Out()}})
+	cons, err := js.OrderedConsumer(ctx, wire.IOStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj.Out()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func watchScreen(t *testing.T, js jetstream.JetStream, subj bridge.Subjects) *sc
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		var seq uint64
-		fmt.Sscan(m.Headers().Get(bridge.SeqHeader), &seq)
+		fmt.Sscan(m.Headers().Get(wire.SeqHeader), &seq)
 		if seq != s.seq+1 && s.err == nil {
 			s.err = fmt.Errorf("frame %d after %d", seq, s.seq)
 		}
@@ -120,7 +120,7 @@ func TestBridgeShellRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Delete(context.Background(), name, metav1.DeleteOptions{}) })
-	subj := bridge.SubjectsFor(string(created.UID))
+	subj := wire.SubjectsFor(string(created.UID))
 	scr := watchScreen(t, js, subj)
 	defer func() {
 		if t.Failed() {
@@ -140,7 +140,7 @@ func TestBridgeShellRoundTrip(t *testing.T) {
 		return strings.Contains(scr.String(), "size=30 100 shell=bash marker=42"), nil
 	})
 	// Resize through NATS.
-	data, _ := json.Marshal(bridge.Size{Cols: 132, Rows: 43})
+	data, _ := json.Marshal(wire.Size{Cols: 132, Rows: 43})
 	if err := nc.Publish(subj.Resize(), data); err != nil {
 		t.Fatal(err)
 	}

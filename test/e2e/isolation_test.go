@@ -12,8 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
-	"github.com/meshery/terminal-apiserver/pkg/bridge"
 	v1alpha1client "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned/typed/terminal/v1alpha1"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 // Isolation (issue 3 item 6): 50 sessions open at once, for different pods,
@@ -110,7 +110,7 @@ func TestIsolation(t *testing.T) {
 
 	nc, js := natsConn(t)
 	for _, s := range all {
-		s.scr = watchScreen(t, js, bridge.SubjectsFor(s.uid))
+		s.scr = watchScreen(t, js, wire.SubjectsFor(s.uid))
 	}
 	defer func() {
 		if t.Failed() {
@@ -144,7 +144,7 @@ func TestIsolation(t *testing.T) {
 				switch obj.Status.Phase {
 				case v1alpha1.TerminalSessionRunning:
 					line := fmt.Sprintf("echo \"ISO\"-%s $TEAM/$APP_NAME\n", s.id)
-					if err := nc.Publish(bridge.SubjectsFor(s.uid).In(), []byte(line)); err != nil {
+					if err := nc.Publish(wire.SubjectsFor(s.uid).In(), []byte(line)); err != nil {
 						return false, err
 					}
 					s.typed = true

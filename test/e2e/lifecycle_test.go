@@ -9,7 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
-	"github.com/meshery/terminal-apiserver/pkg/bridge"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 // The process's exit closes the session with its exit code: a command that
@@ -56,7 +56,7 @@ func TestBridgeExitCode(t *testing.T) {
 func TestBridgeDetachGracePeriod(t *testing.T) {
 	t.Parallel()
 	const grace = 3 * time.Second
-	open := func(t *testing.T) (*v1alpha1.TerminalSession, bridge.Subjects) {
+	open := func(t *testing.T) (*v1alpha1.TerminalSession, wire.Subjects) {
 		ctx := context.Background()
 		c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
 		s := newSession("team-a", uniqueName("detach"), "shell-demo")
@@ -66,7 +66,7 @@ func TestBridgeDetachGracePeriod(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = c.Delete(context.Background(), created.Name, metav1.DeleteOptions{}) })
-		return created, bridge.SubjectsFor(string(created.UID))
+		return created, wire.SubjectsFor(string(created.UID))
 	}
 	t.Run("never attached", func(t *testing.T) {
 		t.Parallel()
@@ -83,19 +83,19 @@ func TestBridgeDetachGracePeriod(t *testing.T) {
 		t.Parallel()
 		nc, _ := natsConn(t)
 		s, subj := open(t)
-		announce := func(state string) {
-			data, _ := json.Marshal(bridge.Presence{ID: "e2e-" + s.Name, State: state, User: "alice"})
+		announce := func(state wire.PresenceState) {
+			data, _ := json.Marshal(wire.Presence{ID: "e2e-" + s.Name, State: state, User: "alice"})
 			if err := nc.Publish(subj.Viewers(), data); err != nil {
 				t.Fatal(err)
 			}
 		}
 		waitPhase(t, "team-a", s.Name, v1alpha1.TerminalSessionRunning)
-		announce("attached")
+		announce(wire.Attached)
 		// Attached for three grace periods, announcing itself every second.
 		c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
 		sawViewer := false
 		for deadline := time.Now().Add(3 * grace); time.Now().Before(deadline); time.Sleep(time.Second) {
-			announce("attached")
+			announce(wire.Attached)
 			cur, err := c.Get(context.Background(), s.Name, metav1.GetOptions{})
 			if err != nil {
 				t.Fatal(err)
@@ -108,7 +108,7 @@ func TestBridgeDetachGracePeriod(t *testing.T) {
 		if !sawViewer {
 			t.Error("status.viewers never showed the attached viewer")
 		}
-		announce("detached")
+		announce(wire.Detached)
 		detached := time.Now()
 		closed := waitPhase(t, "team-a", s.Name, v1alpha1.TerminalSessionClosed)
 		if closed.Status.Reason != v1alpha1.ReasonDetached {

@@ -28,8 +28,8 @@ import (
 	"k8s.io/client-go/transport/spdy"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
-	"github.com/meshery/terminal-apiserver/pkg/bridge"
 	clientset "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 // What one cell of the matrix expects.
@@ -111,8 +111,8 @@ func TestAttachMatrix(t *testing.T) {
 
 	_, js := natsConn(t)
 	screens := map[string]*screen{
-		owned.Name:      watchScreen(t, js, bridge.Subjects(owned.Status.Subjects)),
-		revokedOwn.Name: watchScreen(t, js, bridge.Subjects(revokedOwn.Status.Subjects)),
+		owned.Name:      watchScreen(t, js, wire.Subjects(owned.Status.Subjects)),
+		revokedOwn.Name: watchScreen(t, js, wire.Subjects(revokedOwn.Status.Subjects)),
 	}
 	users := map[string]*rest.Config{"owner": restConfig(t, "alice"), "joiner": as("joiner"), "observer": as("observer"),
 		"stranger": as("stranger"), "view role": as("viewing"), "revoked owner": as("revoked")}
@@ -145,7 +145,7 @@ func TestAttachMatrix(t *testing.T) {
 	wg.Wait()
 
 	// Everything the cells typed is in the session's input ahead of this.
-	sh := &shell{nc: mustNATS(t), subj: bridge.Subjects(owned.Status.Subjects), scr: screens[owned.Name]}
+	sh := &shell{nc: mustNATS(t), subj: wire.Subjects(owned.Status.Subjects), scr: screens[owned.Name]}
 	size := strings.TrimSpace(sh.run(t, "stty size", 30*time.Second))
 	if size == "11 33" {
 		t.Errorf("an observer's resize (33x11) reached the terminal")

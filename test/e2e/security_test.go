@@ -15,7 +15,7 @@ import (
 	"k8s.io/client-go/tools/remotecommand"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
-	"github.com/meshery/terminal-apiserver/pkg/bridge"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 // bind gives user the ClusterRole role in ns, until the test ends; it
@@ -270,11 +270,11 @@ func TestScrollbackPurgedOnDelete(t *testing.T) {
 	defer cancel()
 	s := runningSession(t, "purge")
 	_, js := natsConn(t)
-	io, err := js.Stream(ctx, bridge.IOStream)
+	io, err := js.Stream(ctx, wire.IOStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	subj := bridge.Subjects(s.Status.Subjects)
+	subj := wire.Subjects(s.Status.Subjects)
 	kept := func(ctx context.Context) (int, error) {
 		info, err := io.Info(ctx, jetstream.WithSubjectFilter(string(subj)+".*"))
 		if err != nil {

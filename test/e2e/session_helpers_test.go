@@ -14,14 +14,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
-	"github.com/meshery/terminal-apiserver/pkg/bridge"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 // A shell is one running session as seen through its NATS subjects: what a
 // viewer of the terminal would type into and read from.
 type shell struct {
 	nc   *nats.Conn
-	subj bridge.Subjects
+	subj wire.Subjects
 	scr  *screen
 }
 
@@ -54,7 +54,7 @@ func openShell(t *testing.T, ns, pod, container string) *shell {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Delete(context.Background(), name, metav1.DeleteOptions{}) })
-	sh := &shell{nc: nc, subj: bridge.SubjectsFor(string(created.UID))}
+	sh := &shell{nc: nc, subj: wire.SubjectsFor(string(created.UID))}
 	sh.scr = watchScreen(t, js, sh.subj)
 	// Registered after watchScreen's cleanup, so it runs before the consumer
 	// stops: the screen is complete when it is printed.
@@ -106,12 +106,12 @@ func (sh *shell) run(t *testing.T, cmd string, timeout time.Duration) string {
 }
 
 // watchClosed delivers the session's "closed" control events from now on.
-func watchClosed(t *testing.T, nc *nats.Conn, subj bridge.Subjects) <-chan bridge.Event {
+func watchClosed(t *testing.T, nc *nats.Conn, subj wire.Subjects) <-chan wire.Event {
 	t.Helper()
-	closed := make(chan bridge.Event, 4)
+	closed := make(chan wire.Event, 4)
 	sub, err := nc.Subscribe(subj.Ctl(), func(m *nats.Msg) {
-		var ev bridge.Event
-		if json.Unmarshal(m.Data, &ev) == nil && ev.Type == "closed" {
+		var ev wire.Event
+		if json.Unmarshal(m.Data, &ev) == nil && ev.Type == wire.EventClosed {
 			closed <- ev
 		}
 	})

@@ -157,6 +157,9 @@ const (
 	ReasonTargetGone = "TargetGone"
 	// ReasonBridgeLost means the server lost the connection that carried the process's streams.
 	ReasonBridgeLost = "BridgeLost"
+	// ReasonExecFailed means the exec could not be opened or broke while the pod still runs
+	// (phase Failed); the message says why.
+	ReasonExecFailed = "ExecFailed"
 )
 
 // TerminalSessionStatus is the observed state of a terminal session.

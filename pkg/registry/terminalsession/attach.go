@@ -20,8 +20,8 @@ import (
 	"k8s.io/streaming/pkg/httpstream/wsstream"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal"
-	"github.com/meshery/terminal-apiserver/pkg/bridge"
 	"github.com/meshery/terminal-apiserver/pkg/stream"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 // AttachREST is the attach subresource: it speaks the streaming protocols
@@ -118,13 +118,13 @@ func (r *AttachREST) Connect(ctx context.Context, name string, _ runtime.Object,
 				return
 			}
 		}
-		subj := bridge.Subjects(s.Status.Subjects)
+		subj := wire.Subjects(s.Status.Subjects)
 		w, abort := stream.Abortable(w)
 		v := &viewer{relay: r.relay, subj: subj, user: u.GetName(), since: since, abort: abort,
 			session: s.Namespace + "/" + s.Name}
 		if wsstream.IsWebSocketRequest(req) {
 			stream.ServeWebSocket(w, req, opts, stream.PingPeriod, func(p []byte) error { return r.relay.Type(subj, p) },
-				func(ctx context.Context, out io.Writer, sizes <-chan bridge.Size) error {
+				func(ctx context.Context, out io.Writer, sizes <-chan wire.Size) error {
 					return v.serve(ctx, nil, out, sizes)
 				})
 			return
@@ -193,7 +193,7 @@ func streamOptions(req *http.Request) stream.Options {
 // running; this only watches and, if allowed, types.
 type viewer struct {
 	relay *stream.Relay
-	subj  bridge.Subjects
+	subj  wire.Subjects
 	user  string
 	since uint64
 	abort func()
@@ -217,7 +217,7 @@ func sinceParam(req *http.Request) (uint64, error) {
 
 // serve relays until the session closes: nil when its process exited with
 // 0, an ExitError with another code, an error when it closed otherwise.
-func (v *viewer) serve(ctx context.Context, in io.Reader, out io.Writer, sizes <-chan bridge.Size) error {
+func (v *viewer) serve(ctx context.Context, in io.Reader, out io.Writer, sizes <-chan wire.Size) error {
 	closed, err := v.relay.Serve(ctx, v.subj, stream.Viewer{User: v.user, In: in, Resize: sizes, Out: out, Since: v.since, Abort: v.abort})
 	switch {
 	case errors.Is(err, stream.ErrSlowViewer):

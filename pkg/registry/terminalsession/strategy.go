@@ -39,6 +39,7 @@ import (
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal"
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/validation"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 // Strategy is the create, update and delete logic for the main resource, where clients
@@ -122,7 +123,7 @@ func SubjectPrefix(session *terminal.TerminalSession) string {
 	if session.UID == "" {
 		return ""
 	}
-	return "terminal." + string(session.UID)
+	return string(wire.SubjectsFor(string(session.UID)))
 }
 
 // ownerFromContext copies the requesting user, so that later changes to the request's
