@@ -34,7 +34,7 @@ verify:
 	hack/verify.sh
 
 unit:
-	go test ./pkg/... ./cmd/...
+	go test -race ./pkg/... ./cmd/...
 
 # Every fuzz target for FUZZTIME (default 60s) each; make test runs them for 3s.
 fuzz:

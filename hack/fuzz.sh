@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 FUZZTIME=${FUZZTIME:-60s}
 targets=(
-  "./pkg/stream FuzzWebSocketFrame"
-  "./pkg/stream FuzzResizeStream"
+  "./pkg/attach FuzzWebSocketFrame"
+  "./pkg/attach FuzzResizeStream"
   "./pkg/bridge FuzzOutputFraming"
   "./pkg/registry/terminalsession FuzzSessionSpec"
 )

@@ -20,8 +20,8 @@ import (
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal"
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/install"
+	"github.com/meshery/terminal-apiserver/pkg/attach"
 	"github.com/meshery/terminal-apiserver/pkg/registry/terminalsession"
-	"github.com/meshery/terminal-apiserver/pkg/stream"
 )
 
 var (
@@ -81,7 +81,7 @@ type Config struct {
 	AllowedOrigins []string
 	// Relay connects attach viewers to sessions' NATS subjects; nil
 	// serves no attach subresource.
-	Relay *stream.Relay
+	Relay *attach.Relay
 }
 
 type completedConfig struct {
@@ -92,7 +92,7 @@ type completedConfig struct {
 	AttachLimits      terminalsession.AttachLimits
 	AllowedOrigins    []string
 	// Relay connects attach viewers to sessions' NATS subjects.
-	Relay *stream.Relay
+	Relay *attach.Relay
 }
 
 // CompletedConfig is a Config with defaults filled in.

@@ -247,7 +247,7 @@ func (b *Bridge) Run(ctx context.Context) {
 		}, interval)
 	}
 	sweep(b.cfg.LeaseDuration, b.checkOrphan)
-	sweep(b.cfg.SweepInterval, b.collect)
+	sweep(b.cfg.SweepInterval, b.deleteExpired)
 	var workers sync.WaitGroup
 	workers.Go(func() { b.route(ctx) })
 	for range maintenanceWorkers {
@@ -326,9 +326,9 @@ func (b *Bridge) purgeScrollback(ctx context.Context, uid types.UID) {
 	})
 }
 
-// collect deletes a closed session once its ttlAfterClosed has passed. Every
+// deleteExpired deletes a closed session once its ttlAfterClosed has passed. Every
 // replica may; a second delete finds nothing.
-func (b *Bridge) collect(ctx context.Context, s *v1alpha1.TerminalSession) {
+func (b *Bridge) deleteExpired(ctx context.Context, s *v1alpha1.TerminalSession) {
 	if s.Status.ClosedAt == nil || s.DeletionTimestamp != nil {
 		return
 	}
@@ -377,11 +377,11 @@ func (b *Bridge) sync(ctx context.Context, s *v1alpha1.TerminalSession) {
 		b.stop(s.UID)
 		return
 	}
-	b.consider(ctx, s)
+	b.claimPending(ctx, s)
 }
 
-// consider starts a Pending session's exec if this replica wins its lease.
-func (b *Bridge) consider(ctx context.Context, s *v1alpha1.TerminalSession) {
+// claimPending starts a Pending session's exec if this replica wins its lease.
+func (b *Bridge) claimPending(ctx context.Context, s *v1alpha1.TerminalSession) {
 	if s.Status.Phase != v1alpha1.TerminalSessionPending || s.DeletionTimestamp != nil {
 		return
 	}
@@ -425,7 +425,7 @@ func (b *Bridge) consider(ctx context.Context, s *v1alpha1.TerminalSession) {
 			delete(b.running, s.UID)
 			b.mu.Unlock()
 		}()
-		b.own(sess)
+		b.runClaimed(sess)
 	}()
 }
 
@@ -475,8 +475,8 @@ func (b *Bridge) targetDeleted(namespace, pod, why string) {
 	}
 }
 
-// own runs a claimed session: its exec, and how it ended.
-func (b *Bridge) own(s *session) {
+// runClaimed runs a claimed session: its exec, and how it ended.
+func (b *Bridge) runClaimed(s *session) {
 	ctx := s.ctx
 	defer b.pods.watch(ctx, s.obj.Namespace)()
 	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))

@@ -14,8 +14,8 @@ func TestInputQueueBounded(t *testing.T) {
 	s := &session{obj: &v1alpha1.TerminalSession{}} // no exec yet: nothing drains the queue
 	chunk := bytes.Repeat([]byte("x"), 60<<10)
 	for range 100 { // 6 MiB
-		s.typed(chunk)
-		s.typeNow(chunk)
+		s.queueInput(chunk)
+		s.writeInputNow(chunk)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -38,7 +38,7 @@ func (b *Bridge) Type(subj wire.Subjects, p []byte) bool {
 	if s == nil {
 		return false
 	}
-	s.typeNow(p)
+	s.writeInputNow(p)
 	return true
 }
 

@@ -40,7 +40,7 @@ const (
 
 // session is one session this replica runs: its exec, its input queue, its
 // viewers and its timers. Its only long-lived goroutine is the one that
-// runs the exec and reads its output (own); input, output publishing and
+// runs the exec and reads its output (runClaimed); input, output publishing and
 // maintenance run in goroutines that exist only while there is work.
 type session struct {
 	b      *Bridge
@@ -76,12 +76,12 @@ type session struct {
 func (s *session) touch()                { s.activity.Store(time.Now().UnixNano()) }
 func (s *session) lastActive() time.Time { return time.Unix(0, s.activity.Load()) }
 
-// typed queues input for the process.
-func (s *session) typed(p []byte) {
+// queueInput queues input for the process.
+func (s *session) queueInput(p []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.enqueue(p) {
-		s.kick()
+		s.startWriter()
 	}
 }
 
@@ -97,17 +97,17 @@ func (s *session) enqueue(p []byte) bool {
 	return true
 }
 
-// typeNow queues input and, when no writer runs, writes it in the caller's
+// writeInputNow queues input and, when no writer runs, writes it in the caller's
 // goroutine: a local viewer's keystroke reaches the exec without a hand-off.
 // Not for the router, which must never wait on one session.
-func (s *session) typeNow(p []byte) {
+func (s *session) writeInputNow(p []byte) {
 	s.mu.Lock()
 	if !s.enqueue(p) {
 		s.mu.Unlock()
 		return
 	}
 	if s.stream == nil || s.writing || s.broken {
-		s.kick()
+		s.startWriter()
 		s.mu.Unlock()
 		return
 	}
@@ -121,11 +121,11 @@ func (s *session) resized(sz wire.Size) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.size = &sz
-	s.kick()
+	s.startWriter()
 }
 
-// kick starts the writer if there is something to write (caller holds mu).
-func (s *session) kick() {
+// startWriter starts the writer if there is something to write (caller holds mu).
+func (s *session) startWriter() {
 	if s.stream != nil && !s.writing && !s.broken && (len(s.input) > 0 || s.size != nil) {
 		s.writing = true
 		go s.write()
@@ -325,7 +325,7 @@ func (b *Bridge) deliver(m *nats.Msg) {
 	}
 	switch kind {
 	case wire.KindIn:
-		s.typed(m.Data)
+		s.queueInput(m.Data)
 	case wire.KindResize:
 		var sz wire.Size
 		if json.Unmarshal(m.Data, &sz) == nil && sz.Cols > 0 && sz.Rows > 0 {
@@ -456,7 +456,7 @@ func (b *Bridge) run(s *session) (exitCode int32, err error) {
 	// The probe and the handshake run on a goroutine of their own: their
 	// deep call chains would otherwise leave this one, which lives as long
 	// as the session, with a stack several times the size it needs.
-	o := shallow(func() opened {
+	o := onFreshStack(func() opened {
 		if len(command) == 0 {
 			command = b.shell(ctx, s.obj)
 		}
@@ -477,7 +477,7 @@ func (b *Bridge) run(s *session) (exitCode int32, err error) {
 		s.size = &wire.Size{Cols: uint16(s.obj.Spec.Size.Cols), Rows: uint16(s.obj.Spec.Size.Rows)}
 	}
 	s.stream = stream
-	s.kick()
+	s.startWriter()
 	s.mu.Unlock()
 
 	var marked sync.WaitGroup
@@ -499,8 +499,8 @@ func (b *Bridge) run(s *session) (exitCode int32, err error) {
 	return code, err
 }
 
-// shallow runs f on a goroutine of its own and returns its result.
-func shallow[T any](f func() T) T {
+// onFreshStack runs f on a goroutine of its own and returns its result.
+func onFreshStack[T any](f func() T) T {
 	ch := make(chan T, 1)
 	go func() { ch <- f() }()
 	return <-ch

@@ -1,6 +1,6 @@
 // Package wire is the NATS contract between the two sides of a terminal:
 // the exec side (pkg/bridge: the replica that runs a session's exec) and
-// the attach side (pkg/stream: any replica that serves a viewer). Both
+// the attach side (pkg/attach: any replica that serves a viewer). Both
 // build and parse subjects, names, headers and messages only through this
 // package, so they cannot silently disagree; wire_test.go pins every name
 // and shape, so changing the contract is a visible test change.

@@ -29,13 +29,13 @@ import (
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal"
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	"github.com/meshery/terminal-apiserver/pkg/apiserver"
+	"github.com/meshery/terminal-apiserver/pkg/attach"
 	"github.com/meshery/terminal-apiserver/pkg/bridge"
 	"github.com/meshery/terminal-apiserver/pkg/broker"
 	clientset "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned"
 	generatedopenapi "github.com/meshery/terminal-apiserver/pkg/generated/openapi"
 	"github.com/meshery/terminal-apiserver/pkg/kvstore"
 	"github.com/meshery/terminal-apiserver/pkg/registry/terminalsession"
-	"github.com/meshery/terminal-apiserver/pkg/stream"
 )
 
 // Options are terminal-apiserver's flags.
@@ -405,7 +405,7 @@ func (o *Options) Config(b *broker.Broker) (*apiserver.Config, error) {
 			IdleTimeout: o.Sessions.MaxIdleTimeout, MaxDuration: o.Sessions.MaxMaxDuration, DetachGracePeriod: o.Sessions.MaxDetachGracePeriod}},
 		AttachLimits:   o.Attach,
 		AllowedOrigins: o.AllowedOrigins,
-		Relay:          &stream.Relay{Conn: b.Conn, JetStream: b.JetStream},
+		Relay:          &attach.Relay{Conn: b.Conn, JetStream: b.JetStream},
 		RESTOptionsGetter: &kvstore.RESTOptionsGetter{
 			JetStream:               b.JetStream,
 			Codec:                   codec,

@@ -20,7 +20,7 @@ import (
 	"k8s.io/streaming/pkg/httpstream/wsstream"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal"
-	"github.com/meshery/terminal-apiserver/pkg/stream"
+	"github.com/meshery/terminal-apiserver/pkg/attach"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
@@ -30,7 +30,7 @@ import (
 // so any replica serves any session.
 type AttachREST struct {
 	store *REST
-	relay *stream.Relay
+	relay *attach.Relay
 	// authz decides join and observe grants, as kube-apiserver would.
 	authz authorizer.Authorizer
 	// waitRunning bounds how long an attach to a Pending session waits for
@@ -44,7 +44,7 @@ type AttachREST struct {
 var _ rest.Connecter = &AttachREST{}
 
 // NewAttachREST serves attach for the sessions in store.
-func NewAttachREST(store *REST, relay *stream.Relay, authz authorizer.Authorizer, limits AttachLimits, origins []string) *AttachREST {
+func NewAttachREST(store *REST, relay *attach.Relay, authz authorizer.Authorizer, limits AttachLimits, origins []string) *AttachREST {
 	return &AttachREST{store: store, relay: relay, authz: authz, waitRunning: 30 * time.Second,
 		open: newAttachCounter(limits), origins: origins}
 }
@@ -119,17 +119,17 @@ func (r *AttachREST) Connect(ctx context.Context, name string, _ runtime.Object,
 			}
 		}
 		subj := wire.Subjects(s.Status.Subjects)
-		w, abort := stream.Abortable(w)
+		w, abort := attach.Abortable(w)
 		v := &viewer{relay: r.relay, subj: subj, user: u.GetName(), since: since, abort: abort,
 			session: s.Namespace + "/" + s.Name}
 		if wsstream.IsWebSocketRequest(req) {
-			stream.ServeWebSocket(w, req, opts, stream.PingPeriod, func(p []byte) error { return r.relay.Type(subj, p) },
+			attach.ServeWebSocket(w, req, opts, attach.PingPeriod, func(p []byte) error { return r.relay.Type(subj, p) },
 				func(ctx context.Context, out io.Writer, sizes <-chan wire.Size) error {
 					return v.serve(ctx, nil, out, sizes)
 				})
 			return
 		}
-		stream.ServeSPDY(w, req, opts, v.serve)
+		attach.ServeSPDY(w, req, opts, v.serve)
 	}), nil
 }
 
@@ -180,9 +180,9 @@ func (r *AttachREST) running(ctx context.Context, name string) (*terminal.Termin
 
 // streamOptions reads the pods/attach query parameters; client-go sends
 // "true", the kubelet protocol "1".
-func streamOptions(req *http.Request) stream.Options {
+func streamOptions(req *http.Request) attach.Options {
 	on := func(k string) bool { v := req.URL.Query().Get(k); return v == "true" || v == "1" }
-	o := stream.Options{Stdin: on("stdin"), Stdout: on("stdout"), Stderr: on("stderr"), TTY: on("tty")}
+	o := attach.Options{Stdin: on("stdin"), Stdout: on("stdout"), Stderr: on("stderr"), TTY: on("tty")}
 	if o.TTY {
 		o.Stderr = false // merged into stdout under a terminal
 	}
@@ -192,7 +192,7 @@ func streamOptions(req *http.Request) stream.Options {
 // viewer is one attached client: the command is the session's, already
 // running; this only watches and, if allowed, types.
 type viewer struct {
-	relay *stream.Relay
+	relay *attach.Relay
 	subj  wire.Subjects
 	user  string
 	since uint64
@@ -218,16 +218,16 @@ func sinceParam(req *http.Request) (uint64, error) {
 // serve relays until the session closes: nil when its process exited with
 // 0, an ExitError with another code, an error when it closed otherwise.
 func (v *viewer) serve(ctx context.Context, in io.Reader, out io.Writer, sizes <-chan wire.Size) error {
-	closed, err := v.relay.Serve(ctx, v.subj, stream.Viewer{User: v.user, In: in, Resize: sizes, Out: out, Since: v.since, Abort: v.abort})
+	closed, err := v.relay.Serve(ctx, v.subj, attach.Viewer{User: v.user, In: in, Resize: sizes, Out: out, Since: v.since, Abort: v.abort})
 	switch {
-	case errors.Is(err, stream.ErrSlowViewer):
+	case errors.Is(err, attach.ErrSlowViewer):
 		klog.InfoS("Disconnected a viewer that stopped reading", "session", v.session, "user", v.user)
 		return err
 	case err != nil:
 		klog.V(2).InfoS("Viewer detached", "session", v.session, "user", v.user, "err", err)
 		return err
 	case closed.ExitCode != nil && *closed.ExitCode != 0:
-		return &stream.ExitError{Code: *closed.ExitCode}
+		return &attach.ExitError{Code: *closed.ExitCode}
 	case closed.Reason != terminal.ReasonExited:
 		return fmt.Errorf("session closed (%s): %s", closed.Reason, closed.Message)
 	}

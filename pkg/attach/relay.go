@@ -1,7 +1,7 @@
-// Package stream serves a session's terminal to one viewer: it relays
+// Package attach serves a session's terminal to one viewer: it relays
 // between the viewer's streams (stdin, stdout, resize) and the session's
 // NATS subjects, so any replica can serve any session.
-package stream
+package attach
 
 import (
 	"context"
