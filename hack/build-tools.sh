@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
 # Builds the pinned local control plane (kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl, etcd, kwok) into a cache folder keyed by version, so a
-# second run is a no-op. Versions are pinned by hack/tools/go.mod and KWOK_VERSION.
+# second run is a no-op. Versions: hack/lib/versions.sh (read from hack/tools/go.mod).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-KUBE_VERSION=${KUBE_VERSION:-v1.37.2}
-ETCD_VERSION=${ETCD_VERSION:-v3.7.3}
-KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
-TOOLS_BIN=${TOOLS_BIN:-$ROOT/_output/tools/kube-$KUBE_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin}
+# shellcheck source=hack/lib/versions.sh
+source "$ROOT/hack/lib/versions.sh"
 mkdir -p "$TOOLS_BIN"
 
 major=${KUBE_VERSION#v}; major=${major%%.*}

@@ -4,11 +4,8 @@
 # shellcheck disable=SC2034 # the variables are used by the scripts that source this.
 
 ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-KUBE_VERSION=${KUBE_VERSION:-v1.37.2}
-ETCD_VERSION=${ETCD_VERSION:-v3.7.3}
-KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
-# Same default as hack/build-tools.sh, which owns the cache; keep the two in step.
-TOOLS_BIN=${TOOLS_BIN:-$ROOT/_output/tools/kube-$KUBE_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin}
+# shellcheck source=hack/lib/versions.sh
+source "$ROOT/hack/lib/versions.sh"
 LOCAL_DIR=${LOCAL_DIR:-$ROOT/_output/local}
 PKI_DIR=$LOCAL_DIR/pki
 LOG_DIR=$LOCAL_DIR/logs
