@@ -1,10 +1,21 @@
+// Package bridge is the exec side of a terminal: it claims a TerminalSession
+// (one replica runs each exec, holding its lease), opens pods/exec against
+// kube-apiserver as the session's owner, and relays the terminal through
+// the session's NATS subjects (pkg/wire), closing it on exit, deletion,
+// timeouts or loss of the target.
+//
+// Files: bridge.go (the informer, claims, sweeps and timers), session.go (a
+// running session's state: input, resize, viewers, expiry, maintenance),
+// exec.go (impersonation, shell detection and the exec's life),
+// execstream.go (the channel protocol client), output.go (framing),
+// publish.go, router.go (the NATS side), status.go (status writes and
+// events), lease.go, podwatch.go, local.go (the attach side's fast path).
 package bridge
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/meshery/terminal-apiserver/pkg/wire"
 	"sync"
 	"time"
 
@@ -22,13 +33,12 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
-	"k8s.io/utils/ptr"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	clientset "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned"
 	informers "github.com/meshery/terminal-apiserver/pkg/generated/informers/externalversions"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 // Config is what the bridge needs.
@@ -539,61 +549,4 @@ func (b *Bridge) targetGone(ctx context.Context, s *v1alpha1.TerminalSession) *c
 		return gone(fmt.Sprintf("pod %q is %s", s.Spec.Target.Pod, pod.Status.Phase))
 	}
 	return nil
-}
-
-// updateStatus applies mutate to the current status and writes it, unless
-// mutate says there is nothing to write.
-func (b *Bridge) updateStatus(ctx context.Context, s *v1alpha1.TerminalSession, mutate func(*v1alpha1.TerminalSessionStatus) bool) {
-	c := b.cfg.Sessions.TerminalV1alpha1().TerminalSessions(s.Namespace)
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cur, err := c.Get(ctx, s.Name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if cur.UID != s.UID {
-			return errors.New("session was replaced")
-		}
-		if !mutate(&cur.Status) {
-			return nil
-		}
-		_, err = c.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
-		return err
-	})
-	if err != nil && ctx.Err() == nil && !apierrors.IsNotFound(err) {
-		klog.ErrorS(err, "Updating session status failed", "session", klog.KObj(s))
-	}
-}
-
-func (b *Bridge) markRunning(ctx context.Context, s *v1alpha1.TerminalSession, command []string) {
-	now := metav1.Now()
-	s.Status.StartedAt = &now
-	b.updateStatus(ctx, s, func(st *v1alpha1.TerminalSessionStatus) bool {
-		if st.Phase != v1alpha1.TerminalSessionPending {
-			return false
-		}
-		st.Phase = v1alpha1.TerminalSessionRunning
-		st.StartedAt = &now
-		st.LastActivityTime = &now
-		st.Message = fmt.Sprintf("running %q", command)
-		return true
-	})
-	b.record(s, corev1.EventTypeNormal, "Started", "Exec", "Running %q in container %s of pod %s as %s",
-		command, s.Spec.Target.Container, s.Spec.Target.Pod, ptr.Deref(s.Status.Owner, v1alpha1.SessionOwner{}).Username)
-}
-
-// markClosed records the end of a session that is still open.
-func (b *Bridge) markClosed(ctx context.Context, s *v1alpha1.TerminalSession, ev wire.Event, phase v1alpha1.TerminalSessionPhase) {
-	now := metav1.Now()
-	b.updateStatus(ctx, s, func(st *v1alpha1.TerminalSessionStatus) bool {
-		if st.Phase == v1alpha1.TerminalSessionClosed || st.Phase == v1alpha1.TerminalSessionFailed {
-			return false // final
-		}
-		st.Phase, st.Reason, st.Message, st.ExitCode, st.ClosedAt = phase, ev.Reason, ev.Message, ev.ExitCode, &now
-		return true
-	})
-	eventtype := corev1.EventTypeNormal
-	if phase == v1alpha1.TerminalSessionFailed || ev.Reason == v1alpha1.ReasonTargetGone {
-		eventtype = corev1.EventTypeWarning
-	}
-	b.record(s, eventtype, ev.Reason, "Close", "%s", ev.Message)
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/meshery/terminal-apiserver/pkg/wire"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/meshery/terminal-apiserver/pkg/broker"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 // A flood of terminal output fills only the IO stream, whose size is
