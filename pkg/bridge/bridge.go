@@ -249,16 +249,18 @@ func (b *Bridge) Run(ctx context.Context) {
 	// Sessions whose replica died (their lease expires and nobody renews it)
 	// are looked for once per lease period; closed sessions past their
 	// ttlAfterClosed every SweepInterval.
+	var workers sync.WaitGroup
 	sweep := func(interval time.Duration, check func(context.Context, *v1alpha1.TerminalSession)) {
-		go wait.UntilWithContext(ctx, func(ctx context.Context) {
-			for _, obj := range inf.GetStore().List() {
-				check(ctx, obj.(*v1alpha1.TerminalSession))
-			}
-		}, interval)
+		workers.Go(func() {
+			wait.UntilWithContext(ctx, func(ctx context.Context) {
+				for _, obj := range inf.GetStore().List() {
+					check(ctx, obj.(*v1alpha1.TerminalSession))
+				}
+			}, interval)
+		})
 	}
 	sweep(b.cfg.LeaseDuration, b.checkOrphan)
 	sweep(b.cfg.SweepInterval, b.deleteExpired)
-	var workers sync.WaitGroup
 	workers.Go(func() { b.route(ctx) })
 	for range maintenanceWorkers {
 		workers.Go(func() {

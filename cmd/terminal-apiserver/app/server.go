@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -324,6 +325,22 @@ func (o *Options) Run(ctx context.Context) error {
 		return nil
 	})
 	kubeConfig := config.GenericConfig.ClientConfig
+	// The bridge stops when shutdown begins and is waited for: its execs end
+	// and its leases lapse (another replica reports the sessions), and no
+	// goroutine of it outlives the server.
+	var stopping sync.Mutex
+	var stopBridge context.CancelFunc
+	bridgeDone := make(chan struct{})
+	server.GenericAPIServer.AddPreShutdownHookOrDie("stop-bridge", func() error {
+		stopping.Lock()
+		stop := stopBridge
+		stopping.Unlock()
+		if stop != nil {
+			stop()
+			<-bridgeDone
+		}
+		return nil
+	})
 	server.GenericAPIServer.AddPostStartHookOrDie("terminal-bridge", func(hook genericapiserver.PostStartHookContext) error {
 		sessions, err := clientset.NewForConfig(hook.LoopbackClientConfig)
 		if err != nil {
@@ -343,7 +360,14 @@ func (o *Options) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		go br.Run(hook)
+		ctx, cancel := context.WithCancel(hook)
+		stopping.Lock()
+		stopBridge = cancel
+		stopping.Unlock()
+		go func() {
+			defer close(bridgeDone)
+			br.Run(ctx)
+		}()
 		config.Relay.SetLocal(br)
 		return nil
 	})
