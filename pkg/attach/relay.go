@@ -114,36 +114,11 @@ func (r *Relay) Serve(ctx context.Context, subj wire.Subjects, v Viewer) (*Close
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	local := r.localSessions()
-	cons, err := r.JetStream.OrderedConsumer(ctx, wire.IOStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subj.Out(), subj.Ctl()},
-	})
+	frames, stopFollowing, err := r.follow(ctx, subj, cancel)
 	if err != nil {
-		return nil, fmt.Errorf("follow %s: %w", subj.Out(), err)
+		return nil, err
 	}
-	// Pulled as the viewer takes them: a viewer that reads slowly slows
-	// only its own consumer, whose buffer is bounded in bytes.
-	it, err := cons.Messages(jetstream.PullMaxBytes(consumerBytes))
-	if err != nil {
-		return nil, fmt.Errorf("follow %s: %w", subj.Out(), err)
-	}
-	defer it.Stop()
-	frames := make(chan jetstream.Msg, 8)
-	go func() {
-		for {
-			m, err := it.Next()
-			if err != nil {
-				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-					cancel(fmt.Errorf("follow %s: %w", subj.Out(), err))
-				}
-				return
-			}
-			select {
-			case frames <- m:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	defer stopFollowing()
 	if v.Abort != nil {
 		stop := context.AfterFunc(ctx, func() {
 			if errors.Is(context.Cause(ctx), ErrSlowViewer) {
@@ -152,54 +127,16 @@ func (r *Relay) Serve(ctx context.Context, subj wire.Subjects, v Viewer) (*Close
 		})
 		defer stop()
 	}
-
-	// Live output, for latency: from the local bridge when it runs the
-	// session, else a core NATS subscription. Either may skip frames;
-	// JetStream's ordered consumer above delivers every frame and fills in.
-	live := make(chan wire.Frame, liveQueue)
-	var liveNATS chan *nats.Msg
-	if stop, ok := local.Follow(subj, live); ok {
-		defer stop()
-	} else {
-		liveNATS = make(chan *nats.Msg, liveQueue)
-		// Skipped, not queued, when the viewer is behind (a channel
-		// subscription would count that as a slow consumer and log it).
-		sub, err := r.Conn.Subscribe(subj.Out(), func(m *nats.Msg) {
-			select {
-			case liveNATS <- m:
-			default:
-			}
-		})
-		if err != nil {
-			return nil, fmt.Errorf("follow %s: %w", subj.Out(), err)
-		}
-		defer func() { _ = sub.Unsubscribe() }()
+	live, stopLive, err := r.liveOutput(subj, local)
+	if err != nil {
+		return nil, err
 	}
-
-	id := viewerID()
-	announce := func(state wire.PresenceState) {
-		data, _ := json.Marshal(wire.Presence{ID: id, State: state, User: v.User})
-		_ = r.Conn.Publish(subj.Viewers(), data)
-	}
-	announce(wire.Attached)
-	defer announce(wire.Detached)
-
+	defer stopLive()
+	p := presence{conn: r.Conn, subj: subj, id: viewerID(), user: v.User}
+	p.announce(wire.Attached)
+	defer p.announce(wire.Detached)
 	if v.In != nil {
-		go func() {
-			buf := make([]byte, 32<<10)
-			for {
-				n, err := v.In.Read(buf)
-				if n > 0 {
-					if perr := r.Type(subj, append([]byte(nil), buf[:n]...)); perr != nil {
-						cancel(perr)
-						return
-					}
-				}
-				if err != nil {
-					return // the viewer closed its input: it may still watch
-				}
-			}
-		}()
+		go r.pumpInput(subj, v.In, cancel)
 	}
 	// A viewer is never waited for by anyone else, but a write to one
 	// that stopped reading blocks its own relay: after the stall timeout,
@@ -220,26 +157,16 @@ func (r *Relay) Serve(ctx context.Context, subj wire.Subjects, v Viewer) (*Close
 		case <-ctx.Done():
 			return nil, context.Cause(ctx)
 		case <-refresh.C:
-			announce(wire.Attached)
+			p.announce(wire.Attached)
 		case sz, ok := <-resize:
 			if !ok {
 				resize = nil
 				continue
 			}
-			if local.Resize(subj, sz) {
-				continue
-			}
-			data, _ := json.Marshal(sz)
-			_ = r.Conn.Publish(subj.Resize(), data)
+			r.resize(subj, local, sz)
 		case f := <-live:
 			if err := out.live(f); err != nil {
 				return nil, writeErr(ctx, err)
-			}
-		case m := <-liveNATS:
-			if offset, err := strconv.ParseUint(m.Header.Get(wire.OffsetHeader), 10, 64); err == nil {
-				if err := out.live(wire.Frame{Offset: offset, Data: m.Data}); err != nil {
-					return nil, writeErr(ctx, err)
-				}
 			}
 		case m := <-frames:
 			if m.Subject() == subj.Out() {
@@ -254,6 +181,111 @@ func (r *Relay) Serve(ctx context.Context, subj wire.Subjects, v Viewer) (*Close
 			}
 		}
 	}
+}
+
+// follow delivers the session's output frames and control events from
+// JetStream, from the first kept, pulled as the viewer takes them: a viewer
+// that reads slowly slows only its own consumer, whose buffer is bounded
+// in bytes. A broken consumer cancels the viewer.
+func (r *Relay) follow(ctx context.Context, subj wire.Subjects, cancel context.CancelCauseFunc) (<-chan jetstream.Msg, func(), error) {
+	cons, err := r.JetStream.OrderedConsumer(ctx, wire.IOStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subj.Out(), subj.Ctl()},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("follow %s: %w", subj.Out(), err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxBytes(consumerBytes))
+	if err != nil {
+		return nil, nil, fmt.Errorf("follow %s: %w", subj.Out(), err)
+	}
+	frames := make(chan jetstream.Msg, 8)
+	go func() {
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					cancel(fmt.Errorf("follow %s: %w", subj.Out(), err))
+				}
+				return
+			}
+			select {
+			case frames <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return frames, it.Stop, nil
+}
+
+// liveOutput delivers output as it is produced, for latency: from the
+// local exec side when this replica runs the session, else from a core
+// NATS subscription. Either skips frames rather than queue them when the
+// viewer is behind; the JetStream consumer (follow) delivers every frame
+// and fills in.
+func (r *Relay) liveOutput(subj wire.Subjects, local LocalSessions) (<-chan wire.Frame, func(), error) {
+	live := make(chan wire.Frame, liveQueue)
+	if stop, ok := local.Follow(subj, live); ok {
+		return live, stop, nil
+	}
+	// A callback rather than a channel subscription: a full channel
+	// would count as a slow consumer and be logged.
+	sub, err := r.Conn.Subscribe(subj.Out(), func(m *nats.Msg) {
+		offset, err := strconv.ParseUint(m.Header.Get(wire.OffsetHeader), 10, 64)
+		if err != nil {
+			return
+		}
+		select {
+		case live <- wire.Frame{Offset: offset, Data: m.Data}:
+		default:
+		}
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("follow %s: %w", subj.Out(), err)
+	}
+	return live, func() { _ = sub.Unsubscribe() }, nil
+}
+
+// pumpInput sends the viewer's input to the session until the viewer
+// closes it (it may still watch) or the session's input is gone (which
+// cancels the viewer). It ends with the viewer's connection.
+func (r *Relay) pumpInput(subj wire.Subjects, in io.Reader, cancel context.CancelCauseFunc) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := in.Read(buf)
+		if n > 0 {
+			if perr := r.Type(subj, append([]byte(nil), buf[:n]...)); perr != nil {
+				cancel(perr)
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// resize sets the session's terminal size: straight to its exec when this
+// replica runs it, else on its resize subject.
+func (r *Relay) resize(subj wire.Subjects, local LocalSessions, sz wire.Size) {
+	if local.Resize(subj, sz) {
+		return
+	}
+	data, _ := json.Marshal(sz)
+	_ = r.Conn.Publish(subj.Resize(), data)
+}
+
+// presence announces one viewer on the session's viewers subject.
+type presence struct {
+	conn *nats.Conn
+	subj wire.Subjects
+	id   string
+	user string
+}
+
+func (p presence) announce(state wire.PresenceState) {
+	data, _ := json.Marshal(wire.Presence{ID: p.id, State: state, User: p.user})
+	_ = p.conn.Publish(p.subj.Viewers(), data)
 }
 
 // watched is a viewer's output with a stall watchdog around each write.
