@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for FUZZTIME each (go test runs one -fuzz target at a
-# time). `make test` runs them briefly (FUZZTIME=3s) as a smoke test; `make
+# time). `make test` runs 2000 inputs of each (FUZZTIME=2000x) as a smoke test; `make
 # fuzz` runs them for longer. A failure leaves its input under the package's
 # testdata/fuzz/, which later plain `go test` runs replay.
 set -euo pipefail
