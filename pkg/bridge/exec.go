@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/url"
 	"strings"
@@ -74,7 +75,13 @@ func (b *Bridge) openExec(ctx context.Context, s *v1alpha1.TerminalSession, comm
 	if err != nil {
 		return nil, err
 	}
-	return openExec(ctx, cfg, b.tlsConfigs, b.execURL(s, command, tty, stdin), tty)
+	exec, err := openExec(ctx, cfg, b.tlsConfigs, b.execURL(s, command, tty, stdin), tty)
+	if err != nil {
+		// Said in the session's status and events: which exec, where, as whom.
+		return nil, fmt.Errorf("exec %q in container %s of pod %s/%s as %s: %w",
+			command, s.Spec.Target.Container, s.Namespace, s.Spec.Target.Pod, s.Status.Owner.Username, err)
+	}
+	return exec, nil
 }
 
 // shell picks the first of bash and sh that the container runs, before any
