@@ -69,9 +69,6 @@ func (r *AttachREST) Connect(ctx context.Context, name string, _ runtime.Object,
 	if err != nil {
 		return nil, err
 	}
-	if s.DeletionTimestamp != nil {
-		return nil, deleting(s)
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if err := checkOrigin(req, r.origins, name); err != nil {
 			writeStatus(w, asStatus(err))
@@ -102,6 +99,12 @@ func (r *AttachREST) Connect(ctx context.Context, name string, _ runtime.Object,
 			return
 		}
 		opts.ReadOnly = access != accessWrite
+		// After authorization: nobody learns more of a session than they
+		// may see.
+		if s.DeletionTimestamp != nil {
+			writeStatus(w, deleting(s))
+			return
+		}
 		release, err := r.open.acquire(u.GetName(), s.UID, s.Name)
 		if err != nil {
 			writeStatus(w, asStatus(err))
