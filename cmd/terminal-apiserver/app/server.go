@@ -218,15 +218,15 @@ func NewCommand(ctx context.Context) *cobra.Command {
 	fs.IntVar(&o.Attach.PerSession, "max-viewers-per-session", o.Attach.PerSession,
 		"Concurrent attaches to one session on one replica; more get 429. 0: no limit.")
 	fs.DurationVar(&o.Sessions.DefaultIdleTimeout, "idle-timeout-default", o.Sessions.DefaultIdleTimeout,
-		"Idle timeout of sessions whose spec.idleTimeout is empty; 0: none.")
+		"Idle timeout of sessions whose spec.idleTimeout is empty; 0: none, allowed only with --idle-timeout-max=0.")
 	fs.DurationVar(&o.Sessions.MaxIdleTimeout, "idle-timeout-max", o.Sessions.MaxIdleTimeout,
 		"Ceiling on any session's idle timeout; a spec above it gets 422. 0: no ceiling.")
 	fs.DurationVar(&o.Sessions.DefaultMaxDuration, "max-duration-default", o.Sessions.DefaultMaxDuration,
-		"Maximum duration of sessions whose spec.maxDuration is empty; 0: none.")
+		"Maximum duration of sessions whose spec.maxDuration is empty; 0: none, allowed only with --max-duration-max=0.")
 	fs.DurationVar(&o.Sessions.MaxMaxDuration, "max-duration-max", o.Sessions.MaxMaxDuration,
 		"Ceiling on any session's maximum duration; a spec above it gets 422. 0: no ceiling.")
 	fs.DurationVar(&o.Sessions.DefaultDetachGracePeriod, "detach-grace-period-default", o.Sessions.DefaultDetachGracePeriod,
-		"How long sessions whose spec.detachGracePeriod is empty may have no viewer attached before they close; 0: forever.")
+		"How long sessions whose spec.detachGracePeriod is empty may have no viewer attached before they close; 0: forever, allowed only with --detach-grace-period-max=0.")
 	fs.DurationVar(&o.Sessions.MaxDetachGracePeriod, "detach-grace-period-max", o.Sessions.MaxDetachGracePeriod,
 		"Ceiling on any session's detach grace period; a spec above it gets 422. 0: no ceiling.")
 	fs.DurationVar(&o.Sessions.DefaultTTLAfterClosed, "ttl-after-closed-default", o.Sessions.DefaultTTLAfterClosed,
