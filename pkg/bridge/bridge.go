@@ -10,6 +10,11 @@
 // execstream.go (the channel protocol client), output.go (framing),
 // publish.go, router.go (the NATS side), status.go (status writes and
 // events), lease.go, podwatch.go, local.go (the attach side's fast path).
+//
+// Its unit tests (harness_test.go) run whole bridges without a control
+// plane: fake clientsets, an embedded NATS server, fake execs and a fake
+// clock; the exec client is tested against a fake kube-apiserver exec
+// endpoint (execstream_test.go).
 package bridge
 
 import (
@@ -34,6 +39,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	clientset "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned"
@@ -108,6 +114,11 @@ type Bridge struct {
 	events     events.EventRecorder
 	pods       *podWatch
 	tlsConfigs *tlsConfigs
+	// openExec opens an exec in a session's container (execAsOwner; a
+	// fake in unit tests).
+	openExec execOpener
+	// clock is what the session timers read (a fake in unit tests).
+	clock clock.Clock
 	// js publishes output asynchronously: its own context, so the limit
 	// on frames in flight is the bridge's alone.
 	js jetstream.JetStream
@@ -130,8 +141,35 @@ const DefaultOutputBytes = 1 << 30
 // in flight at once, whatever the number of sessions.
 const maintenanceWorkers = 8
 
+// execOpener opens command's exec in the session's container.
+type execOpener func(ctx context.Context, s *v1alpha1.TerminalSession, command []string, tty, stdin bool) (execStream, error)
+
 // New creates the IO stream and the lease bucket.
 func New(ctx context.Context, cfg Config) (*Bridge, error) {
+	// The bridge's own calls (pod look-ups, events) grow with the number of
+	// sessions: client-go's default of 5 QPS would queue them for minutes.
+	// kube-apiserver's priority and fairness still protects it.
+	own := rest.CopyConfig(cfg.KubeConfig)
+	own.QPS, own.Burst = max(own.QPS, 100), max(own.Burst, 200)
+	kube, err := kubernetes.NewForConfig(own)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := metadata.NewForConfig(own)
+	if err != nil {
+		return nil, err
+	}
+	b, err := newBridge(ctx, cfg, kube, meta)
+	if err != nil {
+		return nil, err
+	}
+	b.openExec = b.execAsOwner
+	return b, nil
+}
+
+// newBridge is New with the clients given: the server's own identity for
+// pods and events (kube) and pod metadata (meta).
+func newBridge(ctx context.Context, cfg Config, kube kubernetes.Interface, meta metadata.Interface) (*Bridge, error) {
 	if cfg.LeaseDuration == 0 {
 		cfg.LeaseDuration = 15 * time.Second
 	}
@@ -169,19 +207,6 @@ func New(ctx context.Context, cfg Config) (*Bridge, error) {
 	if cfg.SweepInterval == 0 {
 		cfg.SweepInterval = time.Second
 	}
-	// The bridge's own calls (pod look-ups, events) grow with the number of
-	// sessions: client-go's default of 5 QPS would queue them for minutes.
-	// kube-apiserver's priority and fairness still protects it.
-	own := rest.CopyConfig(cfg.KubeConfig)
-	own.QPS, own.Burst = max(own.QPS, 100), max(own.Burst, 200)
-	kube, err := kubernetes.NewForConfig(own)
-	if err != nil {
-		return nil, err
-	}
-	meta, err := metadata.NewForConfig(own)
-	if err != nil {
-		return nil, err
-	}
 	js, err := jetstream.New(cfg.Conn, jetstream.WithPublishAsyncMaxPending(1<<15),
 		jetstream.WithPublishAsyncTimeout(30*time.Second))
 	if err != nil {
@@ -190,6 +215,7 @@ func New(ctx context.Context, cfg Config) (*Bridge, error) {
 	b := &Bridge{
 		cfg: cfg, leases: l, kube: kube, js: js,
 		tlsConfigs: newTLSConfigs(),
+		clock:      clock.RealClock{},
 		msgs:       make(chan *nats.Msg, 8192),
 		work:       make(chan *session, 4096),
 		running:    map[types.UID]*session{},
@@ -269,7 +295,7 @@ func (b *Bridge) Run(ctx context.Context) {
 				case <-ctx.Done():
 					return
 				case s := <-b.work:
-					s.maintain(time.Now())
+					s.maintain(b.clock.Now())
 				}
 			}
 		})
@@ -278,13 +304,8 @@ func (b *Bridge) Run(ctx context.Context) {
 	// Leases are renewed in a loop of their own: nothing slow may delay a
 	// renewal past the lease's expiry, or a healthy session would be lost.
 	workers.Go(func() { wait.UntilWithContext(ctx, b.renewLeases, b.cfg.LeaseDuration/3) })
-	<-ctx.Done()
+	<-ctx.Done() // each session's exec is stopped with errShutdown
 	factory.Shutdown()
-	b.mu.Lock()
-	for _, s := range b.running {
-		s.cancel(errShutdown)
-	}
-	b.mu.Unlock()
 	b.wg.Wait()
 	workers.Wait()
 }
@@ -350,7 +371,7 @@ func (b *Bridge) deleteExpired(ctx context.Context, s *v1alpha1.TerminalSession)
 	} else if ttl == 0 {
 		return
 	}
-	if time.Since(s.Status.ClosedAt.Time) < ttl {
+	if b.clock.Since(s.Status.ClosedAt.Time) < ttl {
 		return
 	}
 	uid := s.UID
@@ -411,9 +432,13 @@ func (b *Bridge) claimPending(ctx context.Context, s *v1alpha1.TerminalSession) 
 	if !ok {
 		return // another replica runs it
 	}
-	sctx, cancel := context.WithCancelCause(ctx)
+	// The session's context ends with the bridge's, but says why: a
+	// context derived directly would end with context.Canceled, and the
+	// session could not tell a shutdown from its exec failing.
+	sctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stopOnShutdown := context.AfterFunc(ctx, func() { cancel(errShutdown) })
 	limits := b.cfg.Limits
-	now := time.Now()
+	now := b.clock.Now()
 	sess := &session{
 		b: b, obj: s.DeepCopy(), subj: wire.SubjectsFor(string(s.UID)), ctx: sctx, cancel: cancel,
 		tty:         s.Spec.TTY == nil || *s.Spec.TTY,
@@ -432,6 +457,7 @@ func (b *Bridge) claimPending(ctx context.Context, s *v1alpha1.TerminalSession) 
 	go func() {
 		defer b.wg.Done()
 		defer func() {
+			stopOnShutdown()
 			cancel(nil)
 			b.mu.Lock()
 			delete(b.running, s.UID)
@@ -445,7 +471,7 @@ func (b *Bridge) claimPending(ctx context.Context, s *v1alpha1.TerminalSession) 
 // maintenance to the workers. One loop for all sessions: a session costs
 // no timer or goroutine of its own.
 func (b *Bridge) tick(context.Context) {
-	now := time.Now()
+	now := b.clock.Now()
 	for _, s := range b.sessions() {
 		if cause := s.expired(now); cause != nil {
 			s.cancel(cause)
@@ -498,14 +524,18 @@ func (b *Bridge) runClaimed(s *session) {
 
 	code, err := b.run(s)
 	cause := context.Cause(ctx)
-	if errors.Is(cause, errLeaseLost) || errors.Is(cause, errShutdown) {
-		// The session outlives this replica: another marks it BridgeLost
-		// once the lease expires.
+	if errors.Is(cause, errLeaseLost) {
+		// Another replica holds the lease: the session is its to report.
 		return
 	}
 	ev, phase := wire.Event{Type: wire.EventClosed}, v1alpha1.TerminalSessionClosed
 	var cc *closeCause
 	switch {
+	case errors.Is(cause, errShutdown):
+		// Said at once, to the viewers and in the status, rather than
+		// when the lease has lapsed and another replica (if any) notices.
+		ev.Reason, phase = v1alpha1.ReasonBridgeLost, v1alpha1.TerminalSessionFailed
+		ev.Message = fmt.Sprintf("the replica running this session's exec (%s) shut down", b.cfg.Holder)
 	case errors.As(cause, &cc):
 		ev.Reason, ev.Message = cc.reason, cc.message
 		if cc.phase != "" {

@@ -70,7 +70,8 @@ const (
 	systemMasters        = "system:masters"
 )
 
-func (b *Bridge) openExec(ctx context.Context, s *v1alpha1.TerminalSession, command []string, tty, stdin bool) (execStream, error) {
+// execAsOwner opens an exec through kube-apiserver as the session's owner.
+func (b *Bridge) execAsOwner(ctx context.Context, s *v1alpha1.TerminalSession, command []string, tty, stdin bool) (execStream, error) {
 	cfg, err := b.asOwner(s)
 	if err != nil {
 		return nil, err

@@ -62,7 +62,7 @@ type session struct {
 	followers     followers
 }
 
-func (s *session) touch() { s.activity.Store(time.Now().UnixNano()) }
+func (s *session) touch() { s.activity.Store(s.b.clock.Now().UnixNano()) }
 
 func (s *session) lastActive() time.Time { return time.Unix(0, s.activity.Load()) }
 
@@ -167,13 +167,13 @@ func (s *session) presence(p wire.Presence) {
 	switch p.State {
 	case wire.Attached:
 		if _, ok := s.viewers[p.ID]; ok || len(s.viewers) < maxViewers {
-			s.viewers[p.ID] = time.Now()
+			s.viewers[p.ID] = s.b.clock.Now()
 			s.unviewedSince = time.Time{}
 		}
 	case wire.Detached:
 		delete(s.viewers, p.ID)
 		if len(s.viewers) == 0 && s.unviewedSince.IsZero() {
-			s.unviewedSince = time.Now()
+			s.unviewedSince = s.b.clock.Now()
 		}
 	}
 }

@@ -325,9 +325,9 @@ func (o *Options) Run(ctx context.Context) error {
 		return nil
 	})
 	kubeConfig := config.GenericConfig.ClientConfig
-	// The bridge stops when shutdown begins and is waited for: its execs end
-	// and its leases lapse (another replica reports the sessions), and no
-	// goroutine of it outlives the server.
+	// The bridge stops when shutdown begins and is waited for: its execs end,
+	// their sessions are reported Failed(BridgeLost) while the server can
+	// still write them, and no goroutine of it outlives the server.
 	var stopping sync.Mutex
 	var stopBridge context.CancelFunc
 	bridgeDone := make(chan struct{})

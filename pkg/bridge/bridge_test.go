@@ -1,0 +1,272 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
+)
+
+// Replicas race for every Pending session; each runs on exactly one, whose
+// name its lease holds.
+func TestClaimRunsEachSessionOnce(t *testing.T) {
+	h := newHarness(t)
+	h.startBridge("replica-a", nil)
+	h.startBridge("replica-b", nil)
+	const n = 10
+	for i := range n {
+		h.create(fmt.Sprintf("s%d", i), nil)
+	}
+	seen := map[string]bool{}
+	for range n {
+		f := h.nextExec()
+		if seen[f.session.Name] {
+			t.Fatalf("session %s was opened twice", f.session.Name)
+		}
+		seen[f.session.Name] = true
+	}
+	for i := range n {
+		s := h.waitPhase(fmt.Sprintf("s%d", i), v1alpha1.TerminalSessionRunning)
+		if holder := h.leaseHolder(s.UID); holder != "replica-a" && holder != "replica-b" {
+			t.Errorf("session %s: lease held by %q", s.Name, holder)
+		}
+		if s.Status.StartedAt == nil || !strings.Contains(s.Status.Message, `["sh"]`) {
+			t.Errorf("session %s: status %+v, want startedAt and the command", s.Name, s.Status)
+		}
+	}
+	select {
+	case f := <-h.execs:
+		t.Fatalf("an extra exec for %s", f.session.Name)
+	default:
+	}
+}
+
+// A process's exit closes the session with its exit code, says so on the
+// control subject, and frees the lease.
+func TestExitClosesSession(t *testing.T) {
+	h := newHarness(t)
+	h.startBridge("replica", nil)
+	created := h.create("exits", nil)
+	f := h.nextExec()
+	h.waitPhase("exits", v1alpha1.TerminalSessionRunning)
+	f.exit <- 3
+	s := h.waitPhase("exits", v1alpha1.TerminalSessionClosed)
+	if s.Status.Reason != v1alpha1.ReasonExited || s.Status.ExitCode == nil || *s.Status.ExitCode != 3 || s.Status.ClosedAt == nil {
+		t.Fatalf("status %+v, want Exited with code 3", s.Status)
+	}
+	h.eventually("the lease released", func() bool { return h.leaseHolder(created.UID) == "" })
+	evs := h.events(created.UID)
+	if len(evs) != 2 || evs[0].Type != wire.EventStarted || evs[1].Type != wire.EventClosed ||
+		evs[1].Reason != v1alpha1.ReasonExited || evs[1].ExitCode == nil || *evs[1].ExitCode != 3 {
+		t.Fatalf("control events %+v, want started then closed(Exited, 3)", evs)
+	}
+}
+
+// An exec that cannot be opened fails the session, saying why; if the pod
+// is gone, that is the reason given.
+func TestExecFailure(t *testing.T) {
+	h := newHarness(t)
+	h.startBridge("replica", nil)
+	refused := errors.New("pods \"web\" is forbidden: User \"alice\" cannot create resource \"pods/exec\"")
+	h.execErr.Store(&refused)
+	h.create("refused", nil)
+	s := h.waitPhase("refused", v1alpha1.TerminalSessionFailed)
+	if s.Status.Reason != v1alpha1.ReasonExecFailed || !strings.Contains(s.Status.Message, "cannot create resource") {
+		t.Fatalf("status %+v, want ExecFailed with the exec's error", s.Status)
+	}
+
+	if err := h.kube.CoreV1().Pods(testNamespace).Delete(h.ctx, testPod, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.create("no-pod", nil)
+	s = h.waitPhase("no-pod", v1alpha1.TerminalSessionClosed)
+	if s.Status.Reason != v1alpha1.ReasonTargetGone || !strings.Contains(s.Status.Message, `pod "web" was deleted`) {
+		t.Fatalf("status %+v, want TargetGone", s.Status)
+	}
+}
+
+// Deleting the target pod closes its sessions at once (the pod metadata
+// watch), not when the exec happens to notice.
+func TestTargetPodDeleted(t *testing.T) {
+	h := newHarness(t)
+	h.startBridge("replica", nil)
+	h.create("target", nil)
+	f := h.nextExec()
+	h.waitPhase("target", v1alpha1.TerminalSessionRunning)
+	h.eventually("the pod watch established", func() bool {
+		for _, a := range h.meta.Actions() {
+			if a.GetVerb() == "watch" && a.GetResource() == podsResource {
+				return true
+			}
+		}
+		return false
+	})
+	if err := h.meta.Resource(podsResource).Namespace(testNamespace).Delete(h.ctx, testPod, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s := h.waitPhase("target", v1alpha1.TerminalSessionClosed)
+	if s.Status.Reason != v1alpha1.ReasonTargetGone || !f.isClosed() {
+		t.Fatalf("status %+v, exec closed %v: want TargetGone and the exec closed", s.Status, f.isClosed())
+	}
+}
+
+// Deleting a session ends its exec at once, also while a finalizer keeps
+// the object, whose status then says Closed(Deleted).
+func TestDeleteEndsExec(t *testing.T) {
+	h := newHarness(t)
+	h.startBridge("replica", nil)
+	c := h.sessions.TerminalV1alpha1().TerminalSessions(testNamespace)
+
+	h.create("held", func(s *v1alpha1.TerminalSession) { s.Finalizers = []string{"example.com/keep"} })
+	f := h.nextExec()
+	s := h.waitPhase("held", v1alpha1.TerminalSessionRunning)
+	now := metav1.Now()
+	s.DeletionTimestamp = &now
+	if _, err := c.Update(h.ctx, s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s = h.waitPhase("held", v1alpha1.TerminalSessionClosed)
+	if s.Status.Reason != v1alpha1.ReasonDeleted || !f.isClosed() {
+		t.Fatalf("status %+v, exec closed %v: want Deleted and the exec closed", s.Status, f.isClosed())
+	}
+
+	h.create("gone", nil)
+	f = h.nextExec()
+	h.waitPhase("gone", v1alpha1.TerminalSessionRunning)
+	if err := c.Delete(h.ctx, "gone", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually("the deleted session's exec closed", f.isClosed)
+}
+
+// A replica whose lease was taken stops the exec and leaves the session to
+// the lease's holder: it neither closes the session nor says it ended.
+func TestStolenLeaseStopsExec(t *testing.T) {
+	h := newHarness(t)
+	h.startBridge("replica", nil)
+	created := h.create("stolen", nil)
+	f := h.nextExec()
+	h.waitPhase("stolen", v1alpha1.TerminalSessionRunning)
+	kv, err := h.nats.JetStream.KeyValue(h.ctx, wire.LeaseBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(h.ctx, string(created.UID), []byte("thief")); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually("the exec closed after its lease was taken", f.isClosed)
+	if holder := h.leaseHolder(created.UID); holder != "thief" {
+		t.Errorf("lease held by %q, want the thief's", holder)
+	}
+	if s := h.get("stolen"); s.Status.Phase != v1alpha1.TerminalSessionRunning {
+		t.Errorf("status %+v: the replica that lost the lease closed the session", s.Status)
+	}
+	for _, ev := range h.events(created.UID) {
+		if ev.Type == wire.EventClosed {
+			t.Errorf("the replica that lost the lease published %+v", ev)
+		}
+	}
+}
+
+// A replica that shuts down ends its execs and reports their sessions at
+// once, to viewers and in the status, and frees their leases.
+func TestShutdownReportsSessions(t *testing.T) {
+	h := newHarness(t)
+	_, stop := h.startBridge("replica", nil)
+	created := h.create("shutdown", nil)
+	f := h.nextExec()
+	h.waitPhase("shutdown", v1alpha1.TerminalSessionRunning)
+	stop()
+	if !f.isClosed() {
+		t.Fatal("a replica shut down with its exec still open")
+	}
+	s := h.get("shutdown")
+	if s.Status.Phase != v1alpha1.TerminalSessionFailed || s.Status.Reason != v1alpha1.ReasonBridgeLost ||
+		!strings.Contains(s.Status.Message, "shut down") {
+		t.Fatalf("status %+v right after shutdown, want Failed(BridgeLost) saying the replica shut down", s.Status)
+	}
+	if holder := h.leaseHolder(created.UID); holder != "" {
+		t.Errorf("lease still held by %q after shutdown", holder)
+	}
+	evs := h.events(created.UID)
+	if len(evs) == 0 || evs[len(evs)-1].Reason != v1alpha1.ReasonBridgeLost {
+		t.Errorf("control events %+v, want a closed(BridgeLost) last", evs)
+	}
+}
+
+// A Running session whose replica died (it holds the lease but stopped
+// renewing it) is marked BridgeLost by another replica once the lease
+// expires, and not before.
+func TestOrphanBecomesBridgeLost(t *testing.T) {
+	h := newHarness(t)
+	h.startBridge("survivor", nil)
+	created := h.create("orphan", func(s *v1alpha1.TerminalSession) {
+		s.Status.Phase = v1alpha1.TerminalSessionRunning
+	})
+	kv, err := h.nats.JetStream.KeyValue(h.ctx, wire.LeaseBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leased := time.Now()
+	if _, err := kv.Create(h.ctx, string(created.UID), []byte("dead-replica")); err != nil {
+		t.Fatal(err)
+	}
+	s := h.waitPhase("orphan", v1alpha1.TerminalSessionFailed)
+	if s.Status.Reason != v1alpha1.ReasonBridgeLost {
+		t.Fatalf("status %+v, want BridgeLost", s.Status)
+	}
+	// The lease lasts 2s, so the sweep may not act before then.
+	if held := time.Since(leased); held < 2*time.Second {
+		t.Fatalf("marked BridgeLost %s after the lease was taken, before it expired", held)
+	}
+}
+
+// A Pending session's shell is bash where the container has it, else sh;
+// the answer is remembered per pod and container.
+func TestShellDetection(t *testing.T) {
+	for _, bash := range []bool{true, false} {
+		t.Run(fmt.Sprintf("bash=%v", bash), func(t *testing.T) {
+			h := newHarness(t)
+			h.hasBash.Store(bash)
+			h.startBridge("replica", nil)
+			want := "sh"
+			if bash {
+				want = "bash"
+			}
+			for i := range 2 {
+				h.create(fmt.Sprintf("shell%d", i), func(s *v1alpha1.TerminalSession) { s.Spec.Command = nil })
+				if f := h.nextExec(); len(f.command) != 1 || f.command[0] != want {
+					t.Fatalf("session %d runs %q, want %s", i, f.command, want)
+				}
+			}
+			if n := h.probes.Load(); n != 1 {
+				t.Errorf("%d probes for two sessions on one container, want 1", n)
+			}
+		})
+	}
+}
+
+// runningSession is the bridge's state of a session it runs.
+func runningSession(t *testing.T, b *Bridge, s *v1alpha1.TerminalSession) *session {
+	t.Helper()
+	sess := b.local(wire.SubjectsFor(string(s.UID)))
+	if sess == nil {
+		t.Fatalf("session %s does not run here", s.Name)
+	}
+	return sess
+}
+
+// ended says whether the bridge stopped the session, and why.
+func ended(sess *session) error {
+	if sess.ctx.Err() == nil {
+		return nil
+	}
+	return context.Cause(sess.ctx)
+}

@@ -1,0 +1,94 @@
+package bridge
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
+)
+
+// What a process writes is published to the session's output subject as
+// frames of at most wire.MaxFrame bytes, numbered by Terminal-Seq, each
+// saying its byte offset in Terminal-Offset, never cut inside a UTF-8
+// character, and together exactly what was written. A local follower gets
+// the same frames.
+func TestOutputPublishedInFrames(t *testing.T) {
+	h := newHarness(t)
+	b, _ := h.startBridge("replica", nil)
+	created := h.create("output", nil)
+	f := h.nextExec()
+	h.waitPhase("output", v1alpha1.TerminalSessionRunning)
+	subj := wire.SubjectsFor(string(created.UID))
+	local := make(chan wire.Frame, 1024)
+	stop, ok := b.Follow(subj, local)
+	if !ok {
+		t.Fatal("no local follow for a session this replica runs")
+	}
+	defer stop()
+
+	// Pieces of random size, whole characters each (a character cut
+	// between two writes is forced out after a delay, by design; that is
+	// the output tests' business).
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []rune("ab€日本語🙂\n\x1b[0m")
+	var written bytes.Buffer
+	for written.Len() < 200<<10 {
+		var piece []byte
+		for range rng.IntN(3000) + 1 {
+			piece = utf8.AppendRune(piece, alphabet[rng.IntN(len(alphabet))])
+		}
+		written.Write(piece)
+		f.write(t, piece)
+	}
+
+	c, err := h.nats.JetStream.OrderedConsumer(h.ctx, wire.IOStream,
+		jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj.Out()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	lastSeq := uint64(0)
+	for got.Len() < written.Len() {
+		m, err := c.Next()
+		if err != nil {
+			t.Fatalf("after %d of %d bytes: %v", got.Len(), written.Len(), err)
+		}
+		data := m.Data()
+		seq, err := strconv.ParseUint(m.Headers().Get(wire.SeqHeader), 10, 64)
+		if err != nil || seq <= lastSeq {
+			t.Fatalf("frame at %d: %s %q after %d", got.Len(), wire.SeqHeader, m.Headers().Get(wire.SeqHeader), lastSeq)
+		}
+		lastSeq = seq
+		if off := m.Headers().Get(wire.OffsetHeader); off != strconv.Itoa(got.Len()) {
+			t.Fatalf("frame at %d says %s %s", got.Len(), wire.OffsetHeader, off)
+		}
+		if len(data) > wire.MaxFrame || len(data) == 0 {
+			t.Fatalf("frame at %d has %d bytes (at most %d)", got.Len(), len(data), wire.MaxFrame)
+		}
+		if !utf8.Valid(data) {
+			t.Fatalf("frame at %d cut inside a character: ...%q", got.Len(), data[max(0, len(data)-4):])
+		}
+		got.Write(data)
+	}
+	if !bytes.Equal(got.Bytes(), written.Bytes()) {
+		t.Fatal("the published output differs from what the process wrote")
+	}
+
+	var followed bytes.Buffer
+	for followed.Len() < written.Len() {
+		fr := <-local
+		if fr.Offset != uint64(followed.Len()) {
+			t.Fatalf("local frame at offset %d, want %d", fr.Offset, followed.Len())
+		}
+		followed.Write(fr.Data)
+	}
+	if !bytes.Equal(followed.Bytes(), written.Bytes()) {
+		t.Fatal("the local follower's output differs from what the process wrote")
+	}
+}
