@@ -133,7 +133,10 @@ func (c CompletedConfig) New() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	group := genericapiserver.NewDefaultAPIGroupInfo(terminal.GroupName, Scheme, metav1.ParameterCodec, Codecs)
+	// The group's own parameter codec: it decodes the attach subresource's
+	// query into TerminalSessionAttachOptions (metav1's knows only the
+	// generic options, which the handlers decode with it themselves).
+	group := genericapiserver.NewDefaultAPIGroupInfo(terminal.GroupName, Scheme, runtime.NewParameterCodec(Scheme), Codecs)
 	group.NegotiatedSerializer = Serializer
 	group.VersionedResourcesStorageMap["v1alpha1"] = map[string]rest.Storage{
 		"terminalsessions":        sessions,

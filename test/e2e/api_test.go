@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -387,4 +388,56 @@ func containsName(items []v1alpha1.TerminalSession, name string) bool {
 		}
 	}
 	return false
+}
+
+// The attach query is decoded as TerminalSessionAttachOptions by the
+// generic machinery, as a pod's into PodAttachOptions: every refusal
+// before the upgrade is a metav1.Status saying what was wrong, and the
+// session's UID is told only to whoever may attach to it.
+func TestAttachOptionsRefusedAsStatus(t *testing.T) {
+	t.Parallel()
+	ns, s, _ := sharedSession(t, "attach-opts")
+	bind(t, ns, "bob", sessionRole(t)) // may attach, but holds no observe grant
+	ctx, cancel := contextWithTimeout(t, 2*time.Minute)
+	defer cancel()
+	for _, tc := range []struct {
+		user, name string
+		query      map[string]string
+		code       int32
+		says       string
+	}{
+		{"alice", s.Name, map[string]string{"stdout": "true", "since": "abc"}, 400, "abc"},
+		{"alice", s.Name, map[string]string{"stdout": "true", "since": "-1"}, 400, "since"},
+		{"alice", s.Name, map[string]string{"tty": "true"}, 400, "at least one of stdin, stdout, stderr"},
+		{"alice", s.Name, map[string]string{"stdout": "false", "stdin": "0"}, 400, "at least one of stdin, stdout, stderr"},
+		{"alice", "no-such-session", map[string]string{"stdout": "true"}, 404, "not found"},
+		{"alice", s.Name, map[string]string{"stdout": "true", "uid": "0000"}, 409, "deleted and created again"},
+		{"bob", s.Name, map[string]string{"stdout": "true", "uid": "0000"}, 403, "observe"},
+	} {
+		refusal := func() error {
+			req := terminalClient(t, tc.user).TerminalV1alpha1().RESTClient().Post().Namespace(ns).
+				Resource("terminalsessions").Name(tc.name).SubResource("attach")
+			for k, v := range tc.query {
+				req = req.Param(k, v)
+			}
+			err := req.Do(ctx).Error()
+			var st apierrors.APIStatus
+			if !errors.As(err, &st) || st.Status().Code != tc.code || !strings.Contains(st.Status().Message, tc.says) {
+				return fmt.Errorf("%s attaching to %s with %v: %v, want a %d Status saying %q", tc.user, tc.name, tc.query, err, tc.code, tc.says)
+			}
+			if tc.code != 409 && strings.Contains(st.Status().Message, string(s.UID)) {
+				return fmt.Errorf("%s attaching with %v learned the session's UID: %q", tc.user, tc.query, st.Status().Message)
+			}
+			return nil
+		}
+		// bob's RoleBinding reaches kube-apiserver's authorizer in a moment.
+		err := refusal()
+		for deadline := time.Now().Add(30 * time.Second); err != nil && tc.user == "bob" && time.Now().Before(deadline); {
+			time.Sleep(200 * time.Millisecond) // a poll with a deadline, keeping the last error to report
+			err = refusal()
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	}
 }

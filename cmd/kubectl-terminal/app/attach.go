@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"k8s.io/streaming/pkg/httpstream"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
+	"github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned/scheme"
 )
 
 // attach streams the session to this terminal, in raw mode with resizes
@@ -109,13 +109,9 @@ func (o *options) ended(ctx context.Context, c *clients, name string, uid types.
 // stream is one attach: output from byte out.written() on.
 func (o *options) stream(ctx context.Context, c *clients, name string, uid types.UID, in *inputPump, out *counter, sizes *latestSize) error {
 	req := c.sessions.TerminalV1alpha1().RESTClient().Post().Namespace(c.namespace).Resource("terminalsessions").
-		Name(name).SubResource("attach").Param("stdout", "true").Param("tty", "true").Param("uid", string(uid))
-	if in != nil {
-		req = req.Param("stdin", "true")
-	}
-	if n := out.written(); n > 0 {
-		req = req.Param("since", strconv.FormatUint(n, 10))
-	}
+		Name(name).SubResource("attach").VersionedParams(&v1alpha1.TerminalSessionAttachOptions{
+		Stdin: in != nil, Stdout: true, TTY: true, Since: int64(out.written()), UID: string(uid),
+	}, scheme.ParameterCodec)
 	exec, err := executor(c.cfg, req.URL())
 	if err != nil {
 		return err

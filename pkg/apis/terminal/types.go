@@ -262,3 +262,24 @@ type TerminalSessionList struct {
 	// items is the list of terminal sessions.
 	Items []TerminalSession
 }
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// TerminalSessionAttachOptions is the query of the attach subresource: which
+// streams the viewer opens, and where a reconnecting viewer resumes.
+type TerminalSessionAttachOptions struct {
+	metav1.TypeMeta
+
+	// Stdin sends the viewer's input to the process; it takes the right to type.
+	Stdin bool
+	// Stdout sends the session's output to the viewer.
+	Stdout bool
+	// Stderr sends standard error, unless TTY merges it into Stdout.
+	Stderr bool
+	// TTY says the viewer is a terminal that may resize.
+	TTY bool
+	// Since is the number of output bytes the viewer already has.
+	Since int64
+	// UID, if set, is the UID of the session the viewer means.
+	UID string
+}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -55,15 +54,28 @@ func (r *AttachREST) Destroy()            {}
 // ConnectMethods: SPDY clients POST; WebSocket clients (browsers) GET.
 func (r *AttachREST) ConnectMethods() []string { return []string{http.MethodGet, http.MethodPost} }
 
-// NewConnectOptions: the stream options (stdin, stdout, stderr, tty) are
-// read from the query by the handler, as the kubelet reads them.
-func (r *AttachREST) NewConnectOptions() (runtime.Object, bool, string) { return nil, false, "" }
+// NewConnectOptions: the query is decoded into TerminalSessionAttachOptions
+// by the generic machinery, as a pod's into PodAttachOptions (a malformed
+// value is a 400 before Connect).
+func (r *AttachREST) NewConnectOptions() (runtime.Object, bool, string) {
+	return &terminal.TerminalSessionAttachOptions{}, false, ""
+}
 
 // Connect authorizes the viewer and returns the streaming handler.
-func (r *AttachREST) Connect(ctx context.Context, name string, _ runtime.Object, _ rest.Responder) (http.Handler, error) {
+func (r *AttachREST) Connect(ctx context.Context, name string, options runtime.Object, _ rest.Responder) (http.Handler, error) {
 	u, ok := genericapirequest.UserFrom(ctx)
 	if !ok {
 		return nil, apierrors.NewUnauthorized("no user in the request")
+	}
+	o, ok := options.(*terminal.TerminalSessionAttachOptions)
+	if !ok {
+		return nil, apierrors.NewInternalError(fmt.Errorf("attach options of type %T", options))
+	}
+	if !o.Stdin && !o.Stdout && !o.Stderr {
+		return nil, apierrors.NewBadRequest("you must specify at least one of stdin, stdout, stderr")
+	}
+	if o.Since < 0 {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("since: %d is not a byte count", o.Since))
 	}
 	s, err := r.session(ctx, name)
 	if err != nil {
@@ -74,23 +86,7 @@ func (r *AttachREST) Connect(ctx context.Context, name string, _ runtime.Object,
 			writeStatus(w, asStatus(err))
 			return
 		}
-		opts := streamOptions(req)
-		if !opts.Stdin && !opts.Stdout && !opts.Stderr {
-			writeStatus(w, apierrors.NewBadRequest("you must specify at least one of stdin, stdout, stderr"))
-			return
-		}
-		// A client that reconnects names the session it had: one of the
-		// same name created since is another session.
-		if uid := req.URL.Query().Get("uid"); uid != "" && uid != string(s.UID) {
-			writeStatus(w, apierrors.NewConflict(terminal.Resource("terminalsessions"), name,
-				fmt.Errorf("the session has UID %s, not %s: it was deleted and created again", s.UID, uid)))
-			return
-		}
-		since, err := sinceParam(req)
-		if err != nil {
-			writeStatus(w, apierrors.NewBadRequest(err.Error()))
-			return
-		}
+		opts := streamOptions(o)
 		// Knowing a session's name grants nothing: every attach is
 		// authorized as the attaching user, now.
 		access, err := authorizeAttach(ctx, r.authz, u, s, opts.Stdin)
@@ -101,6 +97,13 @@ func (r *AttachREST) Connect(ctx context.Context, name string, _ runtime.Object,
 		opts.ReadOnly = access != accessWrite
 		// After authorization: nobody learns more of a session than they
 		// may see.
+		// A client that reconnects names the session it had: one of the
+		// same name created since is another session.
+		if o.UID != "" && o.UID != string(s.UID) {
+			writeStatus(w, apierrors.NewConflict(terminal.Resource("terminalsessions"), name,
+				fmt.Errorf("the session has UID %s, not %s: it was deleted and created again", s.UID, o.UID)))
+			return
+		}
 		if s.DeletionTimestamp != nil {
 			writeStatus(w, deleting(s))
 			return
@@ -123,7 +126,7 @@ func (r *AttachREST) Connect(ctx context.Context, name string, _ runtime.Object,
 		}
 		subj := wire.Subjects(s.Status.Subjects)
 		w, abort := attach.Abortable(w)
-		v := &viewer{relay: r.relay, subj: subj, user: u.GetName(), since: since, abort: abort,
+		v := &viewer{relay: r.relay, subj: subj, user: u.GetName(), since: uint64(o.Since), abort: abort,
 			session: s.Namespace + "/" + s.Name}
 		if wsstream.IsWebSocketRequest(req) {
 			attach.ServeWebSocket(w, req, opts, attach.PingPeriod, func(p []byte) error { return r.relay.Type(subj, p) },
@@ -181,15 +184,13 @@ func (r *AttachREST) running(ctx context.Context, name string) (*terminal.Termin
 	}
 }
 
-// streamOptions reads the pods/attach query parameters; client-go sends
-// "true", the kubelet protocol "1".
-func streamOptions(req *http.Request) attach.Options {
-	on := func(k string) bool { v := req.URL.Query().Get(k); return v == "true" || v == "1" }
-	o := attach.Options{Stdin: on("stdin"), Stdout: on("stdout"), Stderr: on("stderr"), TTY: on("tty")}
-	if o.TTY {
-		o.Stderr = false // merged into stdout under a terminal
+// streamOptions are the streams the viewer asked for.
+func streamOptions(o *terminal.TerminalSessionAttachOptions) attach.Options {
+	opts := attach.Options{Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr, TTY: o.TTY}
+	if opts.TTY {
+		opts.Stderr = false // merged into stdout under a terminal
 	}
-	return o
+	return opts
 }
 
 // viewer is one attached client: the command is the session's, already
@@ -202,20 +203,6 @@ type viewer struct {
 	abort func()
 	// session is namespace/name, for the log.
 	session string
-}
-
-// sinceParam is the "since" query parameter: the bytes of output a
-// reconnecting viewer already has.
-func sinceParam(req *http.Request) (uint64, error) {
-	v := req.URL.Query().Get("since")
-	if v == "" {
-		return 0, nil
-	}
-	n, err := strconv.ParseUint(v, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("since: %q is not a byte count: %w", v, err)
-	}
-	return n, nil
 }
 
 // serve relays until the session closes: nil when its process exited with

@@ -268,3 +268,43 @@ type TerminalSessionList struct {
 	// items is the list of terminal sessions.
 	Items []TerminalSession `json:"items"`
 }
+
+// +k8s:conversion-gen:explicit-from=net/url.Values
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// TerminalSessionAttachOptions is the query of the attach subresource, as
+// PodAttachOptions is of a pod's: which streams the viewer opens, and where a
+// reconnecting viewer resumes.
+type TerminalSessionAttachOptions struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// stdin, if true, sends the viewer's input to the session's process. It takes
+	// the right to type: the owner's, or a join grant's; an observer asking for
+	// it is refused.
+	// +optional
+	Stdin bool `json:"stdin,omitempty"`
+
+	// stdout, if true, sends the session's output to the viewer.
+	// +optional
+	Stdout bool `json:"stdout,omitempty"`
+
+	// stderr, if true, sends the process's standard error to the viewer. Under a
+	// terminal it is merged into stdout, and this is ignored.
+	// +optional
+	Stderr bool `json:"stderr,omitempty"`
+
+	// tty, if true, says the viewer is a terminal: it may send resize events.
+	// +optional
+	TTY bool `json:"tty,omitempty"`
+
+	// since is the number of output bytes the viewer already has: a reconnecting
+	// viewer gets what followed, nothing twice. 0 (the default) replays the
+	// scrollback the server keeps.
+	// +optional
+	Since int64 `json:"since,omitempty"`
+
+	// uid, if set, is the UID of the session the viewer means: a session of the
+	// same name created since is refused (409), not joined by mistake.
+	// +optional
+	UID string `json:"uid,omitempty"`
+}

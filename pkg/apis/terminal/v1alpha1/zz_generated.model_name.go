@@ -32,6 +32,11 @@ func (in TerminalSession) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in TerminalSessionAttachOptions) OpenAPIModelName() string {
+	return "com.github.meshery.terminal-apiserver.pkg.apis.terminal.v1alpha1.TerminalSessionAttachOptions"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in TerminalSessionList) OpenAPIModelName() string {
 	return "com.github.meshery.terminal-apiserver.pkg.apis.terminal.v1alpha1.TerminalSessionList"
 }
