@@ -53,9 +53,7 @@ func TestClaimRunsEachSessionOnce(t *testing.T) {
 func TestExitClosesSession(t *testing.T) {
 	h := newHarness(t)
 	h.startBridge("replica", nil)
-	created := h.create("exits", nil)
-	f := h.nextExec()
-	h.waitPhase("exits", v1alpha1.TerminalSessionRunning)
+	created, f := h.running("exits", nil)
 	f.exit <- 3
 	s := h.waitPhase("exits", v1alpha1.TerminalSessionClosed)
 	if s.Status.Reason != v1alpha1.ReasonExited || s.Status.ExitCode == nil || *s.Status.ExitCode != 3 || s.Status.ClosedAt == nil {
@@ -97,9 +95,7 @@ func TestExecFailure(t *testing.T) {
 func TestTargetPodDeleted(t *testing.T) {
 	h := newHarness(t)
 	h.startBridge("replica", nil)
-	h.create("target", nil)
-	f := h.nextExec()
-	h.waitPhase("target", v1alpha1.TerminalSessionRunning)
+	_, f := h.running("target", nil)
 	h.eventually("the pod watch established", func() bool {
 		for _, a := range h.meta.Actions() {
 			if a.GetVerb() == "watch" && a.GetResource() == podsResource {
@@ -124,9 +120,8 @@ func TestDeleteEndsExec(t *testing.T) {
 	h.startBridge("replica", nil)
 	c := h.sessions.TerminalV1alpha1().TerminalSessions(testNamespace)
 
-	h.create("held", func(s *v1alpha1.TerminalSession) { s.Finalizers = []string{"example.com/keep"} })
-	f := h.nextExec()
-	s := h.waitPhase("held", v1alpha1.TerminalSessionRunning)
+	_, f := h.running("held", func(s *v1alpha1.TerminalSession) { s.Finalizers = []string{"example.com/keep"} })
+	s := h.get("held")
 	now := metav1.Now()
 	s.DeletionTimestamp = &now
 	if _, err := c.Update(h.ctx, s, metav1.UpdateOptions{}); err != nil {
@@ -137,9 +132,7 @@ func TestDeleteEndsExec(t *testing.T) {
 		t.Fatalf("status %+v, exec closed %v: want Deleted and the exec closed", s.Status, f.isClosed())
 	}
 
-	h.create("gone", nil)
-	f = h.nextExec()
-	h.waitPhase("gone", v1alpha1.TerminalSessionRunning)
+	_, f = h.running("gone", nil)
 	if err := c.Delete(h.ctx, "gone", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -151,9 +144,7 @@ func TestDeleteEndsExec(t *testing.T) {
 func TestStolenLeaseStopsExec(t *testing.T) {
 	h := newHarness(t)
 	h.startBridge("replica", nil)
-	created := h.create("stolen", nil)
-	f := h.nextExec()
-	h.waitPhase("stolen", v1alpha1.TerminalSessionRunning)
+	created, f := h.running("stolen", nil)
 	kv, err := h.nats.JetStream.KeyValue(h.ctx, wire.LeaseBucket)
 	if err != nil {
 		t.Fatal(err)
@@ -180,9 +171,7 @@ func TestStolenLeaseStopsExec(t *testing.T) {
 func TestShutdownReportsSessions(t *testing.T) {
 	h := newHarness(t)
 	_, stop := h.startBridge("replica", nil)
-	created := h.create("shutdown", nil)
-	f := h.nextExec()
-	h.waitPhase("shutdown", v1alpha1.TerminalSessionRunning)
+	created, f := h.running("shutdown", nil)
 	stop()
 	if !f.isClosed() {
 		t.Fatal("a replica shut down with its exec still open")

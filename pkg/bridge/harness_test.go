@@ -167,6 +167,19 @@ func (h *harness) create(name string, configure func(*v1alpha1.TerminalSession))
 	return created
 }
 
+// running creates a session and waits until its exec is open and its
+// status says Running; it returns the session as created and its exec.
+func (h *harness) running(name string, configure func(*v1alpha1.TerminalSession)) (*v1alpha1.TerminalSession, *fakeExec) {
+	h.t.Helper()
+	created := h.create(name, configure)
+	f := h.nextExec()
+	if f.session.Name != name {
+		h.t.Fatalf("the exec of %s opened, want %s's", f.session.Name, name)
+	}
+	h.waitPhase(name, v1alpha1.TerminalSessionRunning)
+	return created, f
+}
+
 // nextExec is the next session exec opened.
 func (h *harness) nextExec() *fakeExec {
 	h.t.Helper()

@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
@@ -21,9 +20,7 @@ import (
 func TestOutputPublishedInFrames(t *testing.T) {
 	h := newHarness(t)
 	b, _ := h.startBridge("replica", nil)
-	created := h.create("output", nil)
-	f := h.nextExec()
-	h.waitPhase("output", v1alpha1.TerminalSessionRunning)
+	created, f := h.running("output", nil)
 	subj := wire.SubjectsFor(string(created.UID))
 	local := make(chan wire.Frame, 1024)
 	stop, ok := b.Follow(subj, local)

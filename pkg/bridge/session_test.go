@@ -22,11 +22,9 @@ import (
 func TestInputAndResizeReachTheProcess(t *testing.T) {
 	h := newHarness(t)
 	b, _ := h.startBridge("replica", nil)
-	created := h.create("typing", func(s *v1alpha1.TerminalSession) {
+	created, f := h.running("typing", func(s *v1alpha1.TerminalSession) {
 		s.Spec.Size = &v1alpha1.TerminalSize{Cols: 100, Rows: 30}
 	})
-	f := h.nextExec()
-	h.waitPhase("typing", v1alpha1.TerminalSessionRunning)
 	subj := wire.SubjectsFor(string(created.UID))
 
 	var want strings.Builder
@@ -152,13 +150,11 @@ func TestSessionTimers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			b, _ := h.startBridge("replica", func(c *Config) { c.Limits = tc.limits })
-			created := h.create("timed", func(s *v1alpha1.TerminalSession) {
+			created, f := h.running("timed", func(s *v1alpha1.TerminalSession) {
 				if tc.spec != nil {
 					tc.spec(&s.Spec)
 				}
 			})
-			f := h.nextExec()
-			h.waitPhase("timed", v1alpha1.TerminalSessionRunning)
 			sess := runningSession(t, b, created)
 			for i, st := range tc.script {
 				h.clock.Step(st.advance)
@@ -224,9 +220,7 @@ func (st step) do(h *harness, sess *session, f *fakeExec) {
 func TestStatusWritesThrottled(t *testing.T) {
 	h := newHarness(t)
 	b, _ := h.startBridge("replica", nil)
-	created := h.create("busy", nil)
-	f := h.nextExec()
-	h.waitPhase("busy", v1alpha1.TerminalSessionRunning)
+	created, f := h.running("busy", nil)
 	sess := runningSession(t, b, created)
 	statusWrites := func() int {
 		n := 0

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -28,14 +27,13 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/klog/v2"
-	"k8s.io/streaming/pkg/httpstream"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	clientset "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
+	"github.com/meshery/terminal-apiserver/test/framework"
 )
 
 var (
@@ -72,26 +70,17 @@ func main() {
 }
 
 func run() error {
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-		&clientcmd.ClientConfigLoadingRules{ExplicitPath: os.Getenv("KUBECONFIG")},
-		&clientcmd.ConfigOverrides{CurrentContext: "alice"}).ClientConfig()
+	cfg, err := framework.RESTConfig(os.Getenv("KUBECONFIG"), "alice")
 	if err != nil {
-		return fmt.Errorf("kubeconfig (run through make bench): %w", err)
+		return fmt.Errorf("%w (run through make bench)", err)
 	}
-	cfg.QPS, cfg.Burst = 200, 400
 	e := &env{cfg: cfg}
 	e.kube = kubernetes.NewForConfigOrDie(cfg)
 	e.sessions = clientset.NewForConfigOrDie(cfg)
-	pw, err := os.ReadFile(os.Getenv("TERMINAL_APISERVER_NATS_PASSWORD_FILE"))
-	if err != nil {
-		return fmt.Errorf("the local NATS password (TERMINAL_APISERVER_NATS_PASSWORD_FILE): %w", err)
-	}
-	if e.nc, err = nats.Connect(os.Getenv("TERMINAL_APISERVER_NATS_URL"),
-		nats.UserInfo(os.Getenv("TERMINAL_APISERVER_NATS_USER"), strings.TrimSpace(string(pw)))); err != nil {
-		return fmt.Errorf("NATS: %w", err)
+	if e.nc, e.js, err = framework.NATS(); err != nil {
+		return err
 	}
 	defer e.nc.Close()
-	e.js, _ = jetstream.New(e.nc)
 	ctx := context.Background()
 
 	fmt.Printf("terminal-apiserver vs direct pods/exec, pod %s/%s, through kube-apiserver (kwok kubelet)\n\n", ns, pod)
@@ -215,30 +204,17 @@ func (e *env) open(ctx context.Context, command []string) (*v1alpha1.TerminalSes
 	return s, frames, closeFn, nil
 }
 
-// fallback is how kubectl connects: WebSocket, else SPDY.
-func (e *env) fallback(u *url.URL) (remotecommand.Executor, error) {
-	ws, err := remotecommand.NewWebSocketExecutor(e.cfg, "GET", u.String())
-	if err != nil {
-		return nil, err
-	}
-	spdy, err := remotecommand.NewSPDYExecutor(e.cfg, "POST", u)
-	if err != nil {
-		return nil, err
-	}
-	return remotecommand.NewFallbackExecutor(ws, spdy, httpstream.IsUpgradeFailure)
-}
-
 // executor runs command by a direct pods/exec on the pod.
 func (e *env) executor(command []string) (remotecommand.Executor, error) {
-	return e.fallback(e.kube.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
+	return framework.FallbackExecutor(e.cfg, e.kube.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
 		VersionedParams(&corev1.PodExecOptions{Command: command, Stdin: true, Stdout: true, TTY: true}, scheme.ParameterCodec).URL())
 }
 
 // attacher attaches to a session through kube-apiserver, as kubectl
 // terminal does.
 func (e *env) attacher(name string) (remotecommand.Executor, error) {
-	return e.fallback(e.sessions.TerminalV1alpha1().RESTClient().Post().Namespace(ns).Resource("terminalsessions").
-		Name(name).SubResource("attach").Param("stdin", "true").Param("stdout", "true").Param("tty", "true").URL())
+	return framework.FallbackExecutor(e.cfg, framework.AttachURL(e.sessions, ns, name,
+		&v1alpha1.TerminalSessionAttachOptions{Stdin: true, Stdout: true, TTY: true}))
 }
 
 // streams runs exec with piped stdin and stdout until ctx ends; stdout
@@ -259,18 +235,8 @@ func streams(ctx context.Context, exec remotecommand.Executor) (stdin *io.PipeWr
 
 // waitRunning polls until the session's process runs.
 func (e *env) waitRunning(ctx context.Context, name string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		cur, err := e.sessions.TerminalV1alpha1().TerminalSessions(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if cur.Status.Phase == v1alpha1.TerminalSessionRunning {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("session %s not running within 30s", name)
+	_, err := framework.WaitPhase(ctx, e.sessions, ns, name, v1alpha1.TerminalSessionRunning, 30*time.Second)
+	return err
 }
 
 // firstByte is a writer that reports its first write.

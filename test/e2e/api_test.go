@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
+	"github.com/meshery/terminal-apiserver/test/framework"
 )
 
 func sessionYAML(ns, name, pod string, extraSpec ...string) string {
@@ -30,13 +31,6 @@ spec:
   target:
     pod: %s
 %s`, name, ns, pod, strings.Join(extraSpec, "\n"))
-}
-
-func newSession(ns, name, pod string) *v1alpha1.TerminalSession {
-	return &v1alpha1.TerminalSession{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"e2e": "true"}},
-		Spec:       v1alpha1.TerminalSessionSpec{Target: v1alpha1.TerminalTarget{Pod: pod}},
-	}
 }
 
 func TestDiscoveryAndExplain(t *testing.T) {
@@ -215,7 +209,7 @@ func TestAPISemantics(t *testing.T) {
 	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
 	admin := terminalClient(t, "admin").TerminalV1alpha1().TerminalSessions("team-a")
 	name := uniqueName("sem")
-	created, err := c.Create(ctx, newSession("team-a", name, "shell-demo"), metav1.CreateOptions{})
+	created, err := c.Create(ctx, framework.NewSession("team-a", name, "shell-demo"), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +349,7 @@ func TestGracefulDeleteWithFinalizer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
-	s := newSession("team-a", uniqueName("final"), "shell-demo")
+	s := framework.NewSession("team-a", uniqueName("final"), "shell-demo")
 	s.Finalizers = []string{"e2e.terminal.meshery.io/hold"}
 	created, err := c.Create(ctx, s, metav1.CreateOptions{})
 	if err != nil {

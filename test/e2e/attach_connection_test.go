@@ -11,6 +11,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"k8s.io/client-go/rest"
+
+	"github.com/meshery/terminal-apiserver/test/framework"
 )
 
 // dialAttach opens a raw WebSocket to a session's attach subresource
@@ -54,7 +56,7 @@ func TestAttachIdle(t *testing.T) {
 
 	in, typeIn := io.Pipe()
 	defer typeIn.Close()
-	var spdyScreen syncBuffer
+	var spdyScreen framework.Screen
 	spdyEnded := attach(ctx, t, "alice", "team-a", created.Name, false, in, &spdyScreen)
 
 	ws := dialAttach(ctx, t, "alice", "team-a", created.Name, "v4.channel.k8s.io", "stdout", "true", "tty", "true")
@@ -63,7 +65,7 @@ func TestAttachIdle(t *testing.T) {
 		pings.Add(1)
 		return ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
 	})
-	var wsScreen syncBuffer
+	var wsScreen framework.Screen
 	wsEnded := make(chan error, 1)
 	go func() {
 		for {

@@ -10,9 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,25 +23,8 @@ import (
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
+	"github.com/meshery/terminal-apiserver/test/framework"
 )
-
-// syncBuffer is the terminal as the attached client sees it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // createSession creates s as context and deletes it when the test ends.
 func createSession(t *testing.T, as string, s *v1alpha1.TerminalSession) *v1alpha1.TerminalSession {
@@ -71,15 +52,14 @@ func waitViewers(t *testing.T, timeout time.Duration, what, ns, name string, n i
 // waits until it runs.
 func runningSession(t *testing.T, prefix string) *v1alpha1.TerminalSession {
 	t.Helper()
-	created := createSession(t, "alice", newSession("team-a", uniqueName(prefix), "shell-demo"))
+	created := createSession(t, "alice", framework.NewSession("team-a", uniqueName(prefix), "shell-demo"))
 	waitPhase(t, "team-a", created.Name, v1alpha1.TerminalSessionRunning)
 	return created
 }
 
 func attachURL(t *testing.T, context, ns, name string) *url.URL {
-	return terminalClient(t, context).TerminalV1alpha1().RESTClient().Post().Namespace(ns).
-		Resource("terminalsessions").Name(name).SubResource("attach").
-		Param("stdin", "true").Param("stdout", "true").Param("tty", "true").URL()
+	return framework.AttachURL(terminalClient(t, context), ns, name,
+		&v1alpha1.TerminalSessionAttachOptions{Stdin: true, Stdout: true, TTY: true})
 }
 
 // Unmodified client-go executors attach through kube-apiserver (the
@@ -102,14 +82,14 @@ func TestAttachProtocols(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			created := createSession(t, "alice", newSession("team-a", uniqueName("attach-"+tc.name), "shell-demo"))
+			created := createSession(t, "alice", framework.NewSession("team-a", uniqueName("attach-"+tc.name), "shell-demo"))
 			exec, err := tc.exec(restConfig(t, "alice"), attachURL(t, "alice", "team-a", created.Name))
 			if err != nil {
 				t.Fatal(err)
 			}
 			stdin, typeIn := io.Pipe()
 			defer typeIn.Close()
-			var screen syncBuffer
+			var screen framework.Screen
 			done := make(chan error, 1)
 			go func() {
 				done <- exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: &screen, Tty: true})
@@ -151,25 +131,15 @@ func TestAttachProtocols(t *testing.T) {
 }
 
 // attach runs an attach as context with the given streams until it ends;
-// the result arrives on the returned channel.
-func attach(ctx context.Context, t *testing.T, context, ns, name string, websocket bool, stdin io.Reader, stdout io.Writer, params ...string) <-chan error {
+// the result arrives on the returned channel. set adjusts the options
+// (since, uid).
+func attach(ctx context.Context, t *testing.T, context, ns, name string, websocket bool, stdin io.Reader, stdout io.Writer, set ...func(*v1alpha1.TerminalSessionAttachOptions)) <-chan error {
 	t.Helper()
-	u := terminalClient(t, context).TerminalV1alpha1().RESTClient().Post().Namespace(ns).
-		Resource("terminalsessions").Name(name).SubResource("attach").Param("stdout", "true").Param("tty", "true")
-	for i := 0; i+1 < len(params); i += 2 {
-		u = u.Param(params[i], params[i+1])
+	o := &v1alpha1.TerminalSessionAttachOptions{Stdin: stdin != nil, Stdout: true, TTY: true}
+	for _, f := range set {
+		f(o)
 	}
-	if stdin != nil {
-		u = u.Param("stdin", "true")
-	}
-	cfg := restConfig(t, context)
-	var exec remotecommand.Executor
-	var err error
-	if websocket {
-		exec, err = remotecommand.NewWebSocketExecutor(cfg, "GET", u.URL().String())
-	} else {
-		exec, err = remotecommand.NewSPDYExecutor(cfg, "POST", u.URL())
-	}
+	exec, err := framework.Executor(restConfig(t, context), framework.AttachURL(terminalClient(t, context), ns, name, o), websocket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +176,7 @@ func TestAttachOwnerOnly(t *testing.T) {
 	})
 
 	c := terminalClient(t, "bob").TerminalV1alpha1().TerminalSessions("team-b")
-	created, err := c.Create(ctx, newSession("team-b", name, runningPod(t, "team-b", "api")), metav1.CreateOptions{})
+	created, err := c.Create(ctx, framework.NewSession("team-b", name, runningPod(t, "team-b", "api")), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +220,7 @@ func TestAttachSharing(t *testing.T) {
 	var created *v1alpha1.TerminalSession
 	eventually(t, 30*time.Second, "alice opens a session (once RBAC caught up)", func(ctx context.Context) (bool, error) {
 		var err error
-		created, err = c.Create(ctx, newSession(ns, uniqueName("shared"), pod.Name), metav1.CreateOptions{})
+		created, err = c.Create(ctx, framework.NewSession(ns, uniqueName("shared"), pod.Name), metav1.CreateOptions{})
 		return err == nil, nil
 	})
 	waitPhase(t, ns, created.Name, v1alpha1.TerminalSessionRunning)
@@ -265,13 +235,13 @@ func TestAttachSharing(t *testing.T) {
 	joinerIn, joinerType := io.Pipe()
 	defer ownerType.Close()
 	defer joinerType.Close()
-	var owner, joiner, observer syncBuffer
+	var owner, joiner, observer framework.Screen
 	ends := map[string]<-chan error{
 		"owner (SPDY)":         attach(ctx, t, "alice", ns, created.Name, false, ownerIn, &owner),
 		"joiner (WebSocket)":   attach(ctx, t, "viewer", ns, created.Name, true, joinerIn, &joiner),
 		"observer (WebSocket)": attach(ctx, t, "bob", ns, created.Name, true, nil, &observer),
 	}
-	screens := map[string]*syncBuffer{"owner (SPDY)": &owner, "joiner (WebSocket)": &joiner, "observer (WebSocket)": &observer}
+	screens := map[string]*framework.Screen{"owner (SPDY)": &owner, "joiner (WebSocket)": &joiner, "observer (WebSocket)": &observer}
 	typeInto := func(w io.Writer, line string) {
 		go func() { _, _ = w.Write([]byte(line)) }()
 	}
@@ -284,7 +254,7 @@ func TestAttachSharing(t *testing.T) {
 		})
 	}
 	// A late viewer gets the scrollback first: the command it missed.
-	var late syncBuffer
+	var late framework.Screen
 	ends["late observer (SPDY)"] = attach(ctx, t, "bob", ns, created.Name, false, nil, &late)
 	eventually(t, 30*time.Second, "the late viewer sees the scrollback", func(context.Context) (bool, error) {
 		return strings.Contains(late.String(), "joined-42"), nil
@@ -311,14 +281,14 @@ func TestAttachReconnect(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	nc, js := natsConn(t)
-	created := createSession(t, "alice", newSession("team-a", uniqueName("reconnect"), "shell-demo"))
+	created := createSession(t, "alice", framework.NewSession("team-a", uniqueName("reconnect"), "shell-demo"))
 	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
 	subj := wire.SubjectsFor(string(created.UID))
 	full := watchScreen(t, js, subj) // the whole output, from NATS
 
 	first, drop := context.WithCancel(ctx)
 	in, typeIn := io.Pipe()
-	var before syncBuffer
+	var before framework.Screen
 	ended := attach(first, t, "alice", "team-a", created.Name, true, in, &before)
 	go func() { _, _ = typeIn.Write([]byte("echo first-$((40+2))\n")) }()
 	eventually(t, 30*time.Second, "first command's output", func(context.Context) (bool, error) {
@@ -336,8 +306,9 @@ func TestAttachReconnect(t *testing.T) {
 	eventually(t, 30*time.Second, "second command's output in NATS", func(context.Context) (bool, error) {
 		return strings.Contains(full.String(), "second-43"), nil
 	})
-	var after syncBuffer
-	attach(ctx, t, "alice", "team-a", created.Name, false, nil, &after, "since", strconv.Itoa(len(seen)))
+	var after framework.Screen
+	attach(ctx, t, "alice", "team-a", created.Name, false, nil, &after,
+		func(o *v1alpha1.TerminalSessionAttachOptions) { o.Since = int64(len(seen)) })
 	eventually(t, 30*time.Second, "the missed output after reattaching", func(context.Context) (bool, error) {
 		return strings.Contains(after.String(), "second-43"), nil
 	})

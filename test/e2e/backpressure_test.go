@@ -5,39 +5,14 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
+	"github.com/meshery/terminal-apiserver/test/framework"
 )
-
-// tailScreen keeps the last bytes written and counts them all: a screen for
-// output too large to keep.
-type tailScreen struct {
-	mu    sync.Mutex
-	n     int
-	bytes []byte
-}
-
-func (t *tailScreen) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.n += len(p)
-	t.bytes = append(t.bytes, p...)
-	if len(t.bytes) > 4096 {
-		t.bytes = append(t.bytes[:0], t.bytes[len(t.bytes)-4096:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailScreen) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.bytes)
-}
 
 // A viewer that stops reading while the shell writes 64 MiB is
 // disconnected by the server once its writes block for the stall timeout;
@@ -57,7 +32,7 @@ func TestAttachStalledViewer(t *testing.T) {
 	// The healthy viewer, typing.
 	in, typeIn := io.Pipe()
 	defer typeIn.Close()
-	var screen tailScreen
+	screen := framework.Screen{Tail: 4096}
 	ended := attach(ctx, t, "alice", "team-a", created.Name, false, in, &screen)
 	waitViewers(t, 30*time.Second, "both viewers in status", "team-a", created.Name, 2)
 	const output = 64 << 20
@@ -72,8 +47,8 @@ func TestAttachStalledViewer(t *testing.T) {
 		}
 		return strings.Contains(screen.String(), "stalled-42"), nil
 	})
-	if screen.n < output {
-		t.Errorf("healthy viewer read %d bytes, want at least %d", screen.n, output)
+	if screen.Len() < output {
+		t.Errorf("healthy viewer read %d bytes, want at least %d", screen.Len(), output)
 	}
 
 	// Still reading nothing, the stalled viewer is let go once a write to

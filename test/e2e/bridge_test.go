@@ -3,10 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,90 +15,39 @@ import (
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
+	"github.com/meshery/terminal-apiserver/test/framework"
 )
 
-// screen collects a session's output from its NATS output subject, from the
-// first frame (the IO stream keeps them), checking frame sequence numbers.
-type screen struct {
-	mu   sync.Mutex
-	text strings.Builder
-	seq  uint64
-	err  error
-}
-
-func (s *screen) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.text.String()
-}
-
-// natsAuth is the user and password the local server's NATS requires.
-func natsAuth(t *testing.T) nats.Option {
-	t.Helper()
-	pw, err := os.ReadFile(os.Getenv("TERMINAL_APISERVER_NATS_PASSWORD_FILE"))
-	if err != nil {
-		t.Fatalf("TERMINAL_APISERVER_NATS_PASSWORD_FILE: %v", err)
-	}
-	return nats.UserInfo(os.Getenv("TERMINAL_APISERVER_NATS_USER"), strings.TrimSpace(string(pw)))
-}
-
+// natsConn connects to the local server's NATS until the test ends.
 func natsConn(t *testing.T) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	url := os.Getenv("TERMINAL_APISERVER_NATS_URL")
-	if url == "" {
-		t.Fatal("TERMINAL_APISERVER_NATS_URL is unset")
-	}
-	nc, err := nats.Connect(url, natsAuth(t))
+	nc, js, err := framework.NATS()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	return nc, js
 }
 
-func watchScreen(t *testing.T, js jetstream.JetStream, subj wire.Subjects) *screen {
+// watchScreen follows the session's output on NATS until the test ends.
+func watchScreen(t *testing.T, js jetstream.JetStream, subj wire.Subjects) *framework.FrameScreen {
 	t.Helper()
-	ctx := context.Background()
-	cons, err := js.OrderedConsumer(ctx, wire.IOStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj.Out()}})
+	s, stop, err := framework.WatchFrames(context.Background(), js, subj)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &screen{}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		var seq uint64
-		fmt.Sscan(m.Headers().Get(wire.SeqHeader), &seq)
-		if seq != s.seq+1 && s.err == nil {
-			s.err = fmt.Errorf("frame %d after %d", seq, s.seq)
-		}
-		s.seq = seq
-		s.text.Write(m.Data())
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cc.Stop)
+	t.Cleanup(stop)
 	return s
 }
 
+// waitPhase waits up to 30 s for the session to be in phase.
 func waitPhase(t *testing.T, ns, name string, phase v1alpha1.TerminalSessionPhase) *v1alpha1.TerminalSession {
 	t.Helper()
-	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions(ns)
-	var got *v1alpha1.TerminalSession
-	eventually(t, 30*time.Second, fmt.Sprintf("session %s/%s %s", ns, name, phase), func(ctx context.Context) (bool, error) {
-		s, err := c.Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, nil
-		}
-		got = s
-		return s.Status.Phase == phase, nil
-	})
-	return got
+	s, err := framework.WaitPhase(context.Background(), terminalClient(t, "alice"), ns, name, phase, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // A session opens a real shell in the pod; its bytes flow through NATS; the
@@ -113,13 +59,9 @@ func TestBridgeShellRoundTrip(t *testing.T) {
 	nc, js := natsConn(t)
 	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
 	name := uniqueName("shell")
-	s := newSession("team-a", name, "shell-demo")
+	s := framework.NewSession("team-a", name, "shell-demo")
 	s.Spec.Size = &v1alpha1.TerminalSize{Cols: 100, Rows: 30}
-	created, err := c.Create(ctx, s, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	created := createSession(t, "alice", s)
 	subj := wire.SubjectsFor(string(created.UID))
 	scr := watchScreen(t, js, subj)
 	defer func() {
@@ -169,10 +111,8 @@ func TestBridgeShellRoundTrip(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no closed event after delete")
 	}
-	scr.mu.Lock()
-	defer scr.mu.Unlock()
-	if scr.err != nil {
-		t.Errorf("output frames: %v", scr.err)
+	if scr.Err() != nil {
+		t.Errorf("output frames: %v", scr.Err())
 	}
 }
 
@@ -188,15 +128,9 @@ func TestBridgeTimeouts(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ctx := context.Background()
-			c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
-			s := newSession("team-a", uniqueName(tc.name), "shell-demo")
+			s := framework.NewSession("team-a", uniqueName(tc.name), "shell-demo")
 			tc.spec(&s.Spec)
-			created, err := c.Create(ctx, s, metav1.CreateOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = c.Delete(context.Background(), created.Name, metav1.DeleteOptions{}) })
+			created := createSession(t, "alice", s)
 			closed := waitPhase(t, "team-a", created.Name, v1alpha1.TerminalSessionClosed)
 			if closed.Status.Reason != tc.reason || closed.Status.ClosedAt == nil || closed.Status.Message == "" {
 				t.Errorf("closed: reason %q closedAt %v message %q, want reason %s", closed.Status.Reason, closed.Status.ClosedAt, closed.Status.Message, tc.reason)
@@ -229,7 +163,7 @@ func TestBridgeTargetGone(t *testing.T) {
 		return err == nil && p.Status.Phase == corev1.PodRunning, nil
 	})
 	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
-	created, err := c.Create(ctx, newSession("team-a", uniqueName("gone"), pod.Name), metav1.CreateOptions{})
+	created, err := c.Create(ctx, framework.NewSession("team-a", uniqueName("gone"), pod.Name), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,16 +188,11 @@ func TestBridgeTargetGone(t *testing.T) {
 // A closed session is deleted once its ttlAfterClosed has passed.
 func TestBridgeTTLAfterClosed(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
-	s := newSession("team-a", uniqueName("ttl"), "shell-demo")
+	s := framework.NewSession("team-a", uniqueName("ttl"), "shell-demo")
 	s.Spec.IdleTimeout = &metav1.Duration{Duration: time.Second}
 	s.Spec.TTLAfterClosed = &metav1.Duration{Duration: 2 * time.Second}
-	created, err := c.Create(ctx, s, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Delete(context.Background(), created.Name, metav1.DeleteOptions{}) })
+	created := createSession(t, "alice", s)
 	closed := waitPhase(t, "team-a", created.Name, v1alpha1.TerminalSessionClosed)
 	eventually(t, 30*time.Second, "closed session garbage-collected", func(ctx context.Context) (bool, error) {
 		_, err := c.Get(ctx, created.Name, metav1.GetOptions{})

@@ -20,9 +20,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	clientset "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned"
+	"github.com/meshery/terminal-apiserver/test/framework"
 )
 
 var env struct {
@@ -50,14 +50,10 @@ func TestMain(m *testing.M) {
 // alice, bob, viewer).
 func restConfig(t testing.TB, context string) *rest.Config {
 	t.Helper()
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-		&clientcmd.ClientConfigLoadingRules{ExplicitPath: env.kubeconfig},
-		&clientcmd.ConfigOverrides{CurrentContext: context},
-	).ClientConfig()
+	cfg, err := framework.RESTConfig(env.kubeconfig, context)
 	if err != nil {
-		t.Fatalf("kubeconfig context %s: %v", context, err)
+		t.Fatal(err)
 	}
-	cfg.QPS, cfg.Burst = 100, 200
 	return cfg
 }
 

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/transport/spdy"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
+	"github.com/meshery/terminal-apiserver/test/framework"
 )
 
 // liveHeap is the replica's live heap after a forced garbage collection:
@@ -74,17 +75,16 @@ func TestHostileInputsBounded(t *testing.T) {
 	defer cancel()
 	c := r.client().TerminalV1alpha1().TerminalSessions("team-a")
 	open := func(prefix string, command ...string) *v1alpha1.TerminalSession {
-		s := newSession("team-a", uniqueName(prefix), "shell-demo")
+		s := framework.NewSession("team-a", uniqueName(prefix), "shell-demo")
 		s.Spec.Command = command
 		created, err := c.Create(ctx, s, metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = c.Delete(context.Background(), created.Name, metav1.DeleteOptions{}) })
-		eventually(t, 30*time.Second, prefix+" running", func(ctx context.Context) (bool, error) {
-			got, err := c.Get(ctx, created.Name, metav1.GetOptions{})
-			return err == nil && got.Status.Phase == v1alpha1.TerminalSessionRunning, nil
-		})
+		if _, err := framework.WaitPhase(ctx, r.client(), "team-a", created.Name, v1alpha1.TerminalSessionRunning, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
 		return created
 	}
 	victim := open("victim")
@@ -254,7 +254,7 @@ func TestObjectTooLarge(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	s := newSession("team-a", uniqueName("huge"), "shell-demo")
+	s := framework.NewSession("team-a", uniqueName("huge"), "shell-demo")
 	// Annotations stop at 256 KiB; a command's arguments are what is left.
 	for range 11 {
 		s.Spec.Command = append(s.Spec.Command, strings.Repeat("x", 100<<10))

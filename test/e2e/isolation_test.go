@@ -14,6 +14,7 @@ import (
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	v1alpha1client "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned/typed/terminal/v1alpha1"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
+	"github.com/meshery/terminal-apiserver/test/framework"
 )
 
 // Isolation (issue 3 item 6): 50 sessions open at once, for different pods,
@@ -64,7 +65,7 @@ func TestIsolation(t *testing.T) {
 		name, id string
 		want     string // the shell's output line: ISO-<id> <$TEAM/$APP_NAME>
 		uid      string
-		scr      *screen
+		scr      *framework.FrameScreen
 		typed    bool
 	}
 	all := make([]*session, sessions)
@@ -82,7 +83,7 @@ func TestIsolation(t *testing.T) {
 	for range workers {
 		wg.Go(func() {
 			for s := range jobs {
-				obj := newSession(s.ns, s.name, s.pod)
+				obj := framework.NewSession(s.ns, s.name, s.pod)
 				obj.Labels["e2e-isolation"] = run
 				obj.Spec.Target.Container = s.container
 				created, err := clients[s.user].Create(ctx, obj, metav1.CreateOptions{})
@@ -189,10 +190,8 @@ func TestIsolation(t *testing.T) {
 				t.Errorf("%s/%s shows the id of %s/%s", s.ns, s.name, o.ns, o.name)
 			}
 		}
-		s.scr.mu.Lock()
-		if s.scr.err != nil {
-			t.Errorf("%s/%s output frames: %v", s.ns, s.name, s.scr.err)
+		if s.scr.Err() != nil {
+			t.Errorf("%s/%s output frames: %v", s.ns, s.name, s.scr.Err())
 		}
-		s.scr.mu.Unlock()
 	}
 }

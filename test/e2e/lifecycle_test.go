@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
+	"github.com/meshery/terminal-apiserver/test/framework"
 )
 
 // The process's exit closes the session with its exit code: a command that
@@ -18,15 +19,9 @@ func TestBridgeExitCode(t *testing.T) {
 	t.Parallel()
 	t.Run("command", func(t *testing.T) {
 		t.Parallel()
-		ctx := context.Background()
-		c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
-		s := newSession("team-a", uniqueName("exit"), "shell-demo")
+		s := framework.NewSession("team-a", uniqueName("exit"), "shell-demo")
 		s.Spec.Command = []string{"sh", "-c", "echo bye; exit 3"}
-		created, err := c.Create(ctx, s, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Delete(context.Background(), created.Name, metav1.DeleteOptions{}) })
+		created := createSession(t, "alice", s)
 		closed := waitPhase(t, "team-a", created.Name, v1alpha1.TerminalSessionClosed)
 		if closed.Status.Reason != v1alpha1.ReasonExited || closed.Status.ExitCode == nil || *closed.Status.ExitCode != 3 {
 			t.Errorf("reason %q exitCode %v message %q, want Exited with code 3", closed.Status.Reason, closed.Status.ExitCode, closed.Status.Message)
@@ -57,15 +52,9 @@ func TestBridgeDetachGracePeriod(t *testing.T) {
 	t.Parallel()
 	const grace = 3 * time.Second
 	open := func(t *testing.T) (*v1alpha1.TerminalSession, wire.Subjects) {
-		ctx := context.Background()
-		c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
-		s := newSession("team-a", uniqueName("detach"), "shell-demo")
+		s := framework.NewSession("team-a", uniqueName("detach"), "shell-demo")
 		s.Spec.DetachGracePeriod = &metav1.Duration{Duration: grace}
-		created, err := c.Create(ctx, s, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Delete(context.Background(), created.Name, metav1.DeleteOptions{}) })
+		created := createSession(t, "alice", s)
 		return created, wire.SubjectsFor(string(created.UID))
 	}
 	t.Run("never attached", func(t *testing.T) {

@@ -30,6 +30,7 @@ import (
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	clientset "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
+	"github.com/meshery/terminal-apiserver/test/framework"
 )
 
 // What one cell of the matrix expects.
@@ -87,11 +88,11 @@ func TestAttachMatrix(t *testing.T) {
 	var revokedOwn *v1alpha1.TerminalSession
 	eventually(t, 30*time.Second, "the soon-revoked user opens a session (once RBAC caught up)", func(ctx context.Context) (bool, error) {
 		var err error
-		revokedOwn, err = revokedSessions.Create(ctx, newSession(ns, uniqueName("revoked"), owned.Spec.Target.Pod), metav1.CreateOptions{})
+		revokedOwn, err = revokedSessions.Create(ctx, framework.NewSession(ns, uniqueName("revoked"), owned.Spec.Target.Pod), metav1.CreateOptions{})
 		return err == nil, nil
 	})
 	waitPhase(t, ns, revokedOwn.Name, v1alpha1.TerminalSessionRunning)
-	deleting := newSession(ns, uniqueName("deleting"), owned.Spec.Target.Pod)
+	deleting := framework.NewSession(ns, uniqueName("deleting"), owned.Spec.Target.Pod)
 	deleting.Finalizers = []string{"e2e.terminal.meshery.io/hold"}
 	aliceSessions := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions(ns)
 	if _, err := aliceSessions.Create(ctx, deleting, metav1.CreateOptions{}); err != nil {
@@ -110,7 +111,7 @@ func TestAttachMatrix(t *testing.T) {
 	})
 
 	_, js := natsConn(t)
-	screens := map[string]*screen{
+	screens := map[string]*framework.FrameScreen{
 		owned.Name:      watchScreen(t, js, wire.Subjects(owned.Status.Subjects)),
 		revokedOwn.Name: watchScreen(t, js, wire.Subjects(revokedOwn.Status.Subjects)),
 	}

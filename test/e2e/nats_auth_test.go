@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
+	"github.com/meshery/terminal-apiserver/test/framework"
 )
 
 // passwordFile writes a fresh NATS password to a file of the test's.
@@ -138,7 +139,7 @@ authorization { users: [ { user: "terminal-apiserver", password: %q } ] }
 
 	r := startReplica(t, "tls-nats", "--nats-url="+url, "--nats-tls-ca-file="+caFile, "--nats-password-file="+pwFile)
 	c := r.client().TerminalV1alpha1().TerminalSessions("team-a")
-	s, err := c.Create(ctx, newSession("team-a", uniqueName("tls-nats"), "shell-demo"), metav1.CreateOptions{})
+	s, err := c.Create(ctx, framework.NewSession("team-a", uniqueName("tls-nats"), "shell-demo"), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
+	"github.com/meshery/terminal-apiserver/test/framework"
 )
 
 // The create-time checks (issue 3 items 1 and 2): a session opens only where its creator
@@ -90,7 +91,7 @@ func TestOpenResolvesContainerAndSubjects(t *testing.T) {
 	defer cancel()
 	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
 	name := uniqueName("open")
-	created, err := c.Create(ctx, newSession("team-a", name, "shell-demo"), metav1.CreateOptions{})
+	created, err := c.Create(ctx, framework.NewSession("team-a", name, "shell-demo"), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +168,7 @@ func TestOpenUnknownPod(t *testing.T) {
 	}
 	// Through the clientset: a 422 with the cause on the field.
 	_, err := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a").Create(context.Background(),
-		newSession("team-a", uniqueName("nopod"), "no-such-pod"), metav1.CreateOptions{})
+		framework.NewSession("team-a", uniqueName("nopod"), "no-such-pod"), metav1.CreateOptions{})
 	if !apierrors.IsInvalid(err) || !hasCauseOn(err, "spec.target.pod", metav1.CauseTypeFieldValueNotFound) {
 		t.Errorf("clientset create: want 422 FieldValueNotFound on spec.target.pod, got %v", err)
 	}
@@ -247,7 +248,7 @@ func TestOpenNeedsPodsExec(t *testing.T) {
 	bob := terminalClient(t, "bob").TerminalV1alpha1().TerminalSessions(ns)
 	var opened *v1alpha1.TerminalSession
 	eventually(t, 60*time.Second, "bob opening a session in "+ns, func(ctx context.Context) (bool, error) {
-		s, err := bob.Create(ctx, newSession(ns, uniqueName("bob"), pod.Name), metav1.CreateOptions{})
+		s, err := bob.Create(ctx, framework.NewSession(ns, uniqueName("bob"), pod.Name), metav1.CreateOptions{})
 		if apierrors.IsForbidden(err) {
 			return false, nil
 		}
@@ -281,7 +282,7 @@ func TestOpenNeedsPodsExec(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, wantFor(pod.Name)) {
 		t.Errorf("alice server-side apply: want 403, got %s", r)
 	}
-	_, err := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions(ns).Create(ctx, newSession(ns, uniqueName("alice"), pod.Name), metav1.CreateOptions{})
+	_, err := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions(ns).Create(ctx, framework.NewSession(ns, uniqueName("alice"), pod.Name), metav1.CreateOptions{})
 	if !apierrors.IsForbidden(err) {
 		t.Errorf("alice clientset create: want 403, got %v", err)
 	}

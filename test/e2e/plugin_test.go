@@ -13,11 +13,13 @@ import (
 	"github.com/creack/pty"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshery/terminal-apiserver/test/framework"
 )
 
 // runPlugin starts the plugin under a real terminal (30x100) with the
 // kubeconfig and args; the screen is what it shows, typeLine types a line.
-func runPlugin(ctx context.Context, t *testing.T, kubeconfig string, args ...string) (*exec.Cmd, *os.File, *syncBuffer, func(string)) {
+func runPlugin(ctx context.Context, t *testing.T, kubeconfig string, args ...string) (*exec.Cmd, *os.File, *framework.Screen, func(string)) {
 	t.Helper()
 	bin := filepath.Join(env.root, "_output", "bin", "kubectl-terminal")
 	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", kubeconfig}, args...)...)
@@ -26,7 +28,7 @@ func runPlugin(ctx context.Context, t *testing.T, kubeconfig string, args ...str
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ptmx.Close() })
-	screen := &syncBuffer{}
+	screen := &framework.Screen{}
 	go func() {
 		buf := make([]byte, 4096)
 		for {
@@ -196,7 +198,7 @@ func TestPluginListAttachClose(t *testing.T) {
 
 	watch := plugin("-n", "team-a", "attach", created.Name, "--read-only")
 	watch.Stdin = strings.NewReader("")
-	var screen, stderr syncBuffer
+	var screen, stderr framework.Screen
 	watch.Stdout, watch.Stderr = &screen, &stderr
 	if err := watch.Start(); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	clientset "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned"
+	"github.com/meshery/terminal-apiserver/test/framework"
 )
 
 // serverIdentity is terminal-apiserver's own client configuration (its
@@ -118,7 +119,7 @@ func TestServiceAccountOwnsSession(t *testing.T) {
 	sessions := c.TerminalV1alpha1().TerminalSessions(ns)
 	var created *v1alpha1.TerminalSession
 	eventually(t, 30*time.Second, "the ServiceAccount opens a session (once RBAC caught up)", func(ctx context.Context) (bool, error) {
-		created, err = sessions.Create(ctx, newSession(ns, uniqueName("sa"), pod.Name), metav1.CreateOptions{})
+		created, err = sessions.Create(ctx, framework.NewSession(ns, uniqueName("sa"), pod.Name), metav1.CreateOptions{})
 		return err == nil, nil
 	})
 	t.Cleanup(func() { _ = sessions.Delete(context.Background(), created.Name, metav1.DeleteOptions{}) })

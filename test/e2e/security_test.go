@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
+	"github.com/meshery/terminal-apiserver/test/framework"
 )
 
 // bind gives user the ClusterRole role in ns, until the test ends; it
@@ -95,7 +96,7 @@ func sharedSession(t *testing.T, prefix string) (ns string, s *v1alpha1.Terminal
 	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions(ns)
 	eventually(t, 30*time.Second, "alice opens a session (once RBAC caught up)", func(ctx context.Context) (bool, error) {
 		var err error
-		s, err = c.Create(ctx, newSession(ns, uniqueName(prefix), pod.Name), metav1.CreateOptions{})
+		s, err = c.Create(ctx, framework.NewSession(ns, uniqueName(prefix), pod.Name), metav1.CreateOptions{})
 		return err == nil, nil
 	})
 	t.Cleanup(func() { _ = c.Delete(context.Background(), s.Name, metav1.DeleteOptions{}) })
@@ -117,7 +118,7 @@ func TestAttachObserverCannotType(t *testing.T) {
 
 	ownerIn, ownerType := io.Pipe()
 	defer ownerType.Close()
-	var owner syncBuffer
+	var owner framework.Screen
 	attach(ctx, t, "alice", ns, s.Name, false, ownerIn, &owner) // until the test's context ends
 	waitViewers(t, 30*time.Second, "the owner attached", ns, s.Name, 1)
 
@@ -141,7 +142,7 @@ func TestAttachObserverCannotType(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var watched syncBuffer
+	var watched framework.Screen
 	wsCtx, wsCancel := context.WithCancel(ctx)
 	wsDone := make(chan error, 1)
 	go func() {
@@ -151,7 +152,7 @@ func TestAttachObserverCannotType(t *testing.T) {
 
 	// Anything bob's clients sent is ahead of this in the session's input.
 	go func() { _, _ = ownerType.Write([]byte("echo after-$((1+1))\n")) }()
-	for who, scr := range map[string]*syncBuffer{"owner": &owner, "observer": &watched} {
+	for who, scr := range map[string]*framework.Screen{"owner": &owner, "observer": &watched} {
 		eventually(t, 30*time.Second, who+" sees the owner's command", func(context.Context) (bool, error) {
 			return strings.Contains(scr.String(), "after-2"), nil
 		})
@@ -185,7 +186,7 @@ func TestAttachReauthorized(t *testing.T) {
 	<-watching
 
 	// The owner attaches while they may exec, and not after.
-	var out syncBuffer
+	var out framework.Screen
 	in, typed := io.Pipe()
 	attach(ctx, t, "alice", ns, s.Name, false, in, &out)
 	go func() { _, _ = typed.Write([]byte("echo owner-$((3*3))\n")) }()
@@ -207,7 +208,7 @@ func TestDeleteWithFinalizerEndsExec(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions("team-a")
-	s := newSession("team-a", uniqueName("finalized"), "shell-demo")
+	s := framework.NewSession("team-a", uniqueName("finalized"), "shell-demo")
 	s.Finalizers = []string{"e2e.terminal.meshery.io/hold"}
 	created := createSession(t, "alice", s)
 	t.Cleanup(func() {
@@ -250,13 +251,15 @@ func TestAttachUIDPrecondition(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s := runningSession(t, "uid")
-	err := <-attach(ctx, t, "alice", "team-a", s.Name, false, strings.NewReader(""), io.Discard, "uid", "0f0f0f0f-not-this-one")
+	err := <-attach(ctx, t, "alice", "team-a", s.Name, false, strings.NewReader(""), io.Discard,
+		func(o *v1alpha1.TerminalSessionAttachOptions) { o.UID = "0f0f0f0f-not-this-one" })
 	if !apierrors.IsConflict(err) && (err == nil || !strings.Contains(err.Error(), "deleted and created again")) {
 		t.Fatalf("attach naming another UID: %v, want 409", err)
 	}
 	ctx2, cancel2 := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel2()
-	if err := <-attach(ctx2, t, "alice", "team-a", s.Name, false, strings.NewReader(""), io.Discard, "uid", string(s.UID)); ctx2.Err() == nil {
+	if err := <-attach(ctx2, t, "alice", "team-a", s.Name, false, strings.NewReader(""), io.Discard,
+		func(o *v1alpha1.TerminalSessionAttachOptions) { o.UID = string(s.UID) }); ctx2.Err() == nil {
 		t.Fatalf("attach naming the session's own UID ended: %v", err)
 	}
 }

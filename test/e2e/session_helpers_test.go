@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
+	"github.com/meshery/terminal-apiserver/test/framework"
 )
 
 // A shell is one running session as seen through its NATS subjects: what a
@@ -22,7 +22,7 @@ import (
 type shell struct {
 	nc   *nats.Conn
 	subj wire.Subjects
-	scr  *screen
+	scr  *framework.FrameScreen
 }
 
 // marker returns a random lowercase alphanumeric token: unique across tests,
@@ -42,18 +42,11 @@ func marker() string {
 // point from which the bridge reads the input subject.
 func openShell(t *testing.T, ns, pod, container string) *shell {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	nc, js := natsConn(t)
-	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions(ns)
 	name := uniqueName("scenario")
-	s := newSession(ns, name, pod)
+	s := framework.NewSession(ns, name, pod)
 	s.Spec.Target.Container = container
-	created, err := c.Create(ctx, s, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	created := createSession(t, "alice", s)
 	sh := &shell{nc: nc, subj: wire.SubjectsFor(string(created.UID))}
 	sh.scr = watchScreen(t, js, sh.subj)
 	// Registered after watchScreen's cleanup, so it runs before the consumer
@@ -62,10 +55,8 @@ func openShell(t *testing.T, ns, pod, container string) *shell {
 		if t.Failed() {
 			t.Logf("session %s/%s screen:\n%s", ns, name, sh.scr.String())
 		}
-		sh.scr.mu.Lock()
-		defer sh.scr.mu.Unlock()
-		if sh.scr.err != nil {
-			t.Errorf("output frames of %s/%s: %v", ns, name, sh.scr.err)
+		if sh.scr.Err() != nil {
+			t.Errorf("output frames of %s/%s: %v", ns, name, sh.scr.Err())
 		}
 	})
 	waitPhase(t, ns, name, v1alpha1.TerminalSessionRunning)

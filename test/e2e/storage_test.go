@@ -21,6 +21,7 @@ import (
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	clientset "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned"
+	"github.com/meshery/terminal-apiserver/test/framework"
 )
 
 // replica is a terminal-apiserver process the test owns, beside the one
@@ -184,7 +185,7 @@ func TestStorageSharedAndDurable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Stop()
-	created, err := ca.Create(ctx, newSession(ns, name, "shell-demo"), metav1.CreateOptions{})
+	created, err := ca.Create(ctx, framework.NewSession(ns, name, "shell-demo"), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +278,7 @@ func TestBridgeLostWhenReplicaKilled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ca := a.client().TerminalV1alpha1().TerminalSessions("team-a")
-	created, err := ca.Create(ctx, newSession("team-a", uniqueName("lost"), "shell-demo"), metav1.CreateOptions{})
+	created, err := ca.Create(ctx, framework.NewSession("team-a", uniqueName("lost"), "shell-demo"), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,13 +317,13 @@ func TestSessionsPerUserLimit(t *testing.T) {
 	c := r.client().TerminalV1alpha1().TerminalSessions("team-a")
 	var names []string
 	for i := range 2 {
-		s, err := c.Create(ctx, newSession("team-a", uniqueName(fmt.Sprintf("limit%d", i)), "shell-demo"), metav1.CreateOptions{})
+		s, err := c.Create(ctx, framework.NewSession("team-a", uniqueName(fmt.Sprintf("limit%d", i)), "shell-demo"), metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		names = append(names, s.Name)
 	}
-	_, err := c.Create(ctx, newSession("team-a", uniqueName("limit-over"), "shell-demo"), metav1.CreateOptions{})
+	_, err := c.Create(ctx, framework.NewSession("team-a", uniqueName("limit-over"), "shell-demo"), metav1.CreateOptions{})
 	if !apierrors.IsTooManyRequests(err) || !strings.Contains(err.Error(), `user "admin" already has 2 open terminal sessions`) {
 		t.Fatalf("third session: want 429 naming the limit, got %v", err)
 	}
@@ -330,7 +331,7 @@ func TestSessionsPerUserLimit(t *testing.T) {
 	if err := c.Delete(ctx, names[0], metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := c.Create(ctx, newSession("team-a", uniqueName("limit-again"), "shell-demo"), metav1.CreateOptions{})
+	s, err := c.Create(ctx, framework.NewSession("team-a", uniqueName("limit-again"), "shell-demo"), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("after closing one: %v", err)
 	}
