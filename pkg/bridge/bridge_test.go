@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -258,4 +259,48 @@ func ended(sess *session) error {
 		return nil
 	}
 	return context.Cause(sess.ctx)
+}
+
+// Once Run returns, nothing of the bridge runs on: not the sweeps, the
+// router, the maintenance workers, the input writers, the output
+// publishers or the pod watches of the sessions it ran.
+func TestNoGoroutineOutlivesTheBridge(t *testing.T) {
+	h := newHarness(t)
+	b, stop := h.startBridge("replica", nil)
+	for i := range 3 {
+		created, f := h.running(fmt.Sprintf("s%d", i), nil)
+		subj := wire.SubjectsFor(string(created.UID))
+		b.Type(subj, []byte("typed"))
+		if err := h.nats.Conn.Publish(subj.In(), []byte("more")); err != nil {
+			t.Fatal(err)
+		}
+		h.eventually("the input typed", func() bool { return f.typed() == "typedmore" })
+		f.write(t, []byte("output"))
+	}
+	if len(bridgeGoroutines()) == 0 {
+		t.Fatal("no goroutine of the running bridge found: the check below would see nothing")
+	}
+	stop()
+	left := bridgeGoroutines()
+	for deadline := time.Now().Add(10 * time.Second); len(left) > 0 && time.Now().Before(deadline); left = bridgeGoroutines() {
+		time.Sleep(10 * time.Millisecond) // a poll with a deadline, keeping what is left to report
+	}
+	if len(left) > 0 {
+		t.Fatalf("goroutines of the bridge left:\n%s", strings.Join(left, "\n\n"))
+	}
+}
+
+// bridgeGoroutines are the stacks of the goroutines running this package's
+// code, other than the tests'.
+func bridgeGoroutines() []string {
+	buf := make([]byte, 4<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var left []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "terminal-apiserver/pkg/bridge.") && !strings.Contains(g, "testing.tRunner") &&
+			!strings.Contains(g, "bridge.(*harness)") {
+			left = append(left, g)
+		}
+	}
+	return left
 }
