@@ -400,7 +400,7 @@ func TestAttachOptionsRefusedAsStatus(t *testing.T) {
 		code       int32
 		says       string
 	}{
-		{"alice", s.Name, map[string]string{"stdout": "true", "since": "abc"}, 400, "abc"},
+		{"alice", s.Name, map[string]string{"stdout": "true", "since": "abc"}, 400, `since: "abc" is not a byte count`},
 		{"alice", s.Name, map[string]string{"stdout": "true", "since": "-1"}, 400, "since"},
 		{"alice", s.Name, map[string]string{"tty": "true"}, 400, "at least one of stdin, stdout, stderr"},
 		{"alice", s.Name, map[string]string{"stdout": "false", "stdin": "0"}, 400, "at least one of stdin, stdout, stderr"},

@@ -18,7 +18,10 @@ package v1alpha1
 
 import (
 	"fmt"
+	"net/url"
+	"strconv"
 
+	"k8s.io/apimachinery/pkg/conversion"
 	"k8s.io/apimachinery/pkg/runtime"
 )
 
@@ -46,4 +49,17 @@ func addFieldLabelConversionFuncs(scheme *runtime.Scheme) error {
 			}
 			return "", "", fmt.Errorf("field label not supported: %s", label)
 		})
+}
+
+// Convert_url_Values_To_v1alpha1_TerminalSessionAttachOptions decodes the
+// attach query as the generated conversion does, naming the parameter a
+// malformed number was given for (the generated one says only what
+// strconv said).
+func Convert_url_Values_To_v1alpha1_TerminalSessionAttachOptions(in *url.Values, out *TerminalSessionAttachOptions, s conversion.Scope) error {
+	if v := in.Get("since"); v != "" {
+		if _, err := strconv.ParseInt(v, 10, 64); err != nil {
+			return fmt.Errorf("since: %q is not a byte count", v)
+		}
+	}
+	return autoConvert_url_Values_To_v1alpha1_TerminalSessionAttachOptions(in, out, s)
 }
