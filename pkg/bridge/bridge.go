@@ -226,17 +226,24 @@ func newBridge(ctx context.Context, cfg Config, kube kubernetes.Interface, meta 
 }
 
 // recordEvents makes the bridge report starts and ends as Kubernetes Events
-// on the session (kubectl describe term, kubectl events), until ctx ends.
-func (b *Bridge) recordEvents(ctx context.Context) {
+// on the session (kubectl describe term, kubectl events) until stop is
+// called: after the sessions have ended, so that a shutdown's own reports
+// are sent too.
+func (b *Bridge) recordEvents(ctx context.Context) (stop func()) {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(v1alpha1.AddToScheme(scheme))
 	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: b.kube.EventsV1()})
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	if err := broadcaster.StartRecordingToSinkWithContext(ctx); err != nil {
 		klog.ErrorS(err, "Cannot record Kubernetes Events")
-		return
+		cancel()
+		return func() {}
 	}
 	b.events = broadcaster.NewRecorder(scheme, "terminal-apiserver")
-	go func() { <-ctx.Done(); broadcaster.Shutdown() }()
+	return func() {
+		broadcaster.Shutdown()
+		cancel()
+	}
 }
 
 func (b *Bridge) record(s *v1alpha1.TerminalSession, eventtype, reason, action, note string, args ...any) {
@@ -248,7 +255,7 @@ func (b *Bridge) record(s *v1alpha1.TerminalSession, eventtype, reason, action, 
 // Run watches TerminalSessions and bridges the pending ones it claims, until
 // ctx ends; then it stops every exec it runs.
 func (b *Bridge) Run(ctx context.Context) {
-	b.recordEvents(ctx)
+	defer b.recordEvents(ctx)()
 	factory := informers.NewSharedInformerFactory(b.cfg.Sessions, 10*time.Minute)
 	inf := factory.Terminal().V1alpha1().TerminalSessions().Informer()
 	// The bridge never reads managedFields: don't keep a copy per session.

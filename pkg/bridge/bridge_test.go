@@ -189,6 +189,18 @@ func TestShutdownReportsSessions(t *testing.T) {
 	if len(evs) == 0 || evs[len(evs)-1].Reason != v1alpha1.ReasonBridgeLost {
 		t.Errorf("control events %+v, want a closed(BridgeLost) last", evs)
 	}
+	h.eventually("a BridgeLost Kubernetes Event sent during the shutdown", func() bool {
+		list, err := h.kube.EventsV1().Events(testNamespace).List(h.ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range list.Items {
+			if ev.Reason == v1alpha1.ReasonBridgeLost && ev.Regarding.Name == "shutdown" {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // A Running session whose replica died (it holds the lease but stopped
