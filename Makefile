@@ -1,11 +1,11 @@
 # Entry points; the work is in hack/. `make test` is what CI runs (.ci/run).
 SHELL := /usr/bin/env bash
 
-.PHONY: all tools up down build install test verify unit fuzz fuzz-short e2e bench
+.PHONY: all tools up down build install test verify unit fuzz fuzz-short e2e test-node bench
 
 all: build
 
-# Pinned kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd and kwok,
+# Pinned kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl, etcd and kwok,
 # built once into _output/tools/ (a second run is a no-op).
 tools:
 	hack/build-tools.sh
@@ -28,7 +28,7 @@ build:
 install:
 	go install ./cmd/kubectl-terminal
 
-test: verify unit fuzz-short e2e
+test: verify unit fuzz-short e2e test-node
 
 verify:
 	hack/verify.sh
@@ -46,6 +46,11 @@ fuzz-short:
 
 e2e:
 	hack/e2e.sh
+
+# The local real node (LOCAL_NODE=real make up) up and down twice: pods run in
+# real containers, and nothing is left behind (docs/local-node.md).
+test-node:
+	hack/test-node.sh
 
 bench:
 	hack/bench.sh

@@ -8,6 +8,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=hack/lib/local.sh
 source "$ROOT/hack/lib/local.sh"
+# shellcheck source=hack/lib/node.sh
+source "$ROOT/hack/lib/node.sh"
 
 clean=0
 case ${1:-} in
@@ -20,6 +22,9 @@ if [[ -f $STATE_ENV ]]; then
   # shellcheck disable=SC1090
   source "$STATE_ENV"
 fi
+
+# The real node first: its kubelet would restart what the rest of this stops.
+stop_node
 
 # Reverse start order: terminal-apiserver and kwok first, etcd last, so nothing logs
 # a storm of connection errors on its way down.
@@ -45,8 +50,11 @@ if command -v ss >/dev/null; then
     fi
   done < <(ss -Hltnp | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u)
 fi
+while read -r left; do
+  [[ -z $left ]] || busy+=("$left")
+done < <(node_leftovers)
 if ((${#busy[@]})); then
-  printf 'error: still listening after local-down: %s\n' "${busy[@]}" >&2
+  printf 'error: left behind by local-down: %s\n' "${busy[@]}" >&2
   exit 1
 fi
 

@@ -14,6 +14,8 @@
 #       ports on 127.0.0.1; a port given explicitly must be free, a default that is
 #       taken is replaced by the next free one. The choice is saved in _output/local/env.sh.
 #   SKIP_TERMINAL_APISERVER=1      bring up the cluster only
+#   LOCAL_NODE=real                also start a real node (kubelet, containerd, runc:
+#                                  hack/lib/node.sh) beside the kwok nodes
 #   TERMINAL_APISERVER_EXTRA_ARGS  extra flags for terminal-apiserver (word-split)
 #   LOCAL_UP_TIMEOUT               seconds to wait for each component (default 120)
 set -euo pipefail
@@ -21,6 +23,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=hack/lib/local.sh
 source "$ROOT/hack/lib/local.sh"
+# shellcheck source=hack/lib/node.sh
+source "$ROOT/hack/lib/node.sh"
 
 TIMEOUT=${LOCAL_UP_TIMEOUT:-120}
 KUBECTL=$TOOLS_BIN/kubectl
@@ -101,6 +105,8 @@ pick_ports() {
   pick_port KWOK_PORT 16250
   pick_port TERMINAL_APISERVER_PORT 16643
   pick_port TERMINAL_APISERVER_NATS_PORT 16422
+  pick_port KUBELET_PORT 16350
+  pick_port KUBELET_HEALTHZ_PORT 16348
 }
 
 write_state() {
@@ -126,6 +132,9 @@ export TERMINAL_APISERVER_NATS_DATA_DIR='$LOCAL_DIR/nats'
 # The embedded NATS server listens here (loopback only) so tests and the nats CLI
 # can reach the session subjects.
 export TERMINAL_APISERVER_NATS_PORT=$TERMINAL_APISERVER_NATS_PORT
+export KUBELET_PORT=$KUBELET_PORT
+export KUBELET_HEALTHZ_PORT=$KUBELET_HEALTHZ_PORT
+export LOCAL_NODE='${LOCAL_NODE:-}'
 export TERMINAL_APISERVER_NATS_URL='nats://127.0.0.1:$TERMINAL_APISERVER_NATS_PORT'
 # It requires this user and password of every client (nats --user ... --password "\$(cat FILE)").
 export TERMINAL_APISERVER_NATS_USER=terminal-apiserver
@@ -419,7 +428,7 @@ start_kwok() {
     "$(kwok_marker)" \
     "$TOOLS_BIN/kwok" \
     --kubeconfig "$LOCAL_DIR/kwok.kubeconfig" \
-    --manage-all-nodes=true \
+    --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
     --node-ip 127.0.0.1 \
     --node-port "$KWOK_PORT" \
     --server-address "127.0.0.1:$KWOK_PORT" \
@@ -467,6 +476,9 @@ start_cluster() {
   start_kube_apiserver
   start_controllers
   start_kwok
+  if [[ ${LOCAL_NODE:-} == real ]]; then
+    start_node
+  fi
 }
 
 # -------------------------------------------------------------------- cluster content

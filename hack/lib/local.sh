@@ -15,6 +15,8 @@ PID_DIR=$LOCAL_DIR/pids
 STATE_ENV=$LOCAL_DIR/env.sh
 
 # The components in start order; local-down stops them in reverse.
+# The real node's containerd and kubelet (hack/lib/node.sh) are stopped by
+# stop_node, before these.
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok terminal-apiserver)
 
 log() { printf '>> %s\n' "$*" >&2; }

@@ -1,6 +1,6 @@
 //go:build tools
 
-// Package tools pins the control-plane binaries that hack/local-up.sh builds.
+// Package tools pins the control-plane and node binaries that hack/local-up.sh builds.
 package tools
 
 import (
@@ -9,4 +9,6 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )

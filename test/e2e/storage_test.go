@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	clientset "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned"
@@ -205,9 +206,17 @@ func TestStorageSharedAndDurable(t *testing.T) {
 		t.Errorf("replicas disagree: a rv=%s uid=%s, b rv=%s uid=%s", created.ResourceVersion, created.UID, got.ResourceVersion, got.UID)
 	}
 	// A write on b with a's stale copy conflicts, whichever replica serves it.
-	upd := got.DeepCopy()
-	upd.Labels["by"] = "b"
-	if _, err := cb.Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
+	// (b's own write retries on conflict: the bridge writes the status as the
+	// session starts.)
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := cb.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cur.Labels["by"] = "b"
+		_, err = cb.Update(ctx, cur, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	stale := created.DeepCopy()

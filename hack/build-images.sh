@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Builds the local node's container images offline, from Debian's packages and
+# this repository, as docker-archive tarballs that `ctr images import` takes
+# (pods use them with imagePullPolicy: Never):
+#
+#   terminal.local/pause:1     the pod sandbox: one static C program
+#   terminal.local/busybox:1   busybox-static with every applet (sh, env, ps, top, nc, wget, ...)
+#   terminal.local/bash:1      the busybox image plus Debian's bash and its libraries
+#   terminal.local/static:1    one static Go binary and nothing else: no shell
+#
+# The tarballs are reproducible (sorted entries, zero times and owners, fixed
+# config) and cached in IMAGES_DIR, keyed by this script, the sources and the
+# package versions; a second run is a no-op. Prints IMAGES_DIR.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+for tool in gcc busybox bash sha256sum tar; do
+  command -v "$tool" >/dev/null || { echo "$tool is required (make up with LOCAL_NODE=real installs it)" >&2; exit 1; }
+done
+
+key=$( {
+  cat "$0" "$ROOT"/hack/images/pause/pause.c "$ROOT"/hack/images/static/main.go
+  dpkg-query -W -f '${Package} ${Version}\n' busybox-static bash libc6 libtinfo6 2>/dev/null
+  go version
+} | sha256sum | cut -c1-12)
+IMAGES_DIR=${IMAGES_DIR:-$ROOT/_output/tools/images-$key}
+if [[ -f $IMAGES_DIR/done ]]; then
+  echo "$IMAGES_DIR"
+  exit 0
+fi
+rm -rf "$IMAGES_DIR"
+mkdir -p "$IMAGES_DIR"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# image NAME ROOTFS CMD-JSON: writes IMAGES_DIR/NAME.tar.
+image() {
+  local name=$1 rootfs=$2 cmd=$3 dir=$work/$1-archive
+  mkdir -p "$dir"
+  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu \
+    -C "$rootfs" -cf "$dir/layer.tar" .
+  local diff config
+  diff=$(sha256sum "$dir/layer.tar" | cut -d' ' -f1)
+  printf '{"architecture":"amd64","os":"linux","created":"1970-01-01T00:00:00Z","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":%s},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+    "$cmd" "$diff" >"$dir/config.json"
+  config=$(sha256sum "$dir/config.json" | cut -d' ' -f1)
+  mv "$dir/config.json" "$dir/$config.json"
+  printf '[{"Config":"%s.json","RepoTags":["terminal.local/%s:1"],"Layers":["layer.tar"]}]' "$config" "$name" >"$dir/manifest.json"
+  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu \
+    -C "$dir" -cf "$IMAGES_DIR/$name.tar" manifest.json "$config.json" layer.tar
+}
+
+# A root file system's skeleton: what a container expects to find.
+skeleton() {
+  local r=$1
+  mkdir -p "$r"/{bin,etc,tmp,proc,sys,dev,root,var/run}
+  chmod 1777 "$r/tmp"
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$r/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$r/etc/group"
+}
+
+echo ">> building the local node's images in ${IMAGES_DIR#"$ROOT"/}" >&2
+
+# pause
+mkdir -p "$work/pause/rootfs"
+gcc -static -Os -s -o "$work/pause/rootfs/pause" "$ROOT/hack/images/pause/pause.c"
+image pause "$work/pause/rootfs" '["/pause"]'
+
+# busybox: every applet as a link to the one binary
+bb=$work/busybox/rootfs
+skeleton "$bb"
+cp "$(command -v busybox)" "$bb/bin/busybox"
+for applet in $("$bb/bin/busybox" --list); do
+  [[ $applet == busybox ]] || ln -s busybox "$bb/bin/$applet"
+done
+image busybox "$bb" '["sh"]'
+
+# bash: the busybox image plus bash and the libraries it loads
+bs=$work/bash/rootfs
+mkdir -p "$(dirname "$bs")"
+cp -a "$bb" "$bs"
+rm "$bs/bin/bash" 2>/dev/null || true
+cp "$(command -v bash)" "$bs/bin/bash"
+for lib in $(ldd "$(command -v bash)" | grep -o '/[^ ]*'); do
+  mkdir -p "$bs$(dirname "$lib")"
+  cp -L "$lib" "$bs$lib"
+done
+sed -i 's#root:/bin/sh#root:/bin/bash#' "$bs/etc/passwd"
+image bash "$bs" '["bash"]'
+
+# static: no shell at all
+st=$work/static/rootfs
+mkdir -p "$st"
+(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -buildid=" -o "$st/static" ./hack/images/static)
+image static "$st" '["/static"]'
+
+touch "$IMAGES_DIR/done"
+echo "$IMAGES_DIR"

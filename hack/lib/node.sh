@@ -1,0 +1,250 @@
+# shellcheck shell=bash
+# A real node beside the local control plane: Debian's containerd and runc, the
+# CNI bridge plugin, and a kubelet built in the tools module, all with their
+# state under _output/local/node. Sourced by hack/local-up.sh (start_node, which
+# uses its start/wait_for/k/new_cert helpers) and hack/local-down.sh
+# (stop_node). What the runtime puts outside that folder (cgroups, the CNI
+# bridge and network namespaces' veths, shim sockets in /run/containerd/s,
+# /var/log/containers links) is removed by stop_node, which local-down then
+# checks with node_leftovers.
+#
+# Facts this rests on (docs/operations.md, "The local real node"): this kernel
+# has cgroup v1, which the kubelet refuses unless failCgroupV1 is false; root
+# here lacks CAP_SYS_RESOURCE, so containerd must not ask runc to raise
+# oom_score_adj (restrict_oom_score_adj); crun fails on this cgroup layout,
+# runc works.
+# shellcheck disable=SC2034 # the variables are used by the scripts that source this.
+
+NODE_DIR=$LOCAL_DIR/node
+NODE_NAME=local-node
+NODE_SOCK=$NODE_DIR/containerd/containerd.sock
+# The pod network: a bridge of our own, addresses kept in our folder.
+NODE_BRIDGE=tlnode0
+NODE_POD_CIDR=10.89.0.0/16
+NODE_PACKAGES=(containerd runc containernetworking-plugins busybox-static iproute2)
+
+# node_ip: the machine's own non-loopback address, where kube-apiserver reaches
+# the kubelet.
+node_ip() {
+  ip -4 -o addr show scope global | awk '{ split($4, a, "/"); print a[1]; exit }'
+}
+
+node_ctr() { ctr --address "$NODE_SOCK" --namespace k8s.io "$@"; }
+
+write_containerd_config() {
+  mkdir -p "$NODE_DIR"/{containerd,cni/net.d,cni/ipam,cni/cache,runc,pod-logs}
+  cat >"$NODE_DIR/containerd/config.toml" <<EOF
+# Written by hack/lib/node.sh.
+version = 2
+root = "$NODE_DIR/containerd/root"
+state = "$NODE_DIR/containerd/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+[grpc]
+  address = "$NODE_SOCK"
+[ttrpc]
+  address = "$NODE_DIR/containerd/containerd.sock.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "terminal.local/pause:1"
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  enable_unprivileged_ports = false
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        Root = "$NODE_DIR/runc"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$NODE_DIR/cni/net.d"
+EOF
+  cat >"$NODE_DIR/cni/net.d/10-local.conflist" <<EOF
+{
+  "cniVersion": "0.4.0",
+  "name": "terminal-local",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "$NODE_BRIDGE",
+      "isGateway": true,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "dataDir": "$NODE_DIR/cni/ipam",
+        "ranges": [[{ "subnet": "$NODE_POD_CIDR" }]],
+        "routes": [{ "dst": "0.0.0.0/0" }]
+      }
+    }
+  ]
+}
+EOF
+}
+
+start_containerd() {
+  write_containerd_config
+  start containerd containerd --config "$NODE_DIR/containerd/config.toml"
+  wait_for "$TIMEOUT" "containerd's socket" containerd node_ctr version
+  local images tar
+  images=$("$ROOT/hack/build-images.sh")
+  for tar in "$images"/*.tar; do
+    node_ctr images import "$tar" >/dev/null
+  done
+}
+
+write_kubelet_config() {
+  local ip=$1
+  mkdir -p "$NODE_DIR/kubelet"
+  cat >"$NODE_DIR/kubelet-config.yaml" <<EOF
+# Written by hack/lib/node.sh.
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+# This machine's kernel runs cgroup v1 (hybrid); the kubelet refuses it otherwise.
+failCgroupV1: false
+cgroupDriver: cgroupfs
+failSwapOn: false
+containerRuntimeEndpoint: unix://$NODE_SOCK
+imageServiceEndpoint: unix://$NODE_SOCK
+address: $ip
+port: $KUBELET_PORT
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: $KUBELET_HEALTHZ_PORT
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: $PKI_DIR/ca.crt}
+authorization: {mode: Webhook}
+tlsCertFile: $PKI_DIR/kubelet-serving.crt
+tlsPrivateKeyFile: $PKI_DIR/kubelet-serving.key
+podLogsDir: $NODE_DIR/pod-logs
+# A developer's disk is not this node's to police: no eviction, no image GC.
+evictionHard: {memory.available: "1Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+serializeImagePulls: false
+registerNode: true
+EOF
+}
+
+start_kubelet() {
+  local ip
+  ip=$(node_ip)
+  [[ -n $ip ]] || die "no non-loopback IPv4 address: the kubelet must be reachable by kube-apiserver"
+  # Remade every start: the node's address may have changed.
+  new_cert ca kubelet-serving "/CN=$NODE_NAME" serverAuth "DNS:$NODE_NAME,IP:$ip"
+  new_cert ca kubelet "/CN=system:node:$NODE_NAME/O=system:nodes" clientAuth
+  kubeconfig "$LOCAL_DIR/kubelet.kubeconfig" kubelet kubelet
+  "$KUBECTL" --kubeconfig "$LOCAL_DIR/kubelet.kubeconfig" config use-context kubelet >/dev/null
+  chmod 600 "$PKI_DIR"/kubelet*.key "$LOCAL_DIR/kubelet.kubeconfig"
+  # kube-apiserver's client certificate may use the kubelet API (exec, logs).
+  k apply -f - >/dev/null <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: local-kube-apiserver-kubelet-api
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:kubelet-api-admin}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: kube-apiserver-kubelet-client}
+EOF
+  write_kubelet_config "$ip"
+  start kubelet "$TOOLS_BIN/kubelet" \
+    --config "$NODE_DIR/kubelet-config.yaml" \
+    --kubeconfig "$LOCAL_DIR/kubelet.kubeconfig" \
+    --root-dir "$NODE_DIR/kubelet" \
+    --hostname-override "$NODE_NAME" \
+    --node-ip "$ip" \
+    --node-labels "type=real"
+  wait_for "$TIMEOUT" "node $NODE_NAME Ready" kubelet \
+    k wait --for condition=Ready --timeout 5s "node/$NODE_NAME"
+}
+
+# install_node_packages installs the Debian packages the node needs, if missing.
+install_node_packages() {
+  local p missing=()
+  for p in "${NODE_PACKAGES[@]}"; do
+    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  log "installing Debian packages: ${missing[*]}"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+start_node() {
+  install_node_packages
+  start_containerd
+  start_kubelet
+}
+
+# stop_node: the kubelet first (so it restarts nothing), then every container
+# and shim, containerd, and what they left outside our folder.
+stop_node() {
+  stop_component kubelet
+  local runc_root=$NODE_DIR/runc/k8s.io id shim_pids=() socks=() pid
+  if [[ -d $runc_root ]]; then
+    for id in $(runc --root "$runc_root" list -q 2>/dev/null); do
+      runc --root "$runc_root" kill "$id" KILL 2>/dev/null || true
+    done
+  fi
+  # The shims serve containerd on sockets in /run/containerd/s; note which are ours.
+  mapfile -t shim_pids < <(pgrep -f "containerd-shim.*-address $NODE_SOCK" || true)
+  if ((${#shim_pids[@]})) && command -v ss >/dev/null; then
+    for pid in "${shim_pids[@]}"; do
+      mapfile -t -O "${#socks[@]}" socks < <(ss -Hxlp 2>/dev/null | grep "pid=$pid," | grep -o '/run/containerd/s/[0-9a-f]*' | sort -u)
+    done
+  fi
+  if [[ -d $runc_root ]]; then
+    for id in $(runc --root "$runc_root" list -q 2>/dev/null); do
+      runc --root "$runc_root" delete --force "$id" 2>/dev/null || true
+    done
+  fi
+  ((${#shim_pids[@]} == 0)) || kill -KILL "${shim_pids[@]}" 2>/dev/null || true
+  rm -f "${socks[@]}"
+  stop_component containerd
+  # Mounts under our folder (rootfs, network namespaces, volumes), deepest first.
+  local m
+  for m in $(awk -v d="$NODE_DIR" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r); do
+    umount -l "$m" 2>/dev/null || true
+  done
+  ip link del "$NODE_BRIDGE" 2>/dev/null || true
+  # The kubelet's cgroups (cgroupfs driver), leaves first.
+  local c
+  for c in $(find /sys/fs/cgroup/*/kubepods* -depth -type d 2>/dev/null); do
+    rmdir "$c" 2>/dev/null || true
+  done
+  find /var/log/containers -maxdepth 1 -lname "$NODE_DIR/*" -delete 2>/dev/null || true
+  # libcni's cache of each sandbox's results, which name its network namespace.
+  grep -lsF "$NODE_DIR/" /var/lib/cni/results/* | xargs -r rm -f || true
+  # The kubelet's device-plugin socket has a fixed path; ours once nobody listens on it.
+  local dp=/var/lib/kubelet/device-plugins/kubelet.sock
+  if [[ -S $dp ]] && ! ss -Hxl 2>/dev/null | grep -qF "$dp"; then
+    rm -f "$dp"
+  fi
+  # Folders the runtime made where it keeps these; removed only when empty,
+  # so a machine's own containerd or kubelet keeps its own.
+  local d
+  for d in /var/lib/cni/results /var/lib/cni /var/lib/kubelet/device-plugins /var/lib/kubelet \
+    /var/log/containers /run/containerd/s /run/containerd; do
+    rmdir "$d" 2>/dev/null || true
+  done
+  rm -rf "${NODE_DIR:?}/containerd/state" "$NODE_DIR/cni/ipam" "$NODE_DIR/cni/cache"
+}
+
+# node_leftovers: what of the node is still there (empty when stop_node did
+# its work).
+node_leftovers() {
+  pgrep -af "containerd-shim.*$NODE_SOCK|$NODE_DIR" | grep -v pgrep || true
+  awk -v d="$NODE_DIR" 'index($2, d) == 1 { print "mount " $2 }' /proc/self/mounts
+  ip link show "$NODE_BRIDGE" >/dev/null 2>&1 && echo "network bridge $NODE_BRIDGE"
+  find /sys/fs/cgroup/*/kubepods* -maxdepth 0 -type d 2>/dev/null | sed 's/^/cgroup /'
+  find /var/log/containers -maxdepth 1 -lname "$NODE_DIR/*" 2>/dev/null | sed 's/^/log link /'
+  grep -lsF "$NODE_DIR/" /var/lib/cni/results/* | sed 's/^/CNI state /'
+  [[ ! -S /var/lib/kubelet/device-plugins/kubelet.sock ]] || echo "kubelet device-plugin socket"
+  true
+}
