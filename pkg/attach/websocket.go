@@ -200,6 +200,11 @@ func (c *wsConn) decodeFrame(data []byte) (channel byte, payload []byte, ok bool
 		return channel, payload, c.v5
 	}
 	if c.base64 {
+		// A digit: anything else (e.g. '/', one below '0') would wrap
+		// around to another channel, the close signal among them.
+		if channel < '0' || channel > '9' {
+			return 0, nil, false
+		}
 		channel -= '0'
 		p, err := base64.StdEncoding.DecodeString(string(payload))
 		if err != nil {
