@@ -13,8 +13,9 @@ TERMINAL_APISERVER_EXTRA_ARGS="--max-sessions-per-user=0 ${TERMINAL_APISERVER_EX
 source _output/local/env.sh
 # shellcheck source=hack/lib/local.sh
 source hack/lib/local.sh
-# The sessions' processes outlive them under kwok: do not leave a thousand
-# behind for the next run.
+# Under LOCAL_NODE=kwok the sessions' processes are this machine's and
+# outlive them: do not leave a thousand behind for the next run. (On the
+# real node the benchmark deletes its own pod, which ends them.)
 trap kill_kwok_leftovers EXIT
 # shellcheck disable=SC2086 # BENCH_ARGS is a list of flags.
 go run ./test/bench ${BENCH_ARGS:-}

@@ -38,7 +38,8 @@ kill_kwok_leftovers
 # (that would include whatever port terminal-apiserver's embedded NATS opened).
 busy=()
 for var in ETCD_PORT ETCD_PEER_PORT KUBE_APISERVER_PORT KUBE_CONTROLLER_MANAGER_PORT \
-  KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT TERMINAL_APISERVER_NATS_PORT; do
+  KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT TERMINAL_APISERVER_NATS_PORT \
+      KUBELET_PORT KUBELET_HEALTHZ_PORT KUBE_PROXY_HEALTHZ_PORT KUBE_PROXY_METRICS_PORT; do
   port=${!var:-}
   [[ -z $port ]] || ! port_in_use "$port" || busy+=("$var=$port")
 done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts a local Kubernetes control plane as plain processes (no Docker here): etcd,
-# kube-apiserver, kube-controller-manager, kube-scheduler and kwok with two fake
-# nodes, all on loopback; seeds demo tenants and workloads; then builds, starts and
+# kube-apiserver, kube-controller-manager, kube-scheduler on loopback, and a real node
+# (kubelet, kube-proxy, containerd, runc: hack/lib/node.sh) or, with LOCAL_NODE=kwok,
+# two kwok nodes instead; seeds demo tenants and workloads; then builds, starts and
 # registers terminal-apiserver behind the aggregation layer (when cmd/terminal-apiserver
 # exists). Everything it makes lives under _output/local/; hack/local-down.sh stops it.
 #
@@ -11,16 +12,19 @@
 # Environment (all optional):
 #   ETCD_PORT ETCD_PEER_PORT KUBE_APISERVER_PORT KUBE_CONTROLLER_MANAGER_PORT
 #   KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT TERMINAL_APISERVER_NATS_PORT
+#   KUBELET_PORT KUBELET_HEALTHZ_PORT KUBE_PROXY_HEALTHZ_PORT KUBE_PROXY_METRICS_PORT
 #       ports on 127.0.0.1; a port given explicitly must be free, a default that is
 #       taken is replaced by the next free one. The choice is saved in _output/local/env.sh.
 #   SKIP_TERMINAL_APISERVER=1      bring up the cluster only
-#   LOCAL_NODE=real                also start a real node (kubelet, containerd, runc:
-#                                  hack/lib/node.sh) beside the kwok nodes
+#   LOCAL_NODE=kwok                two fake kwok nodes instead of the real node (exec runs
+#                                  commands as processes of this machine: artifacts/README.md)
 #   TERMINAL_APISERVER_EXTRA_ARGS  extra flags for terminal-apiserver (word-split)
 #   LOCAL_UP_TIMEOUT               seconds to wait for each component (default 120)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LOCAL_NODE=${LOCAL_NODE:-real}
+[[ $LOCAL_NODE == real || $LOCAL_NODE == kwok ]] || { echo "error: LOCAL_NODE is real or kwok, not '$LOCAL_NODE'" >&2; exit 1; }
 # shellcheck source=hack/lib/local.sh
 source "$ROOT/hack/lib/local.sh"
 # shellcheck source=hack/lib/node.sh
@@ -107,6 +111,8 @@ pick_ports() {
   pick_port TERMINAL_APISERVER_NATS_PORT 16422
   pick_port KUBELET_PORT 16350
   pick_port KUBELET_HEALTHZ_PORT 16348
+  pick_port KUBE_PROXY_HEALTHZ_PORT 16356
+  pick_port KUBE_PROXY_METRICS_PORT 16349
 }
 
 write_state() {
@@ -134,7 +140,9 @@ export TERMINAL_APISERVER_NATS_DATA_DIR='$LOCAL_DIR/nats'
 export TERMINAL_APISERVER_NATS_PORT=$TERMINAL_APISERVER_NATS_PORT
 export KUBELET_PORT=$KUBELET_PORT
 export KUBELET_HEALTHZ_PORT=$KUBELET_HEALTHZ_PORT
-export LOCAL_NODE='${LOCAL_NODE:-}'
+export KUBE_PROXY_HEALTHZ_PORT=$KUBE_PROXY_HEALTHZ_PORT
+export KUBE_PROXY_METRICS_PORT=$KUBE_PROXY_METRICS_PORT
+export LOCAL_NODE='$LOCAL_NODE'
 export TERMINAL_APISERVER_NATS_URL='nats://127.0.0.1:$TERMINAL_APISERVER_NATS_PORT'
 # It requires this user and password of every client (nats --user ... --password "\$(cat FILE)").
 export TERMINAL_APISERVER_NATS_USER=terminal-apiserver
@@ -322,6 +330,8 @@ EOF
 }
 
 start_kube_apiserver() {
+  local KWOK_FEATURE_GATES=""
+  [[ $LOCAL_NODE != kwok ]] || KWOK_FEATURE_GATES=ExtendWebSocketsToKubelet=false
   write_audit_policy
   start kube-apiserver "$TOOLS_BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
@@ -350,7 +360,7 @@ start_kube_apiserver() {
     --kubelet-certificate-authority "$PKI_DIR/ca.crt" \
     --kubelet-preferred-address-types InternalIP \
     --endpoint-reconciler-type none \
-    --feature-gates ExtendWebSocketsToKubelet=false \
+    ${KWOK_FEATURE_GATES:+--feature-gates "$KWOK_FEATURE_GATES"} \
     --allow-privileged=true \
     --audit-policy-file "$LOCAL_DIR/audit-policy.yaml" \
     --audit-log-path "$LOG_DIR/kube-apiserver-audit.log" \
@@ -361,8 +371,9 @@ start_kube_apiserver() {
   #     InternalIP is 127.0.0.1 and the kubelet port is kwok's.
   #   --endpoint-reconciler-type=none: the kubernetes Service's endpoints would be
   #     127.0.0.1, which the Endpoints API refuses.
-  #   ExtendWebSocketsToKubelet=false: kwok refuses the v5 WebSocket handshake, so
-  #     kube-apiserver must translate WebSocket exec from clients into SPDY to kwok.
+  #   ExtendWebSocketsToKubelet=false (LOCAL_NODE=kwok only): kwok refuses the v5
+  #     WebSocket handshake, so kube-apiserver must translate WebSocket exec from
+  #     clients into SPDY to kwok. A real kubelet speaks it.
   #   No --enable-aggregator-routing: the aggregator then resolves the ExternalName
   #     Service of terminal-apiserver to https://localhost:PORT, which is what we want.
   wait_for "$TIMEOUT" "kube-apiserver /readyz" kube-apiserver apiserver_ready
@@ -475,8 +486,9 @@ start_cluster() {
   start_etcd
   start_kube_apiserver
   start_controllers
-  start_kwok
-  if [[ ${LOCAL_NODE:-} == real ]]; then
+  if [[ $LOCAL_NODE == kwok ]]; then
+    start_kwok
+  else
     start_node
   fi
 }
@@ -588,14 +600,16 @@ EOF
     wait_for "$TIMEOUT" "ServiceAccount $ns/default" kube-controller-manager k -n "$ns" get serviceaccount default
   done
   k apply -f "$ROOT/artifacts/examples/demo.yaml" >/dev/null
-  make_cluster_exec
+  [[ $LOCAL_NODE != kwok ]] || make_cluster_exec
   local d
   for ns in "${DEMO_NAMESPACES[@]}"; do
     for d in $(k -n "$ns" get deployments -o name); do
       wait_for "$TIMEOUT" "$ns/$d rollout" kube-scheduler k -n "$ns" rollout status "$d" --timeout 5s
     done
   done
-  wait_for "$TIMEOUT" "team-a/shell-demo Ready" kwok k -n team-a wait --for condition=Ready --timeout 5s pod/shell-demo
+  local node=kubelet
+  [[ $LOCAL_NODE != kwok ]] || node=kwok
+  wait_for "$TIMEOUT" "team-a/shell-demo Ready" "$node" k -n team-a wait --for condition=Ready --timeout 5s pod/shell-demo
   # The controller-manager aggregates terminal-sessions-edit into edit asynchronously;
   # wait so that RBAC checks right after `make up` see it.
   wait_for "$TIMEOUT" "terminal-sessions-edit aggregated into edit" kube-controller-manager \
@@ -726,7 +740,9 @@ up_terminal_apiserver() {
 cluster_up() {
   local c
   [[ -f $STATE_ENV ]] || return 1
-  for c in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
+  local node=(containerd kubelet kube-proxy)
+  [[ $LOCAL_NODE != kwok ]] || node=(kwok)
+  for c in etcd kube-apiserver kube-controller-manager kube-scheduler "${node[@]}"; do
     pid_of "$c" >/dev/null || return 1
   done
   apiserver_ready
@@ -745,12 +761,17 @@ main() {
   "$ROOT/hack/build-tools.sh" >/dev/null
   mkdir -p "$LOG_DIR" "$PID_DIR"
 
-  # The saved ports win over defaults, so a second `make up` finds the running cluster.
+  # The saved ports win over defaults, so a second `make up` finds the running cluster;
+  # the node kind asked for now wins over the saved one (and a change restarts it all).
+  local want_node=$LOCAL_NODE
   if [[ -f $STATE_ENV ]]; then
     # shellcheck disable=SC1090
     source "$STATE_ENV"
   fi
-  if cluster_up; then
+  local same_node=1
+  [[ ${LOCAL_NODE:-} == "$want_node" ]] || same_node=0
+  LOCAL_NODE=$want_node
+  if ((same_node)) && cluster_up; then
     log "local control plane already up (KUBE_APISERVER_PORT=$KUBE_APISERVER_PORT)"
   else
     if any_running; then
@@ -758,7 +779,8 @@ main() {
       "$ROOT/hack/local-down.sh"
     fi
     unset ETCD_PORT ETCD_PEER_PORT KUBE_APISERVER_PORT KUBE_CONTROLLER_MANAGER_PORT \
-      KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT TERMINAL_APISERVER_NATS_PORT
+      KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT TERMINAL_APISERVER_NATS_PORT \
+      KUBELET_PORT KUBELET_HEALTHZ_PORT KUBE_PROXY_HEALTHZ_PORT KUBE_PROXY_METRICS_PORT
     # Ports given by the caller (saved before sourcing the state file) still apply.
     local v
     for v in "${!USER_PORT_@}"; do printf -v "${v#USER_PORT_}" '%s' "${!v}"; done
@@ -792,7 +814,8 @@ EOF
 
 # Remember ports the caller set explicitly, before the state file's values shadow them.
 for _v in ETCD_PORT ETCD_PEER_PORT KUBE_APISERVER_PORT KUBE_CONTROLLER_MANAGER_PORT \
-  KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT TERMINAL_APISERVER_NATS_PORT; do
+  KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT TERMINAL_APISERVER_NATS_PORT \
+      KUBELET_PORT KUBELET_HEALTHZ_PORT KUBE_PROXY_HEALTHZ_PORT KUBE_PROXY_METRICS_PORT; do
   if [[ -n ${!_v:-} ]]; then printf -v "USER_PORT_$_v" '%s' "${!_v}"; fi
 done
 unset _v

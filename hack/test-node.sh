@@ -2,8 +2,8 @@
 # The local real node, up and down twice: each time the node becomes Ready, a
 # pod of each local image runs on it (the static image too), an exec in it sees
 # the container (its own environment and processes, a terminal, exit codes from
-# the runtime), and `make down` leaves nothing behind: no process, mount,
-# cgroup, network bridge, shim socket or CNI state (hack/local-down.sh fails if
+# the runtime), a Service answers through kube-proxy, and `make down` leaves nothing behind: no process, mount,
+# cgroup, network bridge, shim socket, CNI state or iptables rule (hack/local-down.sh fails if
 # node_leftovers finds any; this checks the runtime's folders too).
 set -euo pipefail
 
@@ -66,11 +66,17 @@ EOF
   if "${k[@]}" exec node-static -- sh -c true 2>/dev/null; then
     fail "the static image has a shell"
   fi
+  # The demo web Deployment behind its Service, through kube-proxy's rules.
+  local ip
+  ip=$("${k[@]}" get service web -o jsonpath='{.spec.clusterIP}')
+  "${k[@]}" rollout status deployment/web --timeout 60s >/dev/null || fail "deployment web did not roll out"
+  out=$("${k[@]}" exec node-busybox -- timeout 5 wget -qO- "http://$ip/config.yaml") || true
+  [[ $out == *"hello from team-a/web"* ]] || fail "the web Service at $ip did not answer: $out"
 }
 
 for round in 1 2; do
   echo ">> round $round: up" >&2
-  LOCAL_NODE=real SKIP_TERMINAL_APISERVER=1 hack/local-up.sh >/dev/null || fail "local-up failed"
+  SKIP_TERMINAL_APISERVER=1 hack/local-up.sh >/dev/null || fail "local-up failed"
   check_pods
   echo ">> round $round: down" >&2
   hack/local-down.sh >/dev/null || fail "local-down failed (or left something behind)"

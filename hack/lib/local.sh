@@ -15,9 +15,9 @@ PID_DIR=$LOCAL_DIR/pids
 STATE_ENV=$LOCAL_DIR/env.sh
 
 # The components in start order; local-down stops them in reverse.
-# The real node's containerd and kubelet (hack/lib/node.sh) are stopped by
-# stop_node, before these.
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok terminal-apiserver)
+# The real node's (hack/lib/node.sh) are stopped by stop_node first, which
+# also removes what they leave behind.
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok containerd kubelet kube-proxy terminal-apiserver)
 
 log() { printf '>> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

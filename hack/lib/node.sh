@@ -21,7 +21,7 @@ NODE_SOCK=$NODE_DIR/containerd/containerd.sock
 # The pod network: a bridge of our own, addresses kept in our folder.
 NODE_BRIDGE=tlnode0
 NODE_POD_CIDR=10.89.0.0/16
-NODE_PACKAGES=(containerd runc containernetworking-plugins busybox-static iproute2)
+NODE_PACKAGES=(containerd runc containernetworking-plugins busybox-static iproute2 iptables)
 
 # node_ip: the machine's own non-loopback address, where kube-apiserver reaches
 # the kubelet.
@@ -176,15 +176,46 @@ install_node_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# start_kube_proxy makes Services work on the node: iptables rules from
+# Services and EndpointSlices, as in most clusters. It sets no conntrack
+# sysctls (this machine's are not ours to change).
+start_kube_proxy() {
+  new_cert ca kube-proxy "/CN=system:kube-proxy" clientAuth
+  kubeconfig "$LOCAL_DIR/kube-proxy.kubeconfig" kube-proxy kube-proxy
+  "$KUBECTL" --kubeconfig "$LOCAL_DIR/kube-proxy.kubeconfig" config use-context kube-proxy >/dev/null
+  chmod 600 "$PKI_DIR/kube-proxy.key" "$LOCAL_DIR/kube-proxy.kubeconfig"
+  cat >"$NODE_DIR/kube-proxy-config.yaml" <<EOF
+# Written by hack/lib/node.sh.
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: $LOCAL_DIR/kube-proxy.kubeconfig}
+hostnameOverride: $NODE_NAME
+mode: iptables
+clusterCIDR: $NODE_POD_CIDR
+healthzBindAddress: 127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT
+metricsBindAddress: 127.0.0.1:$KUBE_PROXY_METRICS_PORT
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+EOF
+  start kube-proxy "$TOOLS_BIN/kube-proxy" --config "$NODE_DIR/kube-proxy-config.yaml"
+  wait_for "$TIMEOUT" "kube-proxy /healthz" kube-proxy \
+    curl -fsS --max-time 2 "http://127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT/healthz"
+}
+
 start_node() {
   install_node_packages
   start_containerd
   start_kubelet
+  start_kube_proxy
 }
 
 # stop_node: the kubelet first (so it restarts nothing), then every container
 # and shim, containerd, and what they left outside our folder.
 stop_node() {
+  stop_component kube-proxy
+  # Its rules in the host's iptables, which outlive it.
+  if [[ -x $TOOLS_BIN/kube-proxy ]] && iptables -t nat -S KUBE-SERVICES >/dev/null 2>&1; then
+    "$TOOLS_BIN/kube-proxy" --cleanup --proxy-mode iptables >/dev/null 2>&1 || true
+  fi
   stop_component kubelet
   local runc_root=$NODE_DIR/runc/k8s.io id shim_pids=() socks=() pid
   if [[ -d $runc_root ]]; then
@@ -246,5 +277,6 @@ node_leftovers() {
   find /var/log/containers -maxdepth 1 -lname "$NODE_DIR/*" 2>/dev/null | sed 's/^/log link /'
   grep -lsF "$NODE_DIR/" /var/lib/cni/results/* | sed 's/^/CNI state /'
   [[ ! -S /var/lib/kubelet/device-plugins/kubelet.sock ]] || echo "kubelet device-plugin socket"
+  ! iptables -t nat -S KUBE-SERVICES >/dev/null 2>&1 || echo "kube-proxy's iptables chains"
   true
 }

@@ -24,11 +24,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	clientset "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned"
@@ -44,7 +47,10 @@ var (
 	bulkRounds = flag.Int("bulk-rounds", 3, "rounds of the throughput figures (median)")
 	hold       = flag.Duration("hold", 0, "keep the idle sessions open this long after measuring (to profile the server)")
 	ns         = "team-a"
-	pod        = "shell-demo"
+	// pod is the benchmark's own, made for the run and deleted after it:
+	// the runtime does not end an exec's process when its stream closes,
+	// and deleting the pod ends the thousand shells the run leaves.
+	pod = "bench-" + rand.String(5)
 )
 
 type env struct {
@@ -83,7 +89,12 @@ func run() error {
 	defer e.nc.Close()
 	ctx := context.Background()
 
-	fmt.Printf("terminal-apiserver vs direct pods/exec, pod %s/%s, through kube-apiserver (kwok kubelet)\n\n", ns, pod)
+	if err := e.createPod(ctx); err != nil {
+		return err
+	}
+	defer e.deletePod()
+	node := os.Getenv("LOCAL_NODE")
+	fmt.Printf("terminal-apiserver vs direct pods/exec, pod %s/%s, through kube-apiserver (%s node)\n\n", ns, pod, node)
 	// Three columns: a session driven straight through NATS (the bridge
 	// alone), the same through the attach subresource (client ->
 	// kube-apiserver -> terminal-apiserver -> NATS -> bridge ->
@@ -382,11 +393,9 @@ func typer(ctx context.Context, exec remotecommand.Executor) func([]byte) error 
 	}
 }
 
-// bulkScript writes bulk-mib MiB once a line arrives on its stdin. It
-// waits after the marker: kwok closes the pty as soon as the process
-// exits, losing whatever output it had not read yet.
+// bulkScript writes bulk-mib MiB once a line arrives on its stdin.
 func bulkScript() []string {
-	return []string{"bash", "-c", fmt.Sprintf("read go; head -c %d /dev/zero | tr '\\0' 'x'; echo; echo BULK-END; read done", *bulkMiB<<20)}
+	return []string{"bash", "-c", fmt.Sprintf("read go; head -c %d /dev/zero | tr '\\0' 'x'; echo; echo BULK-END", *bulkMiB<<20)}
 }
 
 // bulk measures output throughput in MiB/s three ways, as echo does.
@@ -596,4 +605,26 @@ func (e *env) closeIdle(names []string) {
 		_ = c.Delete(context.Background(), n, metav1.DeleteOptions{})
 	}
 	time.Sleep(3 * time.Second)
+}
+
+// createPod starts the benchmark's pod (bash, on the local node) and waits
+// until it runs.
+func (e *env) createPod(ctx context.Context) error {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: pod, Namespace: ns},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{framework.SleepingContainer("shell")},
+			TerminationGracePeriodSeconds: ptr.To[int64](0)},
+	}
+	p.Spec.Containers[0].Image = framework.BashImage
+	if _, err := e.kube.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("the benchmark's pod: %w", err)
+	}
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		got, err := e.kube.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
+		return err == nil && got.Status.Phase == corev1.PodRunning, nil
+	})
+}
+
+func (e *env) deletePod() {
+	_ = e.kube.CoreV1().Pods(ns).Delete(context.Background(), pod, metav1.DeleteOptions{})
 }

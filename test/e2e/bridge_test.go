@@ -92,9 +92,9 @@ func TestBridgeShellRoundTrip(t *testing.T) {
 		}
 		return strings.Contains(scr.String(), "now=43 132"), nil
 	})
-	// Deleting the session ends the exec at once. (kwok does not kill the
-	// process when the stream ends, as a real kubelet's runtime does;
-	// local-down does.)
+	// Deleting the session ends the exec at once. (The exec's stream, that
+	// is: neither a real kubelet nor kwok kills the process when its stream
+	// ends; deleting the pod does. docs/local-node.md.)
 	closedEvents := watchClosed(t, nc, subj)
 	start := time.Now()
 	if err := c.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
@@ -147,9 +147,7 @@ func TestBridgeTargetGone(t *testing.T) {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: uniqueName("target"), Namespace: "team-a"},
 		Spec: corev1.PodSpec{
-			Containers: []corev1.Container{{Name: "shell", Image: "busybox:1.37"}},
-			// kwok nodes carry this taint; the demo workloads tolerate it too.
-			Tolerations: []corev1.Toleration{{Key: "kwok.x-k8s.io/node", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
+			Containers: []corev1.Container{framework.SleepingContainer("shell")},
 		},
 	}
 	if _, err := kube.CoreV1().Pods("team-a").Create(ctx, pod, metav1.CreateOptions{}); err != nil {

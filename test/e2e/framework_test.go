@@ -1,6 +1,7 @@
 // Package e2e tests terminal-apiserver end to end on the local control plane
-// that hack/local-up.sh starts (real etcd, kube-apiserver, controllers, kwok
-// and terminal-apiserver behind the aggregation layer), through real kubectl
+// that hack/local-up.sh starts (real etcd, kube-apiserver, controllers, a real
+// node with kubelet, kube-proxy, containerd and runc, and terminal-apiserver
+// behind the aggregation layer), through real kubectl
 // and the generated clientset. hack/e2e.sh sources _output/local/env.sh
 // first; the tests refuse to run without it rather than skip.
 package e2e

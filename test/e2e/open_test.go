@@ -57,7 +57,7 @@ func createPod(t *testing.T, pod *corev1.Pod) {
 func podWith(ns, name string, containers ...string) *corev1.Pod {
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"e2e": "true"}}}
 	for _, c := range containers {
-		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: c, Image: "busybox:1.37", Command: []string{"sleep", "infinity"}})
+		p.Spec.Containers = append(p.Spec.Containers, framework.SleepingContainer(c))
 	}
 	return p
 }

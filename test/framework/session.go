@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -74,4 +75,16 @@ func FallbackExecutor(cfg *rest.Config, u *url.URL) (remotecommand.Executor, err
 		return nil, err
 	}
 	return remotecommand.NewFallbackExecutor(ws, spdy, httpstream.IsUpgradeFailure)
+}
+
+// The local node's images (hack/build-images.sh), which it never pulls.
+const (
+	BusyboxImage = "terminal.local/busybox:1"
+	BashImage    = "terminal.local/bash:1"
+)
+
+// SleepingContainer is a busybox container that runs until it is stopped.
+func SleepingContainer(name string) corev1.Container {
+	return corev1.Container{Name: name, Image: BusyboxImage, ImagePullPolicy: corev1.PullNever,
+		Command: []string{"sleep", "infinity"}}
 }
