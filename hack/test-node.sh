@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The local real node, up and down twice: each time the node becomes Ready, a
-# pod of each local image runs on it (the static image too), an exec in it sees
-# the container (its own environment and processes, a terminal, exit codes from
-# the runtime), a Service answers through kube-proxy, and `make down` leaves nothing behind: no process, mount,
-# cgroup, network bridge, shim socket, CNI state or iptables rule (hack/local-down.sh fails if
-# node_leftovers finds any; this checks the runtime's folders too).
+# The local node's images built twice (they must not differ), then the node up
+# and down twice: each time the node becomes Ready, a pod of each local image
+# runs on it (the static image too), an exec in it sees the container (its own
+# environment and processes, a terminal, exit codes from the runtime), a
+# Service answers through kube-proxy, and `make down` leaves nothing behind: no
+# process, mount, cgroup, network bridge, shim socket, CNI state or iptables
+# rule (hack/local-down.sh fails if node_leftovers finds any; this checks the
+# runtime's folders too).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -73,6 +75,16 @@ EOF
   out=$("${k[@]}" exec node-busybox -- timeout 5 wget -qO- "http://$ip/config.yaml") || true
   [[ $out == *"hello from team-a/web"* ]] || fail "the web Service at $ip did not answer: $out"
 }
+
+# The images are reproducible: two builds from scratch are byte for byte the same.
+repro=$(mktemp -d)
+trap 'rm -rf "$repro"' EXIT
+IMAGES_DIR=$repro/a hack/build-images.sh >/dev/null 2>&1
+IMAGES_DIR=$repro/b hack/build-images.sh >/dev/null 2>&1
+for tar in "$repro"/a/*.tar; do
+  cmp -s "$tar" "$repro/b/${tar##*/}" || fail "two builds of ${tar##*/} differ"
+done
+echo ">> the node's images build reproducibly" >&2
 
 for round in 1 2; do
   echo ">> round $round: up" >&2

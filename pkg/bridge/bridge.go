@@ -118,7 +118,7 @@ type Bridge struct {
 	// fake in unit tests).
 	openExec execOpener
 	// clock is what the session timers read (a fake in unit tests).
-	clock clock.Clock
+	clock clock.WithDelayedExecution
 	// js publishes output asynchronously: its own context, so the limit
 	// on frames in flight is the bridge's alone.
 	js jetstream.JetStream
@@ -127,6 +127,8 @@ type Bridge struct {
 	msgs chan *nats.Msg
 	// work feeds sessions due for maintenance to a few workers.
 	work chan *session
+	// purges holds deleted sessions whose scrollback is to go.
+	purges chan purge
 
 	mu      sync.Mutex
 	running map[types.UID]*session
@@ -218,6 +220,7 @@ func newBridge(ctx context.Context, cfg Config, kube kubernetes.Interface, meta 
 		clock:      clock.RealClock{},
 		msgs:       make(chan *nats.Msg, 8192),
 		work:       make(chan *session, 4096),
+		purges:     make(chan purge, 16384),
 		running:    map[types.UID]*session{},
 		shells:     map[string]string{},
 	}
@@ -274,7 +277,7 @@ func (b *Bridge) Run(ctx context.Context) {
 			}
 			if s, ok := obj.(*v1alpha1.TerminalSession); ok {
 				b.stop(s.UID)
-				b.purgeScrollback(ctx, s.UID)
+				b.purgeScrollback(s.UID)
 			}
 		},
 	})
@@ -295,6 +298,7 @@ func (b *Bridge) Run(ctx context.Context) {
 	sweep(b.cfg.LeaseDuration, b.checkOrphan)
 	sweep(b.cfg.SweepInterval, b.deleteExpired)
 	workers.Go(func() { b.route(ctx) })
+	workers.Go(func() { b.runPurges(ctx) })
 	for range maintenanceWorkers {
 		workers.Go(func() {
 			for {
@@ -343,27 +347,53 @@ func (b *Bridge) stop(uid types.UID) {
 // deletion: its viewers read the close event in that time.
 const scrollbackGrace = 10 * time.Second
 
-// purgeScrollback drops a deleted session's output and events from the IO
-// stream once scrollbackGrace has passed, so that a tenant's deleted
-// sessions do not hold the stream (every replica does it; a purge of
-// nothing is cheap). The stream's MaxAge removes what a purge missed (all
-// replicas down at the time).
-func (b *Bridge) purgeScrollback(ctx context.Context, uid types.UID) {
-	subjects := wire.SubjectsFor(string(uid)).All()
-	time.AfterFunc(scrollbackGrace, func() {
-		if ctx.Err() != nil {
+// purgeScrollback queues a deleted session's output and events for
+// removal from the IO stream once scrollbackGrace has passed, so that a
+// tenant's deleted sessions do not hold the stream (every replica does it; a
+// purge of nothing is quick). The stream's MaxAge removes what a purge
+// missed: all replicas down at the time, or a full queue.
+func (b *Bridge) purgeScrollback(uid types.UID) {
+	select {
+	case b.purges <- purge{uid: uid, due: b.clock.Now().Add(scrollbackGrace)}:
+	default:
+		klog.V(2).InfoS("Purge queue full; the stream's MaxAge will drop the scrollback", "uid", uid)
+	}
+}
+
+type purge struct {
+	uid types.UID
+	due time.Time
+}
+
+// runPurges purges in order, one at a time: a thousand sessions deleted at
+// once must not become a thousand purges at once, which stall JetStream and
+// with it every live session's output.
+func (b *Bridge) runPurges(ctx context.Context) {
+	for {
+		var p purge
+		select {
+		case <-ctx.Done():
 			return
+		case p = <-b.purges:
 		}
+		if wait := p.due.Sub(b.clock.Now()); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-b.clock.After(wait):
+			}
+		}
+		subjects := wire.SubjectsFor(string(p.uid)).All()
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
 		stream, err := b.cfg.JetStream.Stream(pctx, wire.IOStream)
 		if err == nil {
 			err = stream.Purge(pctx, jetstream.WithPurgeSubject(subjects))
 		}
+		cancel()
 		if err != nil && ctx.Err() == nil {
 			klog.ErrorS(err, "Purging a deleted session's scrollback failed", "subjects", subjects)
 		}
-	})
+	}
 }
 
 // deleteExpired deletes a closed session once its ttlAfterClosed has passed. Every

@@ -166,6 +166,10 @@ func (b *Bridge) run(s *session) (exitCode int32, err error) {
 	s.stream = stream
 	s.startWriter()
 	s.mu.Unlock()
+	// Input waits for the process's first output (a shell's prompt), or
+	// inputHold at most: by then the runtime has applied the size.
+	hold := b.clock.AfterFunc(inputHold, s.openInput)
+	defer hold.Stop()
 
 	var marked sync.WaitGroup
 	marked.Go(func() {
@@ -176,7 +180,7 @@ func (b *Bridge) run(s *session) (exitCode int32, err error) {
 	})
 	defer marked.Wait()
 
-	code, err := stream.Wait(s.out)
+	code, err := stream.Wait(&firstWrite{w: s.out, first: s.openInput})
 	if ferr := s.out.close(); ferr != nil && ctx.Err() == nil {
 		klog.ErrorS(ferr, "Publishing output failed", "session", klog.KObj(s.obj))
 	}
@@ -184,6 +188,21 @@ func (b *Bridge) run(s *session) (exitCode int32, err error) {
 		return code, context.Cause(ctx)
 	}
 	return code, err
+}
+
+// firstWrite calls first before the first write to w.
+type firstWrite struct {
+	w     io.Writer
+	first func()
+	done  bool
+}
+
+func (f *firstWrite) Write(p []byte) (int, error) {
+	if !f.done {
+		f.done = true
+		f.first()
+	}
+	return f.w.Write(p)
 }
 
 // onFreshStack runs f on a goroutine of its own and returns its result.

@@ -50,6 +50,8 @@ type harness struct {
 	probes  atomic.Int32
 	// execErr, when set, is what opening a session's exec returns.
 	execErr atomic.Pointer[error]
+	// silent: a session's process writes no prompt when it starts.
+	silent atomic.Bool
 }
 
 const (
@@ -137,6 +139,7 @@ func (h *harness) openExec(ctx context.Context, s *v1alpha1.TerminalSession, com
 		return nil, *err
 	}
 	f := newFakeExec(s, command, tty)
+	f.prompt = !h.silent.Load()
 	select {
 	case h.execs <- f:
 	default:
@@ -274,6 +277,8 @@ type fakeExec struct {
 	session *v1alpha1.TerminalSession
 	command []string
 	tty     bool
+	// prompt: Wait writes fakePrompt first, as a shell that starts does.
+	prompt bool
 
 	out    chan []byte
 	exit   chan int32
@@ -313,7 +318,15 @@ func (f *fakeExec) Resize(sz wire.Size) error {
 	return nil
 }
 
+// fakePrompt is what a fake process with a prompt writes when it starts.
+const fakePrompt = "$ "
+
 func (f *fakeExec) Wait(out io.Writer) (int32, error) {
+	if f.prompt {
+		if _, err := io.WriteString(out, fakePrompt); err != nil {
+			return 0, err
+		}
+	}
 	for {
 		select {
 		case p := <-f.out:

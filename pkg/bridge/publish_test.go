@@ -35,6 +35,7 @@ func TestOutputPublishedInFrames(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	alphabet := []rune("ab€日本語🙂\n\x1b[0m")
 	var written bytes.Buffer
+	written.WriteString(fakePrompt)
 	for written.Len() < 200<<10 {
 		var piece []byte
 		for range rng.IntN(3000) + 1 {
@@ -77,15 +78,21 @@ func TestOutputPublishedInFrames(t *testing.T) {
 		t.Fatal("the published output differs from what the process wrote")
 	}
 
+	// The follower came after the prompt: it gets everything from where it
+	// joined.
 	var followed bytes.Buffer
-	for followed.Len() < written.Len() {
+	start := -1
+	for start < 0 || start+followed.Len() < written.Len() {
 		fr := <-local
-		if fr.Offset != uint64(followed.Len()) {
-			t.Fatalf("local frame at offset %d, want %d", fr.Offset, followed.Len())
+		if start < 0 {
+			start = int(fr.Offset)
+		}
+		if fr.Offset != uint64(start+followed.Len()) {
+			t.Fatalf("local frame at offset %d, want %d", fr.Offset, start+followed.Len())
 		}
 		followed.Write(fr.Data)
 	}
-	if !bytes.Equal(followed.Bytes(), written.Bytes()) {
+	if !bytes.Equal(followed.Bytes(), written.Bytes()[start:]) {
 		t.Fatal("the local follower's output differs from what the process wrote")
 	}
 }

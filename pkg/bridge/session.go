@@ -23,8 +23,11 @@ const (
 	maxInputQueued = 256 << 10
 	maxViewers     = 1024 // viewer IDs tracked per session
 	pingEvery      = 30 * time.Second
-	shellCache     = 4096
-	probeTimeout   = 10 * time.Second
+	// inputHold is the longest typed-ahead input waits for the process's
+	// first output before it is let through.
+	inputHold    = time.Second
+	shellCache   = 4096
+	probeTimeout = 10 * time.Second
 )
 
 // session is one session this replica runs: its exec, its input queue, its
@@ -45,13 +48,18 @@ type session struct {
 	leaseRev                       atomic.Uint64
 	busy                           atomic.Bool // maintenance in flight
 
-	mu            sync.Mutex
-	stream        execStream // nil until the exec is open
-	input         [][]byte
-	inputBytes    int
-	size          *wire.Size
-	writing       bool
-	broken        bool
+	mu         sync.Mutex
+	stream     execStream // nil until the exec is open
+	input      [][]byte
+	inputBytes int
+	size       *wire.Size
+	writing    bool
+	broken     bool
+	// inputOpen: the process has started writing (or inputHold passed).
+	// Until then only the terminal size is written: the runtime applies a
+	// resize asynchronously, and input typed ahead would reach the shell
+	// before its terminal has the spec's size.
+	inputOpen     bool
 	viewers       map[string]time.Time
 	unviewedSince time.Time
 	lastStatus    time.Time
@@ -96,7 +104,7 @@ func (s *session) writeInputNow(p []byte) {
 		s.mu.Unlock()
 		return
 	}
-	if s.stream == nil || s.writing || s.broken {
+	if s.stream == nil || s.writing || s.broken || !s.inputOpen {
 		s.startWriter()
 		s.mu.Unlock()
 		return
@@ -116,7 +124,7 @@ func (s *session) resized(sz wire.Size) {
 
 // startWriter starts the writer if there is something to write (caller holds mu).
 func (s *session) startWriter() {
-	if s.stream != nil && !s.writing && !s.broken && (len(s.input) > 0 || s.size != nil) {
+	if s.stream != nil && !s.writing && !s.broken && (s.inputOpen && len(s.input) > 0 || s.size != nil) {
 		s.writing = true
 		go s.write()
 	}
@@ -127,8 +135,13 @@ func (s *session) startWriter() {
 func (s *session) write() {
 	for {
 		s.mu.Lock()
-		size, in, stream := s.size, s.input, s.stream
-		s.size, s.input, s.inputBytes = nil, nil, 0
+		size, stream := s.size, s.stream
+		var in [][]byte
+		if s.inputOpen {
+			in = s.input
+			s.input, s.inputBytes = nil, 0
+		}
+		s.size = nil
 		if size == nil && len(in) == 0 {
 			s.writing = false
 			s.mu.Unlock()
@@ -154,6 +167,16 @@ func (s *session) write() {
 			klog.V(2).InfoS("Writing to the exec failed", "session", klog.KObj(s.obj), "err", err)
 			return
 		}
+	}
+}
+
+// openInput lets queued and further input through to the process.
+func (s *session) openInput() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.inputOpen {
+		s.inputOpen = true
+		s.startWriter()
 	}
 }
 

@@ -65,6 +65,41 @@ func TestInputAndResizeReachTheProcess(t *testing.T) {
 	}
 }
 
+// Input typed before the process has written anything waits, behind the
+// terminal's size, for its first output (a shell's prompt) or inputHold:
+// the runtime applies a resize asynchronously, and a shell reading typed-
+// ahead input at once would run it at the wrong size.
+func TestInputWaitsForTheProcess(t *testing.T) {
+	for _, opened := range []string{"by the first output", "by inputHold"} {
+		t.Run(opened, func(t *testing.T) {
+			h := newHarness(t)
+			h.silent.Store(true)
+			b, _ := h.startBridge("replica", nil)
+			created, f := h.running("early", func(s *v1alpha1.TerminalSession) {
+				s.Spec.Size = &v1alpha1.TerminalSize{Cols: 100, Rows: 30}
+			})
+			sess := runningSession(t, b, created)
+			if err := h.nats.Conn.Publish(sess.subj.In(), []byte("typed ahead\n")); err != nil {
+				t.Fatal(err)
+			}
+			h.eventually("the size set and the input queued", func() bool {
+				sess.mu.Lock()
+				defer sess.mu.Unlock()
+				return len(f.resizes()) == 1 && len(sess.input) == 1
+			})
+			if got := f.typed(); got != "" {
+				t.Fatalf("the process read %q before it wrote anything", got)
+			}
+			if opened == "by the first output" {
+				f.write(t, []byte(fakePrompt))
+			} else {
+				h.clock.Step(inputHold)
+			}
+			h.eventually("the input typed", func() bool { return f.typed() == "typed ahead\n" })
+		})
+	}
+}
+
 // The session timers, on a clock the test moves: the bridge's tick closes
 // a session when its time is up, and not a moment before. Limits cap what
 // a spec asks for.
@@ -308,7 +343,7 @@ func TestInputQueueBounded(t *testing.T) {
 func TestBrokenStreamDropsInput(t *testing.T) {
 	f := newFakeExec(&v1alpha1.TerminalSession{}, []string{"sh"}, true)
 	_ = f.Close()
-	s := &session{b: &Bridge{clock: clock.RealClock{}}, obj: &v1alpha1.TerminalSession{}, stream: f}
+	s := &session{b: &Bridge{clock: clock.RealClock{}}, obj: &v1alpha1.TerminalSession{}, stream: f, inputOpen: true}
 	s.writeInputNow([]byte("lost"))
 	s.mu.Lock()
 	defer s.mu.Unlock()
