@@ -9,8 +9,8 @@
 #   terminal.local/static:1    one static Go binary and nothing else: no shell
 #
 # The tarballs are reproducible (sorted entries, zero times and owners, fixed
-# config) and cached in IMAGES_DIR, keyed by this script, the sources and the
-# package versions; a second run is a no-op. Prints IMAGES_DIR.
+# config) and cached in NODE_IMAGES_DIR, keyed by this script, the sources and the
+# package versions; a second run is a no-op. Prints NODE_IMAGES_DIR.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,20 +20,20 @@ done
 
 key=$( {
   cat "$0" "$ROOT"/hack/images/pause/pause.c "$ROOT"/hack/images/static/main.go
-  dpkg-query -W -f '${Package} ${Version}\n' busybox-static bash libc6 libtinfo6 2>/dev/null
+  dpkg-query -W -f '${Package} ${Version}\n' busybox-static bash libc6 libtinfo6 2>/dev/null || true
   go version
 } | sha256sum | cut -c1-12)
-IMAGES_DIR=${IMAGES_DIR:-$ROOT/_output/tools/images-$key}
-if [[ -f $IMAGES_DIR/done ]]; then
-  echo "$IMAGES_DIR"
+NODE_IMAGES_DIR=${NODE_IMAGES_DIR:-$ROOT/_output/tools/images-$key}
+if [[ -f $NODE_IMAGES_DIR/done ]]; then
+  echo "$NODE_IMAGES_DIR"
   exit 0
 fi
-rm -rf "$IMAGES_DIR"
-mkdir -p "$IMAGES_DIR"
+rm -rf "$NODE_IMAGES_DIR"
+mkdir -p "$NODE_IMAGES_DIR"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# image NAME ROOTFS CMD-JSON: writes IMAGES_DIR/NAME.tar.
+# image NAME ROOTFS CMD-JSON: writes NODE_IMAGES_DIR/NAME.tar.
 image() {
   local name=$1 rootfs=$2 cmd=$3 dir=$work/$1-archive
   mkdir -p "$dir"
@@ -47,7 +47,7 @@ image() {
   mv "$dir/config.json" "$dir/$config.json"
   printf '[{"Config":"%s.json","RepoTags":["terminal.local/%s:1"],"Layers":["layer.tar"]}]' "$config" "$name" >"$dir/manifest.json"
   tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu \
-    -C "$dir" -cf "$IMAGES_DIR/$name.tar" manifest.json "$config.json" layer.tar
+    -C "$dir" -cf "$NODE_IMAGES_DIR/$name.tar" manifest.json "$config.json" layer.tar
 }
 
 # A root file system's skeleton: what a container expects to find.
@@ -59,7 +59,7 @@ skeleton() {
   printf 'root:x:0:\nnogroup:x:65534:\n' >"$r/etc/group"
 }
 
-echo ">> building the local node's images in ${IMAGES_DIR#"$ROOT"/}" >&2
+echo ">> building the local node's images in ${NODE_IMAGES_DIR#"$ROOT"/}" >&2
 
 # pause
 mkdir -p "$work/pause/rootfs"
@@ -94,5 +94,5 @@ mkdir -p "$st"
 (cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -buildid=" -o "$st/static" ./hack/images/static)
 image static "$st" '["/static"]'
 
-touch "$IMAGES_DIR/done"
-echo "$IMAGES_DIR"
+touch "$NODE_IMAGES_DIR/done"
+echo "$NODE_IMAGES_DIR"

@@ -51,9 +51,10 @@ if command -v ss >/dev/null; then
     fi
   done < <(ss -Hltnp | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u)
 fi
-while read -r left; do
-  [[ -z $left ]] || busy+=("$left")
-done < <(node_leftovers)
+left=$(node_leftovers)
+while read -r line; do
+  [[ -z $line ]] || busy+=("$line")
+done <<<"$left"
 if ((${#busy[@]})); then
   printf 'error: left behind by local-down: %s\n' "${busy[@]}" >&2
   exit 1

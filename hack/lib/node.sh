@@ -21,7 +21,7 @@ NODE_SOCK=$NODE_DIR/containerd/containerd.sock
 # The pod network: a bridge of our own, addresses kept in our folder.
 NODE_BRIDGE=tlnode0
 NODE_POD_CIDR=10.89.0.0/16
-NODE_PACKAGES=(containerd runc containernetworking-plugins busybox-static iproute2 iptables)
+NODE_PACKAGES=(containerd runc containernetworking-plugins busybox-static iproute2 iptables procps)
 
 # node_ip: the machine's own non-loopback address, where kube-apiserver reaches
 # the kubelet.
@@ -153,6 +153,7 @@ subjects:
 - {apiGroup: rbac.authorization.k8s.io, kind: User, name: kube-apiserver-kubelet-client}
 EOF
   write_kubelet_config "$ip"
+  touch "$NODE_DIR/kubelet.cgroups" # ours to remove (see stop_node)
   start kubelet "$TOOLS_BIN/kubelet" \
     --config "$NODE_DIR/kubelet-config.yaml" \
     --kubeconfig "$LOCAL_DIR/kubelet.kubeconfig" \
@@ -171,9 +172,14 @@ install_node_packages() {
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
   done
   ((${#missing[@]})) || return 0
+  # Docker's containerd.io provides containerd and runc: installing Debian's
+  # would make apt remove it, and Docker with it. Never.
+  if dpkg-query -W -f '${Status}' containerd.io 2>/dev/null | grep -q "ok installed"; then
+    die "containerd.io (Docker's) is installed: the local node needs Debian's containerd and runc, which would replace it; use LOCAL_NODE=kwok here"
+  fi
   log "installing Debian packages: ${missing[*]}"
   apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --no-remove "${missing[@]}" >/dev/null
 }
 
 # start_kube_proxy makes Services work on the node: iptables rules from
@@ -195,26 +201,55 @@ clusterCIDR: $NODE_POD_CIDR
 healthzBindAddress: 127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT
 metricsBindAddress: 127.0.0.1:$KUBE_PROXY_METRICS_PORT
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+# NodePorts on 127.0.0.1 would need route_localnet, a host setting.
+iptables: {localhostNodePorts: false}
 EOF
+  touch "$NODE_DIR/kube-proxy.rules" # ours to remove (see stop_node)
   start kube-proxy "$TOOLS_BIN/kube-proxy" --config "$NODE_DIR/kube-proxy-config.yaml"
   wait_for "$TIMEOUT" "kube-proxy /healthz" kube-proxy \
     curl -fsS --max-time 2 "http://127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT/healthz"
 }
 
+# The host settings the kubelet, kube-proxy and the CNI bridge change; saved
+# at the first start, restored by stop_node.
+NODE_SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory net.ipv4.ip_forward
+  net.ipv4.conf.all.route_localnet kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
+
+# refuse_other_node: the node shares the kubepods cgroups and the KUBE-*
+# iptables chains with any other kubelet or kube-proxy on the machine, and
+# make down removes them: refuse to start beside one.
+refuse_other_node() {
+  if [[ ! -f $NODE_DIR/kubelet.cgroups ]] && compgen -G '/sys/fs/cgroup/*/kubepods*' >/dev/null; then
+    die "another kubelet's cgroups (/sys/fs/cgroup/*/kubepods*) are on this machine: the local node would share them; use LOCAL_NODE=kwok here"
+  fi
+  if [[ ! -f $NODE_DIR/kube-proxy.rules ]] && iptables -t nat -S KUBE-SERVICES >/dev/null 2>&1; then
+    die "another kube-proxy's iptables rules (KUBE-SERVICES) are on this machine; use LOCAL_NODE=kwok here"
+  fi
+}
+
 start_node() {
   install_node_packages
+  mkdir -p "$NODE_DIR"
+  refuse_other_node
+  if [[ ! -f $NODE_DIR/sysctl.saved ]]; then
+    sysctl -e "${NODE_SYSCTLS[@]}" 2>/dev/null | sed 's/ = /=/' >"$NODE_DIR/sysctl.saved.tmp" || true
+    mv "$NODE_DIR/sysctl.saved.tmp" "$NODE_DIR/sysctl.saved"
+  fi
   start_containerd
   start_kubelet
   start_kube_proxy
 }
 
-# stop_node: the kubelet first (so it restarts nothing), then every container
-# and shim, containerd, and what they left outside our folder.
+# stop_node: kube-proxy and its rules, the kubelet (so it restarts nothing),
+# then every container and shim, containerd, and what they left outside our
+# folder.
 stop_node() {
   stop_component kube-proxy
-  # Its rules in the host's iptables, which outlive it.
-  if [[ -x $TOOLS_BIN/kube-proxy ]] && iptables -t nat -S KUBE-SERVICES >/dev/null 2>&1; then
+  # Its rules in the host's iptables, which outlive it; only when it was
+  # ours that made them (a marker file), never another cluster's.
+  if [[ -f $NODE_DIR/kube-proxy.rules ]]; then
     "$TOOLS_BIN/kube-proxy" --cleanup --proxy-mode iptables >/dev/null 2>&1 || true
+    iptables -t nat -S KUBE-SERVICES >/dev/null 2>&1 || rm -f "$NODE_DIR/kube-proxy.rules"
   fi
   stop_component kubelet
   local runc_root=$NODE_DIR/runc/k8s.io id shim_pids=() socks=() pid
@@ -240,15 +275,26 @@ stop_node() {
   stop_component containerd
   # Mounts under our folder (rootfs, network namespaces, volumes), deepest first.
   local m
-  for m in $(awk -v d="$NODE_DIR" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r); do
+  for m in $(awk -v d="$NODE_DIR" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/self/mounts | sort -r); do
     umount -l "$m" 2>/dev/null || true
   done
   ip link del "$NODE_BRIDGE" 2>/dev/null || true
-  # The kubelet's cgroups (cgroupfs driver), leaves first.
+  # The kubelet's cgroups (cgroupfs driver), leaves first, when it was ours
+  # that made them.
   local c
-  for c in $(find /sys/fs/cgroup/*/kubepods* -depth -type d 2>/dev/null); do
-    rmdir "$c" 2>/dev/null || true
-  done
+  if [[ -f $NODE_DIR/kubelet.cgroups ]]; then
+    for c in $(find /sys/fs/cgroup/*/kubepods* -depth -type d 2>/dev/null); do
+      rmdir "$c" 2>/dev/null || true
+    done
+    remove_kubelet_chains
+    if ! compgen -G '/sys/fs/cgroup/*/kubepods*' >/dev/null && [[ -z $(kubelet_chains) ]]; then
+      rm -f "$NODE_DIR/kubelet.cgroups"
+    fi
+  fi
+  if [[ -f $NODE_DIR/sysctl.saved ]]; then
+    sysctl -q -p "$NODE_DIR/sysctl.saved" >/dev/null 2>&1 || true
+    rm -f "$NODE_DIR/sysctl.saved"
+  fi
   find /var/log/containers -maxdepth 1 -lname "$NODE_DIR/*" -delete 2>/dev/null || true
   # libcni's cache of each sandbox's results, which name its network namespace.
   grep -lsF "$NODE_DIR/" /var/lib/cni/results/* | xargs -r rm -f || true
@@ -267,16 +313,39 @@ stop_node() {
   rm -rf "${NODE_DIR:?}/containerd/state" "$NODE_DIR/cni/ipam" "$NODE_DIR/cni/cache"
 }
 
+# kubelet_chains: the iptables chains the kubelet makes (TABLE CHAIN lines).
+kubelet_chains() {
+  local t
+  for t in filter nat mangle; do
+    iptables -t "$t" -S 2>/dev/null | awk -v t="$t" '$1 == "-N" && $2 ~ /^KUBE-(FIREWALL|KUBELET-CANARY|IPTABLES-HINT)$/ { print t, $2 }'
+  done
+}
+
+remove_kubelet_chains() {
+  local t c
+  iptables -D INPUT -j KUBE-FIREWALL 2>/dev/null || true
+  iptables -D OUTPUT -j KUBE-FIREWALL 2>/dev/null || true
+  while read -r t c; do
+    [[ -n $c ]] || continue
+    iptables -t "$t" -F "$c" 2>/dev/null || true
+    iptables -t "$t" -X "$c" 2>/dev/null || true
+  done < <(kubelet_chains)
+}
+
 # node_leftovers: what of the node is still there (empty when stop_node did
 # its work).
 node_leftovers() {
-  pgrep -af "containerd-shim.*$NODE_SOCK|$NODE_DIR" | grep -v pgrep || true
-  awk -v d="$NODE_DIR" 'index($2, d) == 1 { print "mount " $2 }' /proc/self/mounts
-  ip link show "$NODE_BRIDGE" >/dev/null 2>&1 && echo "network bridge $NODE_BRIDGE"
-  find /sys/fs/cgroup/*/kubepods* -maxdepth 0 -type d 2>/dev/null | sed 's/^/cgroup /'
-  find /var/log/containers -maxdepth 1 -lname "$NODE_DIR/*" 2>/dev/null | sed 's/^/log link /'
-  grep -lsF "$NODE_DIR/" /var/lib/cni/results/* | sed 's/^/CNI state /'
-  [[ ! -S /var/lib/kubelet/device-plugins/kubelet.sock ]] || echo "kubelet device-plugin socket"
-  ! iptables -t nat -S KUBE-SERVICES >/dev/null 2>&1 || echo "kube-proxy's iptables chains"
-  true
+  # Each check on its own: one finding nothing must not end the others.
+  { pgrep -af "containerd-shim.*$NODE_SOCK|$NODE_DIR/" | grep -v pgrep; } || true
+  awk -v d="$NODE_DIR" '$2 == d || index($2, d "/") == 1 { print "mount " $2 }' /proc/self/mounts || true
+  if ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then echo "network bridge $NODE_BRIDGE"; fi
+  if [[ -f $NODE_DIR/kubelet.cgroups ]]; then
+    { find /sys/fs/cgroup/*/kubepods* -maxdepth 0 -type d 2>/dev/null | sed 's/^/cgroup /'; } || true
+    { kubelet_chains | sed 's/^/iptables chain /'; } || true
+  fi
+  { find /var/log/containers -maxdepth 1 -lname "$NODE_DIR/*" 2>/dev/null | sed 's/^/log link /'; } || true
+  { grep -lsF "$NODE_DIR/" /var/lib/cni/results/* | sed 's/^/CNI state /'; } || true
+  if [[ -S /var/lib/kubelet/device-plugins/kubelet.sock ]]; then echo "kubelet device-plugin socket"; fi
+  if [[ -f $NODE_DIR/kube-proxy.rules ]]; then echo "kube-proxy's iptables chains"; fi
+  if [[ -f $NODE_DIR/sysctl.saved ]]; then echo "host sysctls not restored ($NODE_DIR/sysctl.saved)"; fi
 }

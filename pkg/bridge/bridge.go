@@ -244,8 +244,10 @@ func (b *Bridge) recordEvents(ctx context.Context) (stop func()) {
 	}
 	b.events = broadcaster.NewRecorder(scheme, "terminal-apiserver")
 	return func() {
+		// Shutdown hands the last events to the sink, which sends each
+		// from a goroutine of its own: give those a moment to be sent.
 		broadcaster.Shutdown()
-		cancel()
+		time.AfterFunc(5*time.Second, cancel)
 	}
 }
 

@@ -164,12 +164,17 @@ func (b *Bridge) run(s *session) (exitCode int32, err error) {
 		s.size = &wire.Size{Cols: uint16(s.obj.Spec.Size.Cols), Rows: uint16(s.obj.Spec.Size.Rows)}
 	}
 	s.stream = stream
+	// With a size to apply first, input waits for the process's first
+	// output (a shell's prompt), or inputHold at most: by then the runtime
+	// has applied it. Without one, nothing is gained by waiting.
+	hold := s.tty && s.size != nil
+	s.inputOpen = !hold
 	s.startWriter()
 	s.mu.Unlock()
-	// Input waits for the process's first output (a shell's prompt), or
-	// inputHold at most: by then the runtime has applied the size.
-	hold := b.clock.AfterFunc(inputHold, s.openInput)
-	defer hold.Stop()
+	if hold {
+		t := b.clock.AfterFunc(inputHold, s.openInput)
+		defer t.Stop()
+	}
 
 	var marked sync.WaitGroup
 	marked.Go(func() {
@@ -190,18 +195,17 @@ func (b *Bridge) run(s *session) (exitCode int32, err error) {
 	return code, err
 }
 
-// firstWrite calls first before the first write to w.
+// firstWrite calls first before the first write to w. (Without a
+// terminal, client-go's SPDY fallback writes stdout and stderr from two
+// goroutines.)
 type firstWrite struct {
 	w     io.Writer
 	first func()
-	done  bool
+	once  sync.Once
 }
 
 func (f *firstWrite) Write(p []byte) (int, error) {
-	if !f.done {
-		f.done = true
-		f.first()
-	}
+	f.once.Do(f.first)
 	return f.w.Write(p)
 }
 

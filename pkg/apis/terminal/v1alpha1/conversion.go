@@ -56,9 +56,20 @@ func addFieldLabelConversionFuncs(scheme *runtime.Scheme) error {
 // malformed number was given for (the generated one says only what
 // strconv said).
 func Convert_url_Values_To_v1alpha1_TerminalSessionAttachOptions(in *url.Values, out *TerminalSessionAttachOptions, s conversion.Scope) error {
-	if v := in.Get("since"); v != "" {
-		if _, err := strconv.ParseInt(v, 10, 64); err != nil {
-			return fmt.Errorf("since: %q is not a byte count", v)
+	if _, ok := (*in)["since"]; ok {
+		switch v := in.Get("since"); v {
+		case "": // since= is since=0
+			values := url.Values{}
+			for k, vs := range *in {
+				if k != "since" {
+					values[k] = vs
+				}
+			}
+			in = &values
+		default:
+			if _, err := strconv.ParseInt(v, 10, 64); err != nil {
+				return fmt.Errorf("since: %q is not a byte count", v)
+			}
 		}
 	}
 	return autoConvert_url_Values_To_v1alpha1_TerminalSessionAttachOptions(in, out, s)

@@ -25,6 +25,7 @@ func TestAttachOptionsFromQuery(t *testing.T) {
 		{query: "stdin=true&stdout=1&tty=yes&since=42&uid=u-1",
 			want: TerminalSessionAttachOptions{Stdin: true, Stdout: true, TTY: true, Since: 42, UID: "u-1"}},
 		{query: "stdout=true&stderr=0&stdin=false", want: TerminalSessionAttachOptions{Stdout: true}},
+		{query: "stdout=true&since=", want: TerminalSessionAttachOptions{Stdout: true}},
 		{query: "stdout=true&since=abc", err: `since: "abc" is not a byte count`},
 		{query: "stdout=true&since=1e3", err: `since: "1e3" is not a byte count`},
 	} {
