@@ -1,7 +1,7 @@
 # Entry points; the work is in hack/. `make test` is what CI runs (.ci/run).
 SHELL := /usr/bin/env bash
 
-.PHONY: all tools up down build install test verify unit fuzz fuzz-short e2e test-node bench
+.PHONY: all tools up down web build install test verify unit fuzz fuzz-short e2e test-node test-browser bench
 
 all: build
 
@@ -17,8 +17,13 @@ up:
 down:
 	hack/local-down.sh
 
-# Every command under cmd/ into _output/bin/.
-build:
+# The browser console (web/) into pkg/console/dist, embedded in kubectl-terminal;
+# npm ci from web/package-lock.json first (hack/build-web.sh).
+web:
+	hack/build-web.sh
+
+# Every command under cmd/ into _output/bin/, after the console they embed.
+build: web
 	@mkdir -p _output/bin
 	@if compgen -G 'cmd/*/*.go' >/dev/null; then go build -o _output/bin/ ./cmd/...; \
 	else echo "nothing to build: no commands under cmd/ yet"; fi
@@ -35,6 +40,7 @@ verify:
 
 unit:
 	go test -race ./pkg/... ./cmd/...
+	hack/build-web.sh --test
 
 # Every fuzz target for FUZZTIME (default 60s) each; make test runs 2000 inputs
 # of each (a count, not a time: a time limit can end mid-input and fail).
@@ -51,6 +57,11 @@ e2e:
 # real containers, and nothing is left behind (docs/local-node.md).
 test-node:
 	hack/test-node.sh
+
+# The console in Debian's Chromium (playwright-core) on the running control
+# plane, or a fresh one (e2e runs these too).
+test-browser:
+	hack/test-browser.sh
 
 bench:
 	hack/bench.sh

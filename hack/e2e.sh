@@ -9,6 +9,7 @@
 #
 #   E2E_REUSE=1   use (or start) the running control plane and leave it running
 #   E2E_ARGS      extra `go test` arguments, e.g. E2E_ARGS='-run TestAttach -v'
+#   E2E_BROWSER=0 leave out the browser tests (hack/test-browser.sh)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -53,3 +54,8 @@ if [[ -z $(find test/e2e -name '*_test.go' -print -quit 2>/dev/null) ]]; then
 fi
 # shellcheck disable=SC2086 # E2E_ARGS is a list of flags.
 go test ./test/e2e/... -count=1 -timeout 20m ${E2E_ARGS:-}
+# The console in a real browser, on the same control plane (E2E_BROWSER=0 skips
+# it, for a quick e2e run while working on something else).
+if [[ ${E2E_BROWSER:-1} == 1 ]]; then
+  "$ROOT/hack/test-browser.sh"
+fi

@@ -21,6 +21,9 @@ fi
 echo ">> go vet ./..." >&2
 go vet ./...
 
+echo ">> hack/build-web.sh --verify" >&2
+hack/build-web.sh --verify
+
 if [[ -x hack/verify-codegen.sh ]]; then
   echo ">> hack/verify-codegen.sh" >&2
   hack/verify-codegen.sh

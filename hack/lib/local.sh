@@ -22,6 +22,20 @@ COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok cont
 log() { printf '>> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# install_debian_packages PKG...: installs the Debian packages not installed yet,
+# never removing any (--no-remove: apt must not trade a package of the
+# machine's for one of ours).
+install_debian_packages() {
+  local p missing=()
+  for p in "$@"; do
+    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  log "installing Debian packages: ${missing[*]}"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --no-remove "${missing[@]}" >/dev/null
+}
+
 # port_in_use PORT: true if something accepts TCP connections on 127.0.0.1:PORT.
 # Uses bash's /dev/tcp so neither ss nor nc is required.
 port_in_use() {

@@ -167,19 +167,16 @@ EOF
 
 # install_node_packages installs the Debian packages the node needs, if missing.
 install_node_packages() {
-  local p missing=()
-  for p in "${NODE_PACKAGES[@]}"; do
-    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-  done
-  ((${#missing[@]})) || return 0
   # Docker's containerd.io provides containerd and runc: installing Debian's
   # would make apt remove it, and Docker with it. Never.
   if dpkg-query -W -f '${Status}' containerd.io 2>/dev/null | grep -q "ok installed"; then
-    die "containerd.io (Docker's) is installed: the local node needs Debian's containerd and runc, which would replace it; use LOCAL_NODE=kwok here"
+    local p
+    for p in "${NODE_PACKAGES[@]}"; do
+      dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+        die "containerd.io (Docker's) is installed: the local node needs Debian's containerd and runc, which would replace it; use LOCAL_NODE=kwok here"
+    done
   fi
-  log "installing Debian packages: ${missing[*]}"
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --no-remove "${missing[@]}" >/dev/null
+  install_debian_packages "${NODE_PACKAGES[@]}"
 }
 
 # start_kube_proxy makes Services work on the node: iptables rules from

@@ -1,0 +1,182 @@
+package console
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+
+	"k8s.io/client-go/rest"
+)
+
+// backend stands in for kube-apiserver: it records what reached it.
+type backend struct {
+	srv  *httptest.Server
+	seen []*http.Request
+}
+
+func newBackend(t *testing.T) *backend {
+	b := &backend{}
+	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.seen = append(b.seen, r)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"kind":"Status"}`)
+	}))
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+const port = 8123
+
+func console(t *testing.T, b *backend) http.Handler {
+	t.Helper()
+	h, err := Handler(Options{Config: &rest.Config{Host: b.srv.URL, BearerToken: "users-token"}, Port: port, Token: "secret",
+		Settings: Settings{Namespace: "team-a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+type req struct {
+	method, path, host, origin, cookie, site string
+	upgrade                                  bool
+	header                                   map[string]string
+}
+
+func (r req) do(h http.Handler) *httptest.ResponseRecorder {
+	if r.method == "" {
+		r.method = http.MethodGet
+	}
+	hr := httptest.NewRequest(r.method, "http://x"+r.path, nil)
+	hr.Host = "127.0.0.1:" + strconv.Itoa(port)
+	if r.host != "" {
+		hr.Host = r.host
+	}
+	if r.origin != "" {
+		hr.Header.Set("Origin", r.origin)
+	}
+	if r.cookie != "-" {
+		c := r.cookie
+		if c == "" {
+			c = "secret"
+		}
+		hr.AddCookie(&http.Cookie{Name: cookiePrefix + strconv.Itoa(port), Value: c})
+	}
+	if r.site != "" {
+		hr.Header.Set("Sec-Fetch-Site", r.site)
+	}
+	if r.upgrade {
+		hr.Header.Set("Connection", "Upgrade")
+		hr.Header.Set("Upgrade", "websocket")
+	}
+	for k, v := range r.header {
+		hr.Header.Set(k, v)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, hr)
+	return w
+}
+
+const self = "http://127.0.0.1:8123"
+
+func TestGuardRefuses(t *testing.T) {
+	b := newBackend(t)
+	h := console(t, b)
+	pods := "/api/v1/namespaces/team-a/pods"
+	for name, c := range map[string]struct {
+		r    req
+		code int
+		msg  string
+	}{
+		"no token":                    {req{path: pods, cookie: "-"}, 401, "needs its token"},
+		"wrong token":                 {req{path: pods, cookie: "guess"}, 401, "needs its token"},
+		"wrong token in URL":          {req{path: "/?token=guess", cookie: "-"}, 401, "not this console's"},
+		"DNS rebinding":               {req{path: pods, host: "evil.example:8123"}, 403, `host "evil.example:8123"`},
+		"another port":                {req{path: pods, host: "127.0.0.1:9999"}, 403, "is not this console's"},
+		"foreign Origin":              {req{path: pods, origin: "https://evil.example"}, 403, `"https://evil.example"`},
+		"foreign Origin on WebSocket": {req{path: "/apis/terminal.meshery.io/v1alpha1/namespaces/team-a/terminalsessions/s/attach", origin: "http://localhost:8001", upgrade: true}, 403, "only the console's own pages"},
+		"WebSocket without Origin":    {req{path: "/apis/terminal.meshery.io/v1alpha1/namespaces/team-a/terminalsessions/s/attach", upgrade: true}, 403, "without an Origin"},
+		"POST without Origin":         {req{method: "POST", path: "/apis/terminal.meshery.io/v1alpha1/namespaces/team-a/terminalsessions"}, 403, "without an Origin"},
+		"cross-site fetch":            {req{path: pods, site: "cross-site"}, 403, "cross-site"},
+		"secrets":                     {req{path: "/api/v1/namespaces/team-a/secrets", origin: self}, 403, "not a request the console makes"},
+		"pod exec":                    {req{path: "/api/v1/namespaces/team-a/pods/p/exec", origin: self, upgrade: true}, 403, "not a request the console makes"},
+		"delete a pod":                {req{method: "DELETE", path: "/api/v1/namespaces/team-a/pods/p", origin: self}, 403, "not a request the console makes"},
+		"attach without upgrade":      {req{path: "/apis/terminal.meshery.io/v1alpha1/namespaces/team-a/terminalsessions/s/attach", origin: self}, 403, "not a request"},
+		"escaped slash":               {req{path: "/api/v1/namespaces/team-a/pods/a%2F..%2F..%2Fsecrets", origin: self}, 400, "escaped path"},
+		"dot segments":                {req{path: "/api/v1/namespaces/team-a/pods/../../secrets", origin: self}, 403, "not a request"},
+		"update a session":            {req{method: "PUT", path: "/apis/terminal.meshery.io/v1alpha1/namespaces/team-a/terminalsessions/s", origin: self}, 403, "not a request"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			w := c.r.do(h)
+			if w.Code != c.code || !strings.Contains(w.Body.String(), c.msg) {
+				t.Errorf("%s %s: got %d %q, want %d with %q", c.r.method, c.r.path, w.Code, w.Body.String(), c.code, c.msg)
+			}
+		})
+	}
+	if len(b.seen) != 0 {
+		t.Errorf("refused requests reached the API server: %d", len(b.seen))
+	}
+}
+
+func TestGuardTokenBecomesCookie(t *testing.T) {
+	h := console(t, newBackend(t))
+	w := req{path: "/?token=secret", cookie: "-"}.do(h)
+	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/" {
+		t.Fatalf("got %d to %q, want 303 to /", w.Code, w.Header().Get("Location"))
+	}
+	c := w.Result().Cookies()
+	if len(c) != 1 || c[0].Value != "secret" || !c[0].HttpOnly || c[0].SameSite != http.SameSiteStrictMode || c[0].Name != "kubectl-terminal-ui-8123" {
+		t.Fatalf("cookie %+v: want the token, HttpOnly, SameSite=Strict, named for the port", c)
+	}
+	w = req{path: "/"}.do(h)
+	if w.Code != 200 || !strings.Contains(w.Body.String(), "app.js") {
+		t.Fatalf("index: %d %q", w.Code, w.Body.String())
+	}
+	for _, hd := range []string{"Content-Security-Policy", "X-Frame-Options"} {
+		if w.Header().Get(hd) == "" {
+			t.Errorf("the page has no %s", hd)
+		}
+	}
+	w = req{path: "/config.json"}.do(h)
+	if w.Body.String() != `{"namespace":"team-a"}` {
+		t.Errorf("config.json: %q", w.Body.String())
+	}
+}
+
+// The console's requests reach the API with the user's credentials, and
+// without what the browser added.
+func TestGuardForwards(t *testing.T) {
+	b := newBackend(t)
+	h := console(t, b)
+	for _, r := range []req{
+		{path: "/api/v1/namespaces?watch=1", origin: self},
+		{path: "/api/v1/namespaces/team-a/pods", site: "same-origin"},
+		{path: "/api/v1/namespaces/team-a/pods/web-1", host: "localhost:8123"},
+		{path: "/apis/apps/v1/namespaces/team-a/deployments?watch=1&resourceVersion=5"},
+		{method: "POST", path: "/apis/terminal.meshery.io/v1alpha1/namespaces/team-a/terminalsessions", origin: "http://localhost:8123"},
+		{method: "DELETE", path: "/apis/terminal.meshery.io/v1alpha1/namespaces/team-a/terminalsessions/web-1-x7k2p", origin: self},
+		{method: "POST", path: "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", origin: self},
+		{method: "POST", path: "/apis/authentication.k8s.io/v1/selfsubjectreviews", origin: self,
+			header: map[string]string{"Authorization": "Bearer someone-else", "Impersonate-User": "admin"}},
+	} {
+		if w := r.do(h); w.Code != 200 {
+			t.Errorf("%s %s: %d %q", r.method, r.path, w.Code, w.Body.String())
+		}
+	}
+	if len(b.seen) != 8 {
+		t.Fatalf("%d requests reached the API server, want 8", len(b.seen))
+	}
+	for _, r := range b.seen {
+		if got := r.Header.Get("Authorization"); got != "Bearer users-token" {
+			t.Errorf("%s reached the API with Authorization %q", r.URL.Path, got)
+		}
+		for _, hd := range []string{"Cookie", "Origin", "Impersonate-User"} {
+			if r.Header.Get(hd) != "" {
+				t.Errorf("%s reached the API with %s: %q", r.URL.Path, hd, r.Header.Get(hd))
+			}
+		}
+	}
+}

@@ -1,0 +1,137 @@
+// The namespace's TerminalSessions, live: your own to reattach or close, and
+// others' to join or observe where RBAC grants it. Buttons appear only when
+// a SelfSubjectAccessReview says they would work.
+
+import { ApiError, canI, type TerminalSession } from "../api/kube.ts";
+import { age, h } from "./dom.ts";
+import type { Mode } from "./terminal.ts";
+
+interface Grants {
+  join: boolean;
+  observe: boolean;
+}
+
+export class Sessions {
+  readonly el: HTMLElement;
+  private readonly body: HTMLElement;
+  private readonly message: HTMLElement;
+  private items = new Map<string, TerminalSession>();
+  // Grants by session UID: a session's grants do not change while the
+  // page shows it, except by an RBAC change, which a reload picks up.
+  private grants = new Map<string, Promise<Grants>>();
+
+  constructor(
+    private readonly me: () => string,
+    private readonly openNames: () => Set<string>,
+    private readonly open: (s: TerminalSession, mode: Mode) => void,
+  ) {
+    this.message = h("p", { class: "message", role: "status" });
+    this.body = h("tbody");
+    // Ages move on between watch events.
+    setInterval(() => {
+      if (!this.body.contains(document.activeElement)) this.render();
+    }, 10_000);
+    this.el = h(
+      "section",
+      { class: "sessions", "aria-labelledby": "sessions-title" },
+      h("h2", { id: "sessions-title" }, "Sessions"),
+      this.message,
+      h(
+        "table",
+        {},
+        h("thead", {}, h("tr", {}, ...["Name", "Target", "Owner", "Phase", "Viewers", "Age", "Actions"].map((c) => h("th", { scope: "col" }, c)))),
+        this.body,
+      ),
+    );
+  }
+
+  set(items: Map<string, TerminalSession>): void {
+    this.items = items;
+    this.render();
+  }
+
+  setError(e: ApiError | null): void {
+    this.message.textContent = e ? (e.code === 403 ? `You may not list sessions here: ${e.message}` : e.message) : "";
+  }
+
+  render(): void {
+    const rows = [...this.items.values()].sort((a, b) => (b.metadata.creationTimestamp ?? "").localeCompare(a.metadata.creationTimestamp ?? ""));
+    const open = this.openNames();
+    // A live list re-renders under the keyboard: keep the focus on the
+    // same button.
+    const focused = this.body.contains(document.activeElement) ? document.activeElement?.getAttribute("aria-label") : null;
+    this.body.replaceChildren(
+      ...rows.map((s) => {
+        const actions = h("td", { class: "actions" });
+        this.fillActions(actions, s, open.has(s.metadata.name));
+        const phase = s.status?.phase ?? "Pending";
+        const end = phase === "Closed" || phase === "Failed" ? ` (${s.status?.reason ?? ""}${s.status?.exitCode !== undefined ? `, exit ${s.status.exitCode}` : ""})` : "";
+        return h(
+          "tr",
+          { "data-session": s.metadata.name },
+          h("td", {}, s.metadata.name),
+          h("td", {}, `${s.spec.target.pod}/${s.spec.target.container ?? ""}`),
+          h("td", {}, s.status?.owner?.username ?? ""),
+          h("td", {}, phase + end),
+          h("td", { class: "viewers" }, String(s.status?.viewers ?? 0)),
+          h("td", {}, age(s.metadata.creationTimestamp)),
+          actions,
+        );
+      }),
+    );
+    if (!rows.length) this.body.append(h("tr", {}, h("td", { colspan: 7, class: "empty" }, "No sessions in this namespace.")));
+    this.refocus = focused ?? "";
+    this.restoreFocus();
+  }
+
+  private refocus = "";
+
+  private restoreFocus(): void {
+    if (!this.refocus) return;
+    const b = this.body.querySelector<HTMLElement>(`[aria-label="${CSS.escape(this.refocus)}"]`);
+    if (b) {
+      b.focus();
+      this.refocus = "";
+    }
+  }
+
+  private fillActions(td: HTMLElement, s: TerminalSession, isOpen: boolean): void {
+    const phase = s.status?.phase ?? "Pending";
+    if (phase === "Closed" || phase === "Failed" || s.metadata.deletionTimestamp) return;
+    const label = `${s.metadata.name}`;
+    if (s.status?.owner?.username === this.me()) {
+      if (!isOpen) td.append(h("button", { type: "button", "aria-label": `Reattach ${label}`, onclick: () => this.open(s, "own") }, "Reattach"));
+      else td.append(h("span", { class: "muted" }, "open"));
+      return;
+    }
+    const uid = s.metadata.uid ?? s.metadata.name;
+    let g = this.grants.get(uid);
+    if (!g) {
+      g = grantsFor(s);
+      this.grants.set(uid, g);
+    }
+    void g.then((gr) => {
+      if (gr.join) td.append(h("button", { type: "button", "aria-label": `Join ${label}`, onclick: () => this.open(s, "join") }, "Join"));
+      if (gr.observe) td.append(h("button", { type: "button", "aria-label": `Observe ${label}`, onclick: () => this.open(s, "observe") }, "Observe"));
+      if (!gr.join && !gr.observe) td.append(h("span", { class: "muted" }, "no access"));
+      this.restoreFocus();
+    });
+  }
+}
+
+/**
+ * grantsFor asks what attach would allow (pkg/registry/terminalsession/access.go):
+ * join with create pods/exec on the target to type, observe (or what join
+ * needs) to watch.
+ */
+async function grantsFor(s: TerminalSession): Promise<Grants> {
+  const namespace = s.metadata.namespace;
+  const session = (verb: string) => canI({ namespace, verb, group: "terminal.meshery.io", resource: "terminalsessions", name: s.metadata.name });
+  const [join, observe, exec] = await Promise.all([
+    session("join"),
+    session("observe"),
+    canI({ namespace, verb: "create", resource: "pods", subresource: "exec", name: s.spec.target.pod }),
+  ]);
+  const mayJoin = join && exec;
+  return { join: mayJoin, observe: observe || mayJoin };
+}
