@@ -13,6 +13,7 @@
 #   ETCD_PORT ETCD_PEER_PORT KUBE_APISERVER_PORT KUBE_CONTROLLER_MANAGER_PORT
 #   KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT TERMINAL_APISERVER_NATS_PORT
 #   KUBELET_PORT KUBELET_HEALTHZ_PORT KUBE_PROXY_HEALTHZ_PORT KUBE_PROXY_METRICS_PORT
+#   KUBECTL_PROXY_PORT (not listened on: the origin allowed for `kubectl proxy --www`)
 #       ports on 127.0.0.1; a port given explicitly must be free, a default that is
 #       taken is replaced by the next free one. The choice is saved in _output/local/env.sh.
 #   SKIP_TERMINAL_APISERVER=1      bring up the cluster only
@@ -113,6 +114,9 @@ pick_ports() {
   pick_port KUBELET_HEALTHZ_PORT 16348
   pick_port KUBE_PROXY_HEALTHZ_PORT 16356
   pick_port KUBE_PROXY_METRICS_PORT 16349
+  # Not listened on by make up: the port of `kubectl proxy --www` serving the
+  # browser console, whose origin terminal-apiserver allows (docs/console.md).
+  pick_port KUBECTL_PROXY_PORT 8001
 }
 
 write_state() {
@@ -142,6 +146,7 @@ export KUBELET_PORT=$KUBELET_PORT
 export KUBELET_HEALTHZ_PORT=$KUBELET_HEALTHZ_PORT
 export KUBE_PROXY_HEALTHZ_PORT=$KUBE_PROXY_HEALTHZ_PORT
 export KUBE_PROXY_METRICS_PORT=$KUBE_PROXY_METRICS_PORT
+export KUBECTL_PROXY_PORT=$KUBECTL_PROXY_PORT
 export LOCAL_NODE='$LOCAL_NODE'
 export TERMINAL_APISERVER_NATS_URL='nats://127.0.0.1:$TERMINAL_APISERVER_NATS_PORT'
 # It requires this user and password of every client (nats --user ... --password "\$(cat FILE)").
@@ -706,6 +711,9 @@ up_terminal_apiserver() {
     --nats-password-file="$PKI_DIR/nats-password"
     # The e2e suite opens ~80 sessions at once for two users (isolation test).
     --max-sessions-per-user=500
+    # The browser console behind `kubectl proxy --www` on this port attaches
+    # from this origin (docs/console.md says what that mode gives up).
+    --allowed-origins="http://127.0.0.1:$KUBECTL_PROXY_PORT,http://localhost:$KUBECTL_PROXY_PORT"
     ${TERMINAL_APISERVER_EXTRA_ARGS:-}
   )
   # Restart only when the binary or its flags changed: sessions in NATS survive a
@@ -768,6 +776,7 @@ main() {
     # shellcheck disable=SC1090
     source "$STATE_ENV"
   fi
+  : "${KUBECTL_PROXY_PORT:=8001}" # a state file written before it was saved
   local same_node=1
   [[ ${LOCAL_NODE:-} == "$want_node" ]] || same_node=0
   LOCAL_NODE=$want_node
@@ -780,7 +789,7 @@ main() {
     fi
     unset ETCD_PORT ETCD_PEER_PORT KUBE_APISERVER_PORT KUBE_CONTROLLER_MANAGER_PORT \
       KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT TERMINAL_APISERVER_NATS_PORT \
-      KUBELET_PORT KUBELET_HEALTHZ_PORT KUBE_PROXY_HEALTHZ_PORT KUBE_PROXY_METRICS_PORT
+      KUBELET_PORT KUBELET_HEALTHZ_PORT KUBE_PROXY_HEALTHZ_PORT KUBE_PROXY_METRICS_PORT KUBECTL_PROXY_PORT
     # Ports given by the caller (saved before sourcing the state file) still apply.
     local v
     for v in "${!USER_PORT_@}"; do printf -v "${v#USER_PORT_}" '%s' "${!v}"; done
@@ -808,6 +817,7 @@ Contexts (client certificates):
   bob     edit in team-b (namespace team-b): user bob, group devs
   viewer  view in team-a (namespace team-a): user viewer, group viewers
 Try: kubectl --context alice -n team-a exec deploy/web -- env
+     kubectl --context alice -n team-a terminal ui --open    # the browser console
 Ports, paths and logs: ${STATE_ENV#"$ROOT"/}, ${LOG_DIR#"$ROOT"/}/. Stop it all with: make down
 EOF
 }
@@ -815,7 +825,7 @@ EOF
 # Remember ports the caller set explicitly, before the state file's values shadow them.
 for _v in ETCD_PORT ETCD_PEER_PORT KUBE_APISERVER_PORT KUBE_CONTROLLER_MANAGER_PORT \
   KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT TERMINAL_APISERVER_NATS_PORT \
-      KUBELET_PORT KUBELET_HEALTHZ_PORT KUBE_PROXY_HEALTHZ_PORT KUBE_PROXY_METRICS_PORT; do
+      KUBELET_PORT KUBELET_HEALTHZ_PORT KUBE_PROXY_HEALTHZ_PORT KUBE_PROXY_METRICS_PORT KUBECTL_PROXY_PORT; do
   if [[ -n ${!_v:-} ]]; then printf -v "USER_PORT_$_v" '%s' "${!_v}"; fi
 done
 unset _v

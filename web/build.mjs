@@ -3,7 +3,9 @@
 // and fails when it differs), or the tests for `node --test`: --tests (unit,
 // into _output/test) and --browser-tests (into _output/browser-test, run by
 // hack/test-browser.sh).
-import { copyFileSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
 import { build } from "esbuild";
 
 const arg = (name) => {
@@ -36,15 +38,28 @@ if (process.argv.includes("--tests")) {
   const out = arg("--out") ?? "../pkg/console/dist";
   rmSync(out, { recursive: true, force: true });
   mkdirSync(out, { recursive: true });
-  await build({
+  // Names carry the content's hash and index.html their SRI digests: a
+  // browser that cached app.js from whatever served this port before never
+  // runs it as the console (docs/console.md).
+  const result = await build({
     ...common,
     entryPoints: { app: "src/main.ts" },
+    entryNames: "[name]-[hash]",
     outdir: out,
     platform: "browser",
     format: "esm",
     target: ["chrome120", "firefox120", "safari17"],
     minify: true,
     sourcemap: false,
+    metafile: true,
   });
-  copyFileSync("src/index.html", `${out}/index.html`);
+  let html = readFileSync("src/index.html", "utf8");
+  for (const file of Object.keys(result.metafile.outputs)) {
+    const name = path.basename(file);
+    const sri = "sha384-" + createHash("sha384").update(readFileSync(file)).digest("base64");
+    const ext = path.extname(name);
+    html = html.replace(`"app${ext}"`, `"${name}" integrity="${sri}"`);
+  }
+  if (html.includes('"app.')) throw new Error("index.html names an asset the build did not make");
+  writeFileSync(`${out}/index.html`, html);
 }

@@ -5,11 +5,12 @@
 // A local proxy that holds someone's credentials is a target for every web
 // page the browser opens and every program on the machine, so every request
 // passes a guard first (guard.go): the Host must be the loopback address it
-// listens on (DNS rebinding), the per-run token must come with it (in the
-// printed URL once, then a cookie), a page's Origin must be the console's
-// own (on every request that carries one, and always on WebSocket upgrades
-// and writes), and only the API paths and verbs the console uses pass
-// (paths.go).
+// listens on (DNS rebinding); every API request must carry the per-run
+// token (the printed URL's fragment, kept by the page; never a cookie); a
+// page's Origin must be the console's own (on every request that carries
+// one, and always on WebSocket upgrades and writes); and only the API paths
+// and verbs the console uses pass (paths.go), with only the headers they
+// need.
 package console
 
 import (
@@ -20,6 +21,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -84,8 +86,8 @@ func Handler(o Options) (http.Handler, error) {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/api/", stripClientHeaders(api))
-	mux.Handle("/apis/", stripClientHeaders(api))
+	mux.Handle("/api/", toAPI(api))
+	mux.Handle("/apis/", toAPI(api))
 	mux.HandleFunc("GET /config.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
@@ -107,7 +109,7 @@ func Handler(o Options) (http.Handler, error) {
 // (clickjacking), scripts and connections only from the console's origin.
 // xterm.js sets styles inline, hence 'unsafe-inline' for styles only.
 func pageHeaders(h http.Header, port int) {
-	h.Set("Content-Security-Policy", fmt.Sprintf("default-src 'self'; connect-src 'self' ws://127.0.0.1:%[1]d ws://localhost:%[1]d ws://[::1]:%[1]d; "+
+	h.Set("Content-Security-Policy", fmt.Sprintf("default-src 'self'; connect-src 'self' ws://127.0.0.1:%[1]d ws://localhost:%[1]d; "+
 		"style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'", port))
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -115,20 +117,39 @@ func pageHeaders(h http.Header, port int) {
 	h.Set("Cache-Control", "no-store")
 }
 
-// stripClientHeaders removes what the browser sends that is not for the
-// API server: the console's cookie (the token), and the Origin the guard
-// has checked (the server's own --allowed-origins check is for callers
-// that come without this proxy's guard). Credentials are the proxy's to
-// add: a browser's Authorization or Impersonate-* headers are dropped.
-func stripClientHeaders(next http.Handler) http.Handler {
+// forwardedHeaders are the request headers the console's requests need;
+// the proxy forwards no other. What a browser adds is not for the API
+// server: cookies, Origin (checked by the guard; the server's own
+// --allowed-origins check is for callers without this proxy), the
+// console's token, and anything a front proxy might trust (X-Remote-*,
+// X-Forwarded-*). Credentials are kubeconfig's to add: a browser's
+// Authorization or Impersonate-* would even stop client-go from adding
+// them.
+var forwardedHeaders = []string{"Accept", "Content-Type", "User-Agent", "Connection", "Upgrade",
+	"Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Protocol"}
+
+// toAPI forwards only forwardedHeaders, the WebSocket subprotocols without
+// the console's token, and marks what comes back as data: never a page
+// that could run script as the console.
+func toAPI(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r = r.Clone(r.Context())
-		for k := range r.Header {
-			if lk := strings.ToLower(k); lk == "cookie" || lk == "origin" || lk == "referer" || lk == "authorization" ||
-				strings.HasPrefix(lk, "impersonate-") {
-				delete(r.Header, k)
+		h := http.Header{}
+		for _, k := range forwardedHeaders {
+			if v, ok := r.Header[k]; ok {
+				h[k] = v
 			}
 		}
+		if ps := wsProtocols(r); len(ps) > 0 {
+			kept := slices.DeleteFunc(ps, func(p string) bool { return strings.HasPrefix(p, TokenProtocol) })
+			h.Del("Sec-Websocket-Protocol")
+			if len(kept) > 0 {
+				h.Set("Sec-Websocket-Protocol", strings.Join(kept, ", "))
+			}
+		}
+		r.Header = h
+		w.Header().Set("Content-Security-Policy", "sandbox; default-src 'none'")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
 		next.ServeHTTP(w, r)
 	})
 }

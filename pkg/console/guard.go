@@ -7,24 +7,39 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/httpstream"
 )
 
 // guard admits a request only from the console itself (package doc).
+//
+// The token never travels in a cookie: browsers send a cookie of 127.0.0.1
+// to every port of it, so any local server a page of which the user opens
+// would get it. The printed URL carries it in its fragment (never sent to a
+// server, nor in a Referer); the page keeps it in sessionStorage (one
+// origin, port included) and sends it with every API request in
+// TokenHeader, and with every WebSocket as a subprotocol (browsers cannot
+// set a WebSocket's headers), which the guard removes before forwarding.
 type guard struct {
 	hosts   []string // Host values accepted: the loopback names with the port
 	origins []string // Origin values accepted: http:// and each host
 	token   string
-	cookie  string
 	next    http.Handler
 }
 
-// cookiePrefix names the token's cookie; the port is added, as cookies are
-// shared by every port of a host and two consoles may run at once.
-const cookiePrefix = "kubectl-terminal-ui-"
+const (
+	// TokenHeader carries the console's token on its API requests.
+	TokenHeader = "X-Console-Token"
+	// TokenProtocol prefixes the token among a WebSocket's subprotocols, as
+	// kube-apiserver's base64url.bearer.authorization.k8s.io. does a bearer
+	// token (the token is base64url already).
+	TokenProtocol = "base64url.console.terminal.meshery.io."
+)
 
 func newGuard(port int, token string, next http.Handler) *guard {
-	g := &guard{token: token, cookie: cookiePrefix + strconv.Itoa(port), next: next}
-	for _, h := range []string{"127.0.0.1", "localhost", "[::1]"} {
+	g := &guard{token: token, next: next}
+	// It listens on 127.0.0.1 only: [::1] never reaches it.
+	for _, h := range []string{"127.0.0.1", "localhost"} {
 		host := h + ":" + strconv.Itoa(port)
 		g.hosts = append(g.hosts, host)
 		g.origins = append(g.origins, "http://"+host)
@@ -39,41 +54,58 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(w, http.StatusForbidden, fmt.Sprintf("host %q is not this console's: open %s", r.Host, g.origins[0]))
 		return
 	}
+	// The page itself (index.html, app.js, app.css) is the same for
+	// everyone and holds no secret: it is what reads the token. Any page
+	// may link to it (--open goes through a local file).
+	api := isAPI(r.URL.Path)
+	if !api && r.URL.Path != "/config.json" {
+		g.next.ServeHTTP(w, r)
+		return
+	}
 	if msg := g.checkOrigin(r); msg != "" {
 		refuse(w, http.StatusForbidden, msg)
 		return
 	}
-	// The printed URL carries the token once; it becomes a cookie that
-	// only this origin's requests carry (SameSite=Strict), and the page
-	// reloads without it so it stays out of history and Referer.
-	if t := r.URL.Query().Get("token"); t != "" && r.URL.Path == "/" && r.Method == http.MethodGet {
-		if !g.valid(t) {
-			refuse(w, http.StatusUnauthorized, "the token in this URL is not this console's: open the URL `kubectl terminal ui` printed")
-			return
-		}
-		http.SetCookie(w, &http.Cookie{Name: g.cookie, Value: g.token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
-		http.Redirect(w, r, "/", http.StatusSeeOther)
-		return
-	}
-	c, err := r.Cookie(g.cookie)
-	if err != nil || !g.valid(c.Value) {
+	if !g.hasToken(r) {
 		refuse(w, http.StatusUnauthorized, "this console needs its token: open the URL `kubectl terminal ui` printed")
 		return
 	}
-	// Names need no escapes: an escaped path (an encoded slash) is
-	// refused rather than matched against routes in one form and
-	// forwarded in another.
-	if r.URL.RawPath != "" {
-		refuse(w, http.StatusBadRequest, fmt.Sprintf("escaped path %q is refused", r.URL.RawPath))
-		return
-	}
-	if strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/apis/") || r.URL.Path == "/api" || r.URL.Path == "/apis" {
-		if !allowed(r.Method, r.URL.Path, isUpgrade(r)) {
+	if api {
+		// Names need no escapes: an escaped path (an encoded slash) is
+		// refused rather than matched against routes in one form and
+		// forwarded in another.
+		if r.URL.RawPath != "" {
+			refuse(w, http.StatusBadRequest, fmt.Sprintf("escaped path %q is refused", r.URL.RawPath))
+			return
+		}
+		// An API response is data, never a page of the console's origin.
+		if r.Header.Get("Sec-Fetch-Mode") == "navigate" {
+			refuse(w, http.StatusForbidden, "API responses are not pages: the console reads them")
+			return
+		}
+		if !allowed(r.Method, r.URL.Path, upgradeOf(r)) {
 			refuse(w, http.StatusForbidden, fmt.Sprintf("%s %s is not a request the console makes, so this proxy does not forward it", r.Method, r.URL.Path))
 			return
 		}
 	}
 	g.next.ServeHTTP(w, r)
+}
+
+func isAPI(path string) bool {
+	return path == "/api" || path == "/apis" || strings.HasPrefix(path, "/api/") || strings.HasPrefix(path, "/apis/")
+}
+
+// hasToken: the header on a request, the subprotocol on a WebSocket.
+func (g *guard) hasToken(r *http.Request) bool {
+	if t := r.Header.Get(TokenHeader); t != "" {
+		return g.valid(t)
+	}
+	for _, p := range wsProtocols(r) {
+		if t, ok := strings.CutPrefix(p, TokenProtocol); ok {
+			return g.valid(t)
+		}
+	}
+	return false
 }
 
 func (g *guard) valid(t string) bool {
@@ -83,15 +115,14 @@ func (g *guard) valid(t string) bool {
 // checkOrigin: a browser names the page behind every WebSocket, and behind
 // every request but a same-origin GET or HEAD; those that carry one must
 // come from the console, and an upgrade or a write that carries none did
-// not come from a browser page of the console (the cookie alone would let
-// a plain program through, which the token already covers, but a browser
-// always sends Origin there). Sec-Fetch-Site is the browser's own verdict.
+// not come from a page of the console. Sec-Fetch-Site is the browser's own
+// verdict: same-origin, or none (the user typed or opened the URL).
 func (g *guard) checkOrigin(r *http.Request) string {
 	origin := r.Header.Get("Origin")
 	if origin != "" && !slices.Contains(g.origins, origin) {
 		return fmt.Sprintf("requests from %q are refused: only the console's own pages may use this proxy", origin)
 	}
-	if origin == "" && (isUpgrade(r) || (r.Method != http.MethodGet && r.Method != http.MethodHead)) {
+	if origin == "" && (upgradeOf(r) != "" || (r.Method != http.MethodGet && r.Method != http.MethodHead)) {
 		return fmt.Sprintf("%s without an Origin is refused: only the console's own pages may use this proxy", r.Method)
 	}
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
@@ -100,8 +131,30 @@ func (g *guard) checkOrigin(r *http.Request) string {
 	return ""
 }
 
-func isUpgrade(r *http.Request) bool {
-	return r.Header.Get("Upgrade") != ""
+// upgradeOf is the protocol a request asks to upgrade to, "" for none. The
+// proxy underneath upgrades on Connection: Upgrade alone, so that counts
+// as an upgrade too (to "?", which no route allows).
+func upgradeOf(r *http.Request) string {
+	if u := r.Header.Get("Upgrade"); u != "" {
+		return strings.ToLower(u)
+	}
+	if httpstream.IsUpgradeRequest(r) {
+		return "?"
+	}
+	return ""
+}
+
+// wsProtocols are the subprotocols a WebSocket handshake offers.
+func wsProtocols(r *http.Request) []string {
+	var out []string
+	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 // refuse answers in plain text: the console shows it as it is, and a person

@@ -41,9 +41,9 @@ func console(t *testing.T, b *backend) http.Handler {
 }
 
 type req struct {
-	method, path, host, origin, cookie, site string
-	upgrade                                  bool
-	header                                   map[string]string
+	method, path, host, origin, token, site string
+	upgrade                                 bool
+	header                                  map[string]string
 }
 
 func (r req) do(h http.Handler) *httptest.ResponseRecorder {
@@ -58,12 +58,17 @@ func (r req) do(h http.Handler) *httptest.ResponseRecorder {
 	if r.origin != "" {
 		hr.Header.Set("Origin", r.origin)
 	}
-	if r.cookie != "-" {
-		c := r.cookie
-		if c == "" {
-			c = "secret"
+	t := r.token
+	if t == "" {
+		t = "secret"
+	}
+	if r.upgrade {
+		hr.Header.Set("Sec-WebSocket-Protocol", "v5.channel.k8s.io, v4.base64.channel.k8s.io")
+		if t != "-" {
+			hr.Header.Add("Sec-WebSocket-Protocol", TokenProtocol+t)
 		}
-		hr.AddCookie(&http.Cookie{Name: cookiePrefix + strconv.Itoa(port), Value: c})
+	} else if t != "-" {
+		hr.Header.Set(TokenHeader, t)
 	}
 	if r.site != "" {
 		hr.Header.Set("Sec-Fetch-Site", r.site)
@@ -91,10 +96,17 @@ func TestGuardRefuses(t *testing.T) {
 		code int
 		msg  string
 	}{
-		"no token":                    {req{path: pods, cookie: "-"}, 401, "needs its token"},
-		"wrong token":                 {req{path: pods, cookie: "guess"}, 401, "needs its token"},
-		"wrong token in URL":          {req{path: "/?token=guess", cookie: "-"}, 401, "not this console's"},
+		"no token":                    {req{path: pods, token: "-"}, 401, "needs its token"},
+		"wrong token":                 {req{path: pods, token: "guess"}, 401, "needs its token"},
+		"config without token":        {req{path: "/config.json", token: "-"}, 401, "needs its token"},
+		"WebSocket without token":     {req{path: "/apis/terminal.meshery.io/v1alpha1/namespaces/team-a/terminalsessions/s/attach", origin: self, upgrade: true, token: "-"}, 401, "needs its token"},
+		"WebSocket with wrong token":  {req{path: "/apis/terminal.meshery.io/v1alpha1/namespaces/team-a/terminalsessions/s/attach", origin: self, upgrade: true, token: "guess"}, 401, "needs its token"},
+		"a cookie is no token":        {req{path: pods, token: "-", header: map[string]string{"Cookie": "kubectl-terminal-ui-8123=secret"}}, 401, "needs its token"},
+		"navigating to the API":       {req{path: pods, header: map[string]string{"Sec-Fetch-Mode": "navigate"}}, 403, "not pages"},
+		"Connection: Upgrade alone":   {req{path: pods, origin: self, header: map[string]string{"Connection": "Upgrade"}}, 403, "not a request the console makes"},
+		"SPDY attach":                 {req{method: "POST", path: "/apis/terminal.meshery.io/v1alpha1/namespaces/team-a/terminalsessions/s/attach", origin: self, header: map[string]string{"Connection": "Upgrade", "Upgrade": "SPDY/3.1"}}, 403, "not a request"},
 		"DNS rebinding":               {req{path: pods, host: "evil.example:8123"}, 403, `host "evil.example:8123"`},
+		"DNS rebinding, the page":     {req{path: "/", host: "evil.example:8123", token: "-"}, 403, `host "evil.example:8123"`},
 		"another port":                {req{path: pods, host: "127.0.0.1:9999"}, 403, "is not this console's"},
 		"foreign Origin":              {req{path: pods, origin: "https://evil.example"}, 403, `"https://evil.example"`},
 		"foreign Origin on WebSocket": {req{path: "/apis/terminal.meshery.io/v1alpha1/namespaces/team-a/terminalsessions/s/attach", origin: "http://localhost:8001", upgrade: true}, 403, "only the console's own pages"},
@@ -121,24 +133,21 @@ func TestGuardRefuses(t *testing.T) {
 	}
 }
 
-func TestGuardTokenBecomesCookie(t *testing.T) {
+// The page holds no secret: it loads without the token (which it reads from
+// the URL's fragment) and sets no cookie.
+func TestGuardServesThePage(t *testing.T) {
 	h := console(t, newBackend(t))
-	w := req{path: "/?token=secret", cookie: "-"}.do(h)
-	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/" {
-		t.Fatalf("got %d to %q, want 303 to /", w.Code, w.Header().Get("Location"))
-	}
-	c := w.Result().Cookies()
-	if len(c) != 1 || c[0].Value != "secret" || !c[0].HttpOnly || c[0].SameSite != http.SameSiteStrictMode || c[0].Name != "kubectl-terminal-ui-8123" {
-		t.Fatalf("cookie %+v: want the token, HttpOnly, SameSite=Strict, named for the port", c)
-	}
-	w = req{path: "/"}.do(h)
-	if w.Code != 200 || !strings.Contains(w.Body.String(), "app.js") {
+	w := req{path: "/?run=abc", token: "-", site: "cross-site"}.do(h)
+	if w.Code != 200 || !strings.Contains(w.Body.String(), `integrity="sha384-`) {
 		t.Fatalf("index: %d %q", w.Code, w.Body.String())
 	}
 	for _, hd := range []string{"Content-Security-Policy", "X-Frame-Options"} {
 		if w.Header().Get(hd) == "" {
 			t.Errorf("the page has no %s", hd)
 		}
+	}
+	if c := w.Result().Cookies(); len(c) != 0 {
+		t.Errorf("the page set cookies: %v", c)
 	}
 	w = req{path: "/config.json"}.do(h)
 	if w.Body.String() != `{"namespace":"team-a"}` {
@@ -160,7 +169,8 @@ func TestGuardForwards(t *testing.T) {
 		{method: "DELETE", path: "/apis/terminal.meshery.io/v1alpha1/namespaces/team-a/terminalsessions/web-1-x7k2p", origin: self},
 		{method: "POST", path: "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", origin: self},
 		{method: "POST", path: "/apis/authentication.k8s.io/v1/selfsubjectreviews", origin: self,
-			header: map[string]string{"Authorization": "Bearer someone-else", "Impersonate-User": "admin"}},
+			header: map[string]string{"Authorization": "Bearer someone-else", "Impersonate-User": "admin",
+				"X-Remote-User": "admin", "X-Forwarded-For": "10.0.0.1", "Cookie": "a=b"}},
 	} {
 		if w := r.do(h); w.Code != 200 {
 			t.Errorf("%s %s: %d %q", r.method, r.path, w.Code, w.Body.String())
@@ -173,10 +183,43 @@ func TestGuardForwards(t *testing.T) {
 		if got := r.Header.Get("Authorization"); got != "Bearer users-token" {
 			t.Errorf("%s reached the API with Authorization %q", r.URL.Path, got)
 		}
-		for _, hd := range []string{"Cookie", "Origin", "Impersonate-User"} {
+		for _, hd := range []string{"Cookie", "Origin", "Impersonate-User", "X-Remote-User", TokenHeader} {
 			if r.Header.Get(hd) != "" {
 				t.Errorf("%s reached the API with %s: %q", r.URL.Path, hd, r.Header.Get(hd))
 			}
 		}
+	}
+}
+
+// The token is a subprotocol of the attach's WebSocket: the API server sees
+// the channel protocols only.
+func TestGuardRemovesTheTokenProtocol(t *testing.T) {
+	var got []string
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Values("Sec-Websocket-Protocol")
+		http.Error(w, "no upgrade here", http.StatusBadRequest)
+	}))
+	defer api.Close()
+	h, err := Handler(Options{Config: &rest.Config{Host: api.URL}, Port: port, Token: "secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	r, _ := http.NewRequest(http.MethodGet, srv.URL+"/apis/terminal.meshery.io/v1alpha1/namespaces/team-a/terminalsessions/s/attach", nil)
+	r.Host = "127.0.0.1:8123"
+	r.Header.Set("Origin", self)
+	r.Header.Set("Connection", "Upgrade")
+	r.Header.Set("Upgrade", "websocket")
+	r.Header.Set("Sec-WebSocket-Version", "13")
+	r.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	r.Header.Set("Sec-WebSocket-Protocol", "v5.channel.k8s.io, v4.base64.channel.k8s.io, "+TokenProtocol+"secret")
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if strings.Join(got, ",") != "v5.channel.k8s.io, v4.base64.channel.k8s.io" {
+		t.Errorf("the API server got subprotocols %q", got)
 	}
 }

@@ -10,7 +10,7 @@ import (
 type route struct {
 	methods []string
 	path    *regexp.Regexp
-	upgrade bool // a WebSocket (attach)
+	upgrade string // "websocket" for the attach, else no upgrade
 }
 
 // name is a DNS label or subdomain, as namespace and object names are.
@@ -30,14 +30,15 @@ var routes = []route{
 	{methods: []string{http.MethodGet}, path: regexp.MustCompile(`^/apis/terminal\.meshery\.io/v1alpha1$`)},
 	{methods: []string{http.MethodGet, http.MethodPost}, path: regexp.MustCompile(`^/apis/terminal\.meshery\.io/v1alpha1/namespaces/` + name + `/terminalsessions$`)},
 	{methods: []string{http.MethodGet, http.MethodDelete}, path: regexp.MustCompile(`^/apis/terminal\.meshery\.io/v1alpha1/namespaces/` + name + `/terminalsessions/` + name + `$`)},
-	{methods: []string{http.MethodGet}, path: regexp.MustCompile(`^/apis/terminal\.meshery\.io/v1alpha1/namespaces/` + name + `/terminalsessions/` + name + `/attach$`), upgrade: true},
+	{methods: []string{http.MethodGet}, path: regexp.MustCompile(`^/apis/terminal\.meshery\.io/v1alpha1/namespaces/` + name + `/terminalsessions/` + name + `/attach$`), upgrade: "websocket"},
 	{methods: []string{http.MethodPost}, path: regexp.MustCompile(`^/apis/authorization\.k8s\.io/v1/selfsubjectaccessreviews$`)},
 	{methods: []string{http.MethodPost}, path: regexp.MustCompile(`^/apis/authentication\.k8s\.io/v1/selfsubjectreviews$`)},
 }
 
 // allowed reports whether the console makes this request. An attach must be
-// a WebSocket, and nothing else may upgrade (no SPDY exec through here).
-func allowed(method, path string, upgrade bool) bool {
+// a WebSocket, and nothing else may upgrade (no SPDY, no exec through here).
+// upgrade is the protocol asked for, lower case ("" for none).
+func allowed(method, path, upgrade string) bool {
 	if strings.Contains(path, "//") || strings.Contains(path, "/../") || strings.HasSuffix(path, "/..") {
 		return false
 	}

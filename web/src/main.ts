@@ -4,7 +4,7 @@
 import "@xterm/xterm/css/xterm.css";
 import "./style.css";
 
-import { ApiError, get, post, SESSIONS, sessionsPath, watchList, type Pod, type TerminalSession, type Workload } from "./api/kube.ts";
+import { ApiError, get, post, SESSIONS, sessionsPath, setToken, TOKEN_HEADER, watchList, type Pod, type TerminalSession, type Workload } from "./api/kube.ts";
 import { h } from "./ui/dom.ts";
 import { Drawer } from "./ui/drawer.ts";
 import { loadAutoClose, saveAutoClose } from "./ui/prefs.ts";
@@ -16,13 +16,30 @@ interface Settings {
   context?: string;
 }
 
+const TOKEN_KEY = "terminal-console.token";
+
 async function main(): Promise<void> {
+  // The token comes in the printed URL's fragment; it is kept for this tab
+  // (sessionStorage: this origin, port included, only) and taken out of the
+  // address bar.
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const fromURL = hash.get("token");
+  if (fromURL) {
+    sessionStorage.setItem(TOKEN_KEY, fromURL);
+    hash.delete("token");
+    history.replaceState(null, "", location.pathname + location.search + (hash.size ? `#${hash}` : ""));
+  }
+  const token = sessionStorage.getItem(TOKEN_KEY) ?? "";
+  setToken(token);
   // kubectl terminal ui says which namespace and context; behind
   // `kubectl proxy --www` there is no config.json: "default".
-  const settings: Settings = await fetch("config.json", { credentials: "same-origin" })
-    .then((r) => (r.ok ? r.json() : {}))
-    .catch(() => ({}));
-  let namespace = new URLSearchParams(location.hash.slice(1)).get("namespace") || settings.namespace || "default";
+  const config = await fetch("config.json", { credentials: "same-origin", headers: token ? { [TOKEN_HEADER]: token } : {} }).catch(() => null);
+  if (config?.status === 401) {
+    document.body.replaceChildren(h("main", { class: "locked" }, h("h1", {}, "Terminal console"), h("p", { role: "alert" }, "This console needs its token: open the URL that `kubectl terminal ui` printed (this tab has not seen it).")));
+    return;
+  }
+  const settings: Settings = config?.ok ? await config.json() : {};
+  let namespace = hash.get("namespace") || settings.namespace || "default";
   let me = "";
   let autoClose = loadAutoClose();
 

@@ -35,7 +35,7 @@ func (o *options) uiCommand() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.serveUI(cmd.Context(), u) },
 	}
-	cmd.Flags().IntVar(&u.port, "port", 0, "Loopback port to listen on (0: a free one)")
+	cmd.Flags().IntVar(&u.port, "port", 0, "Loopback port to listen on (0: a new free one each run, the safer choice: docs/console.md)")
 	cmd.Flags().BoolVar(&u.open, "open", false, "Open the console in the default browser")
 	return cmd
 }
@@ -73,10 +73,17 @@ func (o *options) serveUI(ctx context.Context, u *uiOptions) error {
 	if err != nil {
 		return err
 	}
-	url := fmt.Sprintf("http://127.0.0.1:%d/?token=%s", port, token)
+	// The token goes in the fragment: browsers never send it to a server.
+	// The query is new at every run, so no page an earlier server on this
+	// port left in the browser's cache is taken for the console.
+	url := fmt.Sprintf("http://127.0.0.1:%d/?run=%s#token=%s", port, console.NewToken()[:12], token)
 	fmt.Fprintf(o.streams.Out, "Console for context %q at %s\n(the URL is a password while this runs: Ctrl-C to stop)\n", kctx, url)
 	if u.open {
-		if err := openBrowser(url); err != nil {
+		file, err := openBrowser(url)
+		if file != "" {
+			defer os.Remove(file)
+		}
+		if err != nil {
 			fmt.Fprintf(o.streams.ErrOut, "could not open a browser (%v): open the URL above\n", err)
 		}
 	}
@@ -97,19 +104,38 @@ func (o *options) serveUI(ctx context.Context, u *uiOptions) error {
 	}
 }
 
-func openBrowser(url string) error {
+// openBrowser opens url through a file that only the user may read which
+// sends the browser on: a command line is visible to every user of the
+// machine, and the URL holds the token (as Jupyter does). The file is
+// removed a minute later, when the browser has long read it, or when the
+// console stops (the caller removes the file returned).
+func openBrowser(url string) (string, error) {
+	f, err := os.CreateTemp("", "kubectl-terminal-ui-*.html") // 0600
+	if err != nil {
+		return "", err
+	}
+	_, err = fmt.Fprintf(f, "<!doctype html><meta charset=\"utf-8\"><title>Terminal console</title>\n"+
+		"<script>location.replace(%q)</script><a href=%q>Open the terminal console</a>\n", url, url)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return "", err
+	}
+	time.AfterFunc(time.Minute, func() { _ = os.Remove(f.Name()) })
 	var cmd *exec.Cmd
 	switch runtime.GOOS {
 	case "darwin":
-		cmd = exec.Command("open", url)
+		cmd = exec.Command("open", f.Name())
 	case "windows":
-		cmd = exec.Command("rundll32", "url.dll,FileProtocolHandler", url)
+		cmd = exec.Command("rundll32", "url.dll,FileProtocolHandler", f.Name())
 	default:
-		cmd = exec.Command("xdg-open", url)
+		cmd = exec.Command("xdg-open", f.Name())
 	}
 	if err := cmd.Start(); err != nil {
-		return err
+		return f.Name(), err
 	}
 	go func() { _ = cmd.Wait() }()
-	return nil
+	return f.Name(), nil
 }

@@ -78,13 +78,33 @@ export class ApiError extends Error {
 
 export const SESSIONS = "/apis/terminal.meshery.io/v1alpha1";
 
+// The console's token (docs/console.md): `kubectl terminal ui` requires it
+// on every API request, in this header, and on WebSockets as a subprotocol.
+// Behind `kubectl proxy --www` there is none.
+let token = "";
+export const TOKEN_HEADER = "X-Console-Token";
+export const TOKEN_PROTOCOL = "base64url.console.terminal.meshery.io.";
+
+export function setToken(t: string): void {
+  token = t;
+}
+
+/** tokenProtocols are the WebSocket subprotocols that carry the token, if any. */
+export function tokenProtocols(): string[] {
+  return token ? [TOKEN_PROTOCOL + token] : [];
+}
+
+function headers(h: Record<string, string>): Record<string, string> {
+  return token ? { ...h, [TOKEN_HEADER]: token } : h;
+}
+
 async function request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
   let res: Response;
   try {
     res = await fetch(path, {
       method,
       signal,
-      headers: body === undefined ? { Accept: "application/json" } : { Accept: "application/json", "Content-Type": "application/json" },
+      headers: headers(body === undefined ? { Accept: "application/json" } : { Accept: "application/json", "Content-Type": "application/json" }),
       body: body === undefined ? undefined : JSON.stringify(body),
       credentials: "same-origin",
     });
@@ -167,7 +187,7 @@ export function watchList<T extends { metadata: ObjectMeta }>(
 }
 
 async function stream<T>(path: string, signal: AbortSignal, event: (ev: WatchEvent<T>) => void | "stop"): Promise<void> {
-  const res = await fetch(path, { signal, headers: { Accept: "application/json" }, credentials: "same-origin" });
+  const res = await fetch(path, { signal, headers: headers({ Accept: "application/json" }), credentials: "same-origin" });
   if (!res.ok || !res.body) throw await errorOf(res);
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = "";

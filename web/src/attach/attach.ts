@@ -97,8 +97,18 @@ export class Attachment {
   private status: End | null = null;
   private readonly enc = new TextEncoder();
 
-  constructor(url: string, private readonly h: AttachHandlers, WS: WebSocketConstructor = globalThis.WebSocket as unknown as WebSocketConstructor) {
-    this.ws = new WS(url, [...PROTOCOLS]);
+  /**
+   * extraProtocols are offered after the channel protocols: credentials for
+   * a proxy on the way, as kube-apiserver's base64url.bearer.authorization.k8s.io.
+   * (a browser cannot set a WebSocket's headers).
+   */
+  constructor(
+    url: string,
+    private readonly h: AttachHandlers,
+    WS: WebSocketConstructor = globalThis.WebSocket as unknown as WebSocketConstructor,
+    extraProtocols: string[] = [],
+  ) {
+    this.ws = new WS(url, [...PROTOCOLS, ...extraProtocols]);
     this.ws.binaryType = "arraybuffer";
     this.ws.onopen = () => {
       this.opened = true;
@@ -248,6 +258,8 @@ export interface ConnectionOptions {
   /** Give up reconnecting after this long, in ms (default two minutes, as kubectl terminal). */
   reconnectFor?: number;
   WebSocket?: WebSocketConstructor;
+  /** Further WebSocket subprotocols: credentials for a proxy on the way (Attachment). */
+  extraProtocols?: string[];
   /** Timers, for tests. */
   setTimeout?: (f: () => void, ms: number) => unknown;
 }
@@ -316,6 +328,7 @@ export class Connection {
         end: (e) => this.ended(att, e),
       },
       this.o.WebSocket,
+      this.o.extraProtocols,
     );
     this.att = att;
   }
@@ -327,7 +340,17 @@ export class Connection {
     if (this.closed || e.kind === "closed") return;
     if (e.kind === "status") {
       this.closed = true;
-      this.o.state({ kind: "closed", exitCode: e.exitCode, reason: e.reason || (e.success ? "Completed" : "Failed"), message: e.message });
+      if (e.exitCode !== null) {
+        this.o.state({ kind: "closed", exitCode: e.exitCode, reason: "Exited", message: "" });
+        return;
+      }
+      // Closed otherwise (deleted, timed out, the target gone): the
+      // session's status says why better than the attach's last words.
+      const fallback: State = { kind: "closed", exitCode: null, reason: e.reason || "Failed", message: e.message };
+      this.o.check().then(
+        (v) => this.o.state(v.open ? fallback : { kind: "closed", exitCode: v.exitCode, reason: v.reason, message: v.message }),
+        () => this.o.state(fallback),
+      );
       return;
     }
     if (!att.opened) this.refused++;

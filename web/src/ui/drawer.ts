@@ -199,7 +199,9 @@ export class Drawer {
 
   private startTerminal(spec: ConstructorParameters<typeof TerminalView>[0]): void {
     const view = new TerminalView(spec);
-    const label = `${spec.pod}/${spec.container}${spec.mode === "observe" ? " (observing)" : ""}`;
+    let label = `${spec.pod}/${spec.container}${spec.mode === "observe" ? " (observing)" : ""}`;
+    const same = this.tabs.filter((t) => t.view && t.tab.textContent?.startsWith(label)).length;
+    if (same) label += ` (${same + 1})`;
     const broadcast = h("input", { type: "checkbox", class: "broadcast-member", "aria-label": `Broadcast to ${label}`, checked: spec.mode !== "observe", disabled: spec.mode === "observe" });
     const closeBtn = h("button", { type: "button", class: "close" }, spec.mode === "own" ? "Close" : "Detach");
     const content = h("div", { class: "terminal-tab" }, h("div", { class: "terminal-bar" }, h("label", { class: "broadcast-label" }, broadcast, " receive broadcast input"), closeBtn), view.panel);

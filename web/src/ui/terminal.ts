@@ -4,7 +4,7 @@ import { FitAddon } from "@xterm/addon-fit";
 import { WebLinksAddon } from "@xterm/addon-web-links";
 import { Terminal } from "@xterm/xterm";
 
-import { ApiError, createSession, get, sessionPath, type TerminalSession } from "../api/kube.ts";
+import { ApiError, createSession, get, sessionPath, tokenProtocols, type TerminalSession } from "../api/kube.ts";
 import { Connection, type State, type Verdict } from "../attach/attach.ts";
 import { h } from "./dom.ts";
 import type { AutoClose } from "./prefs.ts";
@@ -101,6 +101,7 @@ export class TerminalView {
       check: () => verdict(ns, name),
       output: (d) => this.term.write(d),
       state: (st) => this.setState(st),
+      extraProtocols: tokenProtocols(),
     });
     // The session was created at this size; a joiner's terminal tells its own.
     if (this.spec.mode === "join") this.conn.resize(this.term.cols, this.term.rows);

@@ -86,6 +86,7 @@ export function bind(ns: string, user: string, role: string): void {
 export interface Console {
   url: string;
   origin: string;
+  token: string;
   proc: ChildProcess;
   stop(): void;
 }
@@ -96,8 +97,8 @@ export async function startConsole(context: string, ns: string): Promise<Console
   let out = "";
   proc.stdout!.on("data", (d) => (out += d));
   proc.stderr!.on("data", (d) => (out += d));
-  const url = await waitFor("kubectl terminal ui to print its URL", () => /(http:\/\/127\.0\.0\.1:\d+\/\?token=[\w-]+)/.exec(out)?.[1], 20_000);
-  return { url, origin: new URL(url).origin, proc, stop: () => proc.kill("SIGTERM") };
+  const url = await waitFor("kubectl terminal ui to print its URL", () => /(http:\/\/127\.0\.0\.1:\d+\/\?run=[\w-]+#token=[\w-]+)/.exec(out)?.[1], 20_000);
+  return { url, origin: new URL(url).origin, token: new URL(url).hash.slice("#token=".length), proc, stop: () => proc.kill("SIGTERM") };
 }
 
 export const chromiumArgs = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic"];

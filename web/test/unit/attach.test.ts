@@ -90,6 +90,12 @@ for (const base64 of [false, true]) {
   });
 }
 
+test("credentials for a proxy on the way go as further subprotocols", () => {
+  FakeWS.all = [];
+  new Attachment("ws://x", {}, FakeWS, ["base64url.console.terminal.meshery.io.abc"]);
+  assert.deepEqual(FakeWS.all[0].protocols, ["v5.channel.k8s.io", "v4.base64.channel.k8s.io", "base64url.console.terminal.meshery.io.abc"]);
+});
+
 test("a large paste is split into frames the server accepts", () => {
   FakeWS.all = [];
   const a = new Attachment("ws://x", {}, FakeWS);
@@ -157,7 +163,7 @@ test("a dropped connection reattaches with since= the bytes received, and the la
   assert.deepEqual(out, ["0123456789", "abc"]);
   second.out(3, '{"status":"Success"}');
   second.close();
-  assert.deepEqual(states.at(-1), { kind: "closed", exitCode: 0, reason: "Completed", message: "" });
+  assert.deepEqual(states.at(-1), { kind: "closed", exitCode: 0, reason: "Exited", message: "" });
   assert.equal(timers.length, 1, "no reattach after the session's end");
 });
 
@@ -167,6 +173,16 @@ test("a drop when the session has closed ends with the API's reason, without rea
   FakeWS.all[0].drop();
   await tick();
   assert.deepEqual(states.at(-1), { kind: "closed", exitCode: 137, reason: "Deleted", message: "deleted by alice" });
+  assert.equal(timers.length, 0);
+});
+
+test("a session closed otherwise than by its process is explained by the API's status", async () => {
+  const { states, timers } = connection(async () => ({ open: false, exitCode: null, reason: "IdleTimeout", message: "no input for 30m0s" }));
+  FakeWS.all[0].accept("v5.channel.k8s.io");
+  FakeWS.all[0].out(3, JSON.stringify({ status: "Failure", reason: "InternalError", message: "session closed (IdleTimeout): no input for 30m0s" }));
+  FakeWS.all[0].close();
+  await tick();
+  assert.deepEqual(states.at(-1), { kind: "closed", exitCode: null, reason: "IdleTimeout", message: "no input for 30m0s" });
   assert.equal(timers.length, 0);
 });
 
