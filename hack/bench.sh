@@ -19,3 +19,19 @@ source hack/lib/local.sh
 trap kill_kwok_leftovers EXIT
 # shellcheck disable=SC2086 # BENCH_ARGS is a list of flags.
 go run ./test/bench ${BENCH_ARGS:-}
+
+# The browser console beside kubectl terminal on one pod (docs/console.md):
+# Connect to first output on screen, keystroke to echo on screen.
+# CONSOLE_BENCH_ARGS, e.g. '--connects 5 --keys 50' for a quick run.
+# shellcheck source=hack/lib/web.sh
+source hack/lib/web.sh
+web_deps
+chromium_deps
+go build -o _output/bin/kubectl-terminal ./cmd/kubectl-terminal
+(
+  cd web
+  node build.mjs --bench
+  # shellcheck disable=SC2086 # CONSOLE_BENCH_ARGS is a list of flags.
+  PATH=$TOOLS_BIN:$ROOT/_output/bin:$PATH REPO_ROOT=$ROOT KUBECTL_TERMINAL=$ROOT/_output/bin/kubectl-terminal \
+    node _output/bench/latency.mjs ${CONSOLE_BENCH_ARGS:-}
+)

@@ -2,7 +2,8 @@
 // committed: `make verify` rebuilds it into a temporary folder with --out
 // and fails when it differs), or the tests for `node --test`: --tests (unit,
 // into _output/test) and --browser-tests (into _output/browser-test, run by
-// hack/test-browser.sh).
+// hack/test-browser.sh), and --bench (the console's latency, into
+// _output/bench for make bench).
 import { createHash } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -14,11 +15,11 @@ const arg = (name) => {
 };
 const common = { bundle: true, logLevel: "warning", legalComments: "none", charset: "utf8" };
 
-async function tests(dir, out) {
+async function tests(dir, out, suffix = ".test.ts") {
   rmSync(out, { recursive: true, force: true });
   await build({
     ...common,
-    entryPoints: readdirSync(dir).filter((f) => f.endsWith(".test.ts")).map((f) => `${dir}/${f}`),
+    entryPoints: readdirSync(dir).filter((f) => f.endsWith(suffix)).map((f) => `${dir}/${f}`),
     outdir: out,
     outExtension: { ".js": ".mjs" },
     platform: "node",
@@ -34,6 +35,8 @@ if (process.argv.includes("--tests")) {
   await tests("test/unit", "_output/test");
 } else if (process.argv.includes("--browser-tests")) {
   await tests("test/browser", "_output/browser-test");
+} else if (process.argv.includes("--bench")) {
+  await tests("test/bench", "_output/bench", "latency.ts");
 } else {
   const out = arg("--out") ?? "../pkg/console/dist";
   rmSync(out, { recursive: true, force: true });

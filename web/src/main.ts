@@ -9,6 +9,7 @@ import { h } from "./ui/dom.ts";
 import { Drawer } from "./ui/drawer.ts";
 import { loadAutoClose, saveAutoClose } from "./ui/prefs.ts";
 import { Sessions } from "./ui/sessions.ts";
+import { setMeasuring } from "./ui/terminal.ts";
 import { Topology } from "./ui/topology.ts";
 
 interface Settings {
@@ -29,6 +30,7 @@ async function main(): Promise<void> {
     hash.delete("token");
     history.replaceState(null, "", location.pathname + location.search + (hash.size ? `#${hash}` : ""));
   }
+  setMeasuring(hash.has("measure"));
   const token = sessionStorage.getItem(TOKEN_KEY) ?? "";
   setToken(token);
   // kubectl terminal ui says which namespace and context; behind
@@ -69,6 +71,7 @@ async function main(): Promise<void> {
     () => drawer.openNames(),
     (s, mode) => drawer.open(s, mode),
   );
+  drawer.changed = () => sessions.render();
   const topology = new Topology((sel) => drawer.show(sel));
   document.body.replaceChildren(header, apiStatus, h("main", {}, topology.el, sessions.el), drawer.el);
 

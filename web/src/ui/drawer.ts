@@ -5,7 +5,7 @@
 import { ApiError, defaultContainer, del, podContainers, sessionPath, type Pod, type TerminalSession } from "../api/kube.ts";
 import { h } from "./dom.ts";
 import type { AutoClose } from "./prefs.ts";
-import { type Mode, TerminalView } from "./terminal.ts";
+import { mark, type Mode, TerminalView } from "./terminal.ts";
 import { podStatus, type Selection } from "./topology.ts";
 
 interface Tab {
@@ -29,6 +29,8 @@ export class Drawer {
   private connect: Tab;
   private selection: Selection | null = null;
   private broadcasting = false;
+  /** changed is called when the set of open terminals or their sessions change (the Sessions list shows them). */
+  changed: () => void = () => {};
 
   constructor(
     private readonly namespace: () => string,
@@ -186,6 +188,7 @@ export class Drawer {
             return;
           }
           message.textContent = "";
+          mark("terminal-connect");
           this.startTerminal({ namespace: p.metadata.namespace ?? this.namespace(), pod: p.metadata.name, container: c.name, mode: "own", autoClose: this.autoClose() });
         },
       },
@@ -211,7 +214,12 @@ export class Drawer {
     t.tab.classList.add("terminal-tab-button");
     broadcast.addEventListener("change", () => this.renderBroadcast());
     view.input = (d) => this.input(t, d);
-    view.onState = () => this.renderBroadcast();
+    // A session's watch event can come before its creation's answer: the
+    // list learns the terminal's session name when its state first changes.
+    view.onState = () => {
+      this.renderBroadcast();
+      this.changed();
+    };
     closeBtn.addEventListener("click", () => void this.closeTerminal(t));
     this.activate(t, false);
     this.renderBroadcast();
@@ -242,6 +250,7 @@ export class Drawer {
     this.activate(next, false);
     next.tab.focus();
     this.renderBroadcast();
+    this.changed();
   }
 
   private members(): Tab[] {

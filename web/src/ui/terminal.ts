@@ -9,6 +9,22 @@ import { Connection, type State, type Verdict } from "../attach/attach.ts";
 import { h } from "./dom.ts";
 import type { AutoClose } from "./prefs.ts";
 
+// With #measure in the console's URL (make bench), terminals leave User
+// Timing marks: "terminal-input" at xterm's input event, "terminal-output"
+// when output arrives, and "terminal-render" when xterm has rendered the
+// rows after it (what is on screen at the next paint). Off, nothing is
+// recorded: marks pile up in a long session.
+let measuring = false;
+
+export function setMeasuring(on: boolean): void {
+  measuring = on;
+}
+
+/** mark leaves a User Timing mark when measuring. */
+export function mark(name: string): void {
+  if (measuring) performance.mark(name);
+}
+
 /** How a terminal attaches: its own new session, or someone's existing one. */
 export type Mode = "own" | "join" | "observe";
 
@@ -37,6 +53,7 @@ export class TerminalView {
   private conn: Connection | null = null;
   private resizeObs: ResizeObserver | null = null;
   private viewers = 0;
+  private markOutput: () => void;
 
   constructor(readonly spec: TerminalSpec) {
     this.statusLine = h("div", { class: "status", role: "status", "aria-live": "polite" }, "connecting…");
@@ -54,8 +71,18 @@ export class TerminalView {
     this.term.loadAddon(this.fit);
     this.term.loadAddon(new WebLinksAddon());
     this.term.onData((d) => {
+      mark("terminal-input");
       if (this.spec.mode !== "observe") this.input(d);
     });
+    let rendered = true;
+    this.term.onRender(() => {
+      if (!rendered) mark("terminal-render");
+      rendered = true;
+    });
+    this.markOutput = () => {
+      if (rendered) mark("terminal-output");
+      rendered = false;
+    };
     this.term.onBinary((d) => {
       if (this.spec.mode !== "observe") this.input(d);
     });
@@ -99,7 +126,10 @@ export class TerminalView {
       stdin: this.spec.mode !== "observe",
       tty: true,
       check: () => verdict(ns, name),
-      output: (d) => this.term.write(d),
+      output: (d) => {
+        this.markOutput();
+        this.term.write(d);
+      },
       state: (st) => this.setState(st),
       extraProtocols: tokenProtocols(),
     });
