@@ -14,12 +14,14 @@
 package console
 
 import (
+	"bufio"
 	"crypto/rand"
 	"embed"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -114,6 +116,10 @@ func pageHeaders(h http.Header, port int) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
+	// Another site's window.open keeps no handle on the console's window,
+	// and its pages cannot embed the console's files to learn it runs.
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	h.Set("Cross-Origin-Resource-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
 }
 
@@ -125,8 +131,15 @@ func pageHeaders(h http.Header, port int) {
 // X-Forwarded-*). Credentials are kubeconfig's to add: a browser's
 // Authorization or Impersonate-* would even stop client-go from adding
 // them.
-var forwardedHeaders = []string{"Accept", "Content-Type", "User-Agent", "Connection", "Upgrade",
-	"Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Protocol"}
+var forwardedHeaders = []string{"Accept", "Content-Type", "User-Agent", "Connection",
+	"Sec-Websocket-Key", "Sec-Websocket-Version"}
+
+// droppedResponseHeaders are what the API, or a proxy or load balancer in
+// front of it, may answer that the browser would keep for 127.0.0.1 and so
+// for every port of it (a cookie: the very leak the token avoids), or act
+// on for the console's origin.
+var droppedResponseHeaders = []string{"Set-Cookie", "Set-Cookie2", "Clear-Site-Data", "Access-Control-Allow-Origin",
+	"Access-Control-Allow-Credentials", "Refresh", "Link"}
 
 // toAPI forwards only forwardedHeaders, the WebSocket subprotocols without
 // the console's token, and marks what comes back as data: never a page
@@ -140,9 +153,11 @@ func toAPI(next http.Handler) http.Handler {
 				h[k] = v
 			}
 		}
-		if ps := wsProtocols(r); len(ps) > 0 {
-			kept := slices.DeleteFunc(ps, func(p string) bool { return strings.HasPrefix(p, TokenProtocol) })
-			h.Del("Sec-Websocket-Protocol")
+		// The guard let through only WebSocket upgrades (to the attach),
+		// offering the channel protocols: forward exactly that.
+		if upgradeOf(r) != "" {
+			h.Set("Upgrade", "websocket")
+			kept := slices.DeleteFunc(wsProtocols(r), func(p string) bool { return !strings.HasSuffix(p, ".channel.k8s.io") })
 			if len(kept) > 0 {
 				h.Set("Sec-Websocket-Protocol", strings.Join(kept, ", "))
 			}
@@ -150,6 +165,51 @@ func toAPI(next http.Handler) http.Handler {
 		r.Header = h
 		w.Header().Set("Content-Security-Policy", "sandbox; default-src 'none'")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(&scrubbed{ResponseWriter: w}, r)
 	})
+}
+
+// scrubbed drops droppedResponseHeaders from an API response. An upgrade's
+// 101 comes back as bytes from the API server through the hijacked
+// connection and is not scrubbed: kube-apiserver sets no cookie there.
+type scrubbed struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (s *scrubbed) WriteHeader(code int) {
+	if !s.wrote {
+		s.wrote = true
+		for _, k := range droppedResponseHeaders {
+			s.Header().Del(k)
+		}
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *scrubbed) Write(p []byte) (int, error) {
+	if !s.wrote {
+		s.WriteHeader(http.StatusOK)
+	}
+	return s.ResponseWriter.Write(p)
+}
+
+// Unwrap lets the proxy flush watch events and hijack upgrades
+// (http.ResponseController).
+func (s *scrubbed) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// Flush and Hijack for callers that assert the interfaces directly, as
+// apimachinery's proxy does.
+func (s *scrubbed) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *scrubbed) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := s.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, fmt.Errorf("console: the connection cannot be taken over")
+	}
+	return h.Hijack()
 }

@@ -13,15 +13,20 @@ import (
 
 // backend stands in for kube-apiserver: it records what reached it.
 type backend struct {
-	srv  *httptest.Server
-	seen []*http.Request
+	srv    *httptest.Server
+	seen   []*http.Request
+	bodies []string
 }
 
 func newBackend(t *testing.T) *backend {
 	b := &backend{}
 	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.seen = append(b.seen, r)
+		body, _ := io.ReadAll(r.Body)
+		b.bodies = append(b.bodies, string(body))
 		w.Header().Set("Content-Type", "application/json")
+		// What a load balancer in front of the API might add.
+		w.Header().Set("Set-Cookie", "lb=sticky; Path=/")
 		_, _ = io.WriteString(w, `{"kind":"Status"}`)
 	}))
 	t.Cleanup(b.srv.Close)
@@ -50,7 +55,11 @@ func (r req) do(h http.Handler) *httptest.ResponseRecorder {
 	if r.method == "" {
 		r.method = http.MethodGet
 	}
-	hr := httptest.NewRequest(r.method, "http://x"+r.path, nil)
+	var body io.Reader
+	if r.method == http.MethodPost {
+		body = strings.NewReader(`{"kind":"TerminalSession"}`)
+	}
+	hr := httptest.NewRequest(r.method, "http://x"+r.path, body)
 	hr.Host = "127.0.0.1:" + strconv.Itoa(port)
 	if r.host != "" {
 		hr.Host = r.host
@@ -141,7 +150,7 @@ func TestGuardServesThePage(t *testing.T) {
 	if w.Code != 200 || !strings.Contains(w.Body.String(), `integrity="sha384-`) {
 		t.Fatalf("index: %d %q", w.Code, w.Body.String())
 	}
-	for _, hd := range []string{"Content-Security-Policy", "X-Frame-Options"} {
+	for _, hd := range []string{"Content-Security-Policy", "X-Frame-Options", "Cross-Origin-Opener-Policy", "Cross-Origin-Resource-Policy"} {
 		if w.Header().Get(hd) == "" {
 			t.Errorf("the page has no %s", hd)
 		}
@@ -172,12 +181,22 @@ func TestGuardForwards(t *testing.T) {
 			header: map[string]string{"Authorization": "Bearer someone-else", "Impersonate-User": "admin",
 				"X-Remote-User": "admin", "X-Forwarded-For": "10.0.0.1", "Cookie": "a=b"}},
 	} {
-		if w := r.do(h); w.Code != 200 {
+		w := r.do(h)
+		if w.Code != 200 {
 			t.Errorf("%s %s: %d %q", r.method, r.path, w.Code, w.Body.String())
+		}
+		if c := w.Header().Get("Set-Cookie"); c != "" {
+			t.Errorf("%s %s: the browser got a cookie from the API: %q", r.method, r.path, c)
+		}
+		if w.Header().Get("Content-Security-Policy") != "sandbox; default-src 'none'" {
+			t.Errorf("%s %s: an API response is not sandboxed", r.method, r.path)
 		}
 	}
 	if len(b.seen) != 8 {
 		t.Fatalf("%d requests reached the API server, want 8", len(b.seen))
+	}
+	if b.bodies[4] != `{"kind":"TerminalSession"}` {
+		t.Errorf("the session's creation reached the API with the body %q", b.bodies[4])
 	}
 	for _, r := range b.seen {
 		if got := r.Header.Get("Authorization"); got != "Bearer users-token" {
@@ -192,8 +211,8 @@ func TestGuardForwards(t *testing.T) {
 }
 
 // The token is a subprotocol of the attach's WebSocket: the API server sees
-// the channel protocols only.
-func TestGuardRemovesTheTokenProtocol(t *testing.T) {
+// the channel protocols only (no token, and no credentials of the page's).
+func TestGuardForwardsOnlyChannelProtocols(t *testing.T) {
 	var got []string
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got = r.Header.Values("Sec-Websocket-Protocol")
@@ -214,6 +233,7 @@ func TestGuardRemovesTheTokenProtocol(t *testing.T) {
 	r.Header.Set("Sec-WebSocket-Version", "13")
 	r.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
 	r.Header.Set("Sec-WebSocket-Protocol", "v5.channel.k8s.io, v4.base64.channel.k8s.io, "+TokenProtocol+"secret")
+	r.Header.Add("Sec-WebSocket-Protocol", "base64url.bearer.authorization.k8s.io.c29tZW9uZQ")
 	resp, err := http.DefaultClient.Do(r)
 	if err != nil {
 		t.Fatal(err)

@@ -85,6 +85,8 @@ func (o *options) serveUI(ctx context.Context, u *uiOptions) error {
 		}
 		if err != nil {
 			fmt.Fprintf(o.streams.ErrOut, "could not open a browser (%v): open the URL above\n", err)
+		} else {
+			fmt.Fprintln(o.streams.ErrOut, "opening the console in your browser (if it cannot open the file it is given, paste the URL above)")
 		}
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
