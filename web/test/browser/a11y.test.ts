@@ -3,37 +3,17 @@
 // axe-core finds no serious or critical violation in the main views.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 
-import type { Browser, Page } from "playwright-core";
+import { axeSource, shot, statusLine, waitFor, fixture } from "./harness.ts";
 
-import { axeSource, deleteNamespace, launch, namespace, shot, startConsole, statusLine, waitFor, type Console } from "./harness.ts";
-
-let ns: string;
-let ui: Console;
-let browser: Browser;
-let page: Page;
-
-before(async () => {
-  ns = await namespace("browser-a11y", ["kbd"]);
-  ui = await startConsole("alice", ns);
-  browser = await launch();
-  page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
-  await page.goto(ui.url);
-  await page.getByRole("treeitem", { name: /^kbd\b/ }).waitFor();
-});
-
-after(async () => {
-  await browser?.close();
-  ui?.stop();
-  if (ns) deleteNamespace(ns);
-});
+const f = fixture("browser-a11y", ["kbd"]);
 
 async function axe(view: string): Promise<void> {
   // Evaluated through the DevTools protocol: the console's CSP (rightly)
   // refuses inline scripts.
-  await page.evaluate(axeSource());
-  const violations = await page.evaluate(async () => {
+  await f.page.evaluate(axeSource());
+  const violations = await f.page.evaluate(async () => {
     // @ts-expect-error axe is the injected script's global
     const r = await window.axe.run(document, { resultTypes: ["violations"] });
     return (r.violations as { id: string; impact: string; help: string; nodes: { target: string[] }[] }[]).map((v) => ({ id: v.id, impact: v.impact, help: v.help, targets: v.nodes.map((n) => n.target.join(" ")) }));
@@ -42,29 +22,29 @@ async function axe(view: string): Promise<void> {
   assert.deepEqual(serious, [], `${view}: axe-core found serious or critical violations`);
 }
 
-const focused = () => page.evaluate(() => ({ role: document.activeElement?.getAttribute("role") ?? "", text: document.activeElement?.textContent ?? "", cls: document.activeElement?.className ?? "" }));
+const focused = () => f.page.evaluate(() => ({ role: document.activeElement?.getAttribute("role") ?? "", text: document.activeElement?.textContent ?? "", cls: document.activeElement?.className ?? "" }));
 
 test("the main view passes axe-core", async () => {
   await axe("main view");
 });
 
 test("from the keyboard: tree to pod, drawer tabs, Connect, and the focus in the terminal", async () => {
-  await page.locator('[role="tree"] [tabindex="0"]').focus();
+  await f.page.locator('[role="tree"] [tabindex="0"]').focus();
   assert.equal((await focused()).role, "treeitem");
-  await page.keyboard.press("End");
+  await f.page.keyboard.press("End");
   assert.match((await focused()).text, /^kbd/);
-  await page.keyboard.press("Enter");
-  await page.getByRole("tab", { name: "Terminal", exact: true }).waitFor();
-  await page.getByRole("tab", { name: "Terminal", exact: true }).focus();
-  await page.keyboard.press("ArrowLeft");
+  await f.page.keyboard.press("Enter");
+  await f.page.getByRole("tab", { name: "Terminal", exact: true }).waitFor();
+  await f.page.getByRole("tab", { name: "Terminal", exact: true }).focus();
+  await f.page.keyboard.press("ArrowLeft");
   assert.equal((await focused()).text, "Details");
-  assert.equal(await page.getByRole("tab", { name: "Details" }).getAttribute("aria-selected"), "true");
-  await page.keyboard.press("ArrowRight");
-  await page.keyboard.press("Tab"); // into the panel: the pod picker
-  await page.getByRole("button", { name: "Connect" }).focus();
-  await page.keyboard.press("Enter");
-  await waitFor("the terminal to run", async () => (await statusLine(page)).startsWith("running"));
+  assert.equal(await f.page.getByRole("tab", { name: "Details" }).getAttribute("aria-selected"), "true");
+  await f.page.keyboard.press("ArrowRight");
+  await f.page.keyboard.press("Tab"); // into the panel: the pod picker
+  await f.page.getByRole("button", { name: "Connect" }).focus();
+  await f.page.keyboard.press("Enter");
+  await waitFor("the terminal to run", async () => (await statusLine(f.page)).startsWith("running"));
   await waitFor("the focus in the terminal", async () => (await focused()).cls.includes("xterm-helper-textarea"));
-  await shot(page, "a11y-1-terminal-focused");
+  await shot(f.page, "a11y-1-terminal-focused");
   await axe("drawer with a terminal");
 });

@@ -11,6 +11,7 @@ import { createRequire } from "node:module";
 import path from "node:path";
 
 import { chromium, type Browser, type Page } from "playwright-core";
+import { after, before } from "node:test";
 
 export const root = path.resolve(process.env.REPO_ROOT ?? path.join(import.meta.dirname, "../../.."));
 const plugin = process.env.KUBECTL_TERMINAL ?? path.join(root, "_output/bin/kubectl-terminal");
@@ -147,4 +148,36 @@ export async function typeInto(page: Page, text: string): Promise<void> {
 export function axeSource(): string {
   const require = createRequire(import.meta.url);
   return readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
+}
+
+/** A test file's console: its namespace, alice's `kubectl terminal ui`, and a page on it. */
+export interface Fixture {
+  ns: string;
+  ui: Console;
+  browser: Browser;
+  page: Page;
+}
+
+/**
+ * fixture sets one up before the file's tests (prepare runs in the new
+ * namespace before the console starts; the page is ready when the first
+ * pod is in its topology) and removes it after them.
+ */
+export function fixture(prefix: string, pods: string[], prepare: (ns: string) => void = () => {}): Fixture {
+  const f = {} as Fixture;
+  before(async () => {
+    f.ns = await namespace(prefix, pods);
+    prepare(f.ns);
+    f.ui = await startConsole("alice", f.ns);
+    f.browser = await launch();
+    f.page = await (await f.browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+    await f.page.goto(f.ui.url);
+    if (pods.length) await f.page.getByRole("treeitem", { name: new RegExp(`^${pods[0]}\\b`) }).waitFor();
+  });
+  after(async () => {
+    await f.browser?.close();
+    f.ui?.stop();
+    if (f.ns) deleteNamespace(f.ns);
+  });
+  return f;
 }
