@@ -11,6 +11,7 @@ targets=(
   "./pkg/attach FuzzResizeStream"
   "./pkg/bridge FuzzOutputFraming"
   "./pkg/registry/terminalsession FuzzSessionSpec"
+  "./pkg/resume FuzzCounterCountsTheSameHoweverOutputIsSplit"
 )
 for t in "${targets[@]}"; do
   read -r pkg name <<<"$t"

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/meshery/terminal-apiserver/pkg/resume"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
@@ -363,8 +364,8 @@ func (r *resumer) writeAt(data []byte, start uint64) error {
 	case start > r.next:
 		// The scrollback no longer holds what was missed: say so rather
 		// than splice two distant parts of the screen together.
-		msg := fmt.Sprintf("\r\n[terminal-apiserver: %d bytes of output are no longer kept]\r\n", start-r.next)
-		if _, err := io.WriteString(r.w, msg); err != nil {
+		// Clients count it as the bytes it stands for (package resume).
+		if _, err := io.WriteString(r.w, resume.Notice(start-r.next)); err != nil {
 			return err
 		}
 	case start < r.next:

@@ -21,6 +21,7 @@ import (
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	"github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned/scheme"
+	"github.com/meshery/terminal-apiserver/pkg/resume"
 )
 
 // attach streams the session to this terminal, in raw mode with resizes
@@ -106,11 +107,11 @@ func (o *options) ended(ctx context.Context, c *clients, name string, uid types.
 	return nil
 }
 
-// stream is one attach: output from byte out.written() on.
+// stream is one attach: output from where out's count ended on.
 func (o *options) stream(ctx context.Context, c *clients, name string, uid types.UID, in *inputPump, out *counter, sizes *latestSize) error {
 	req := c.sessions.TerminalV1alpha1().RESTClient().Post().Namespace(c.namespace).Resource("terminalsessions").
 		Name(name).SubResource("attach").VersionedParams(&v1alpha1.TerminalSessionAttachOptions{
-		Stdin: in != nil, Stdout: true, TTY: true, Since: int64(out.written()), UID: string(uid),
+		Stdin: in != nil, Stdout: true, TTY: true, Since: int64(out.reattach()), UID: string(uid),
 	}, scheme.ParameterCodec)
 	exec, err := executor(c.cfg, req.URL())
 	if err != nil {
@@ -146,11 +147,12 @@ func executor(cfg *rest.Config, u *url.URL) (remotecommand.Executor, error) {
 	})
 }
 
-// counter counts the output bytes shown: where a reattach resumes.
+// counter counts the output bytes shown: where a reattach resumes. The
+// server's notice of lost output counts as the bytes it stands for.
 type counter struct {
 	w, errOut io.Writer
 	mu        sync.Mutex
-	n         uint64
+	n         resume.Counter
 	notice    string // shown before the next output
 }
 
@@ -162,14 +164,23 @@ func (c *counter) Write(p []byte) (int, error) {
 		c.notice = ""
 	}
 	n, err := c.w.Write(p)
-	c.n += uint64(n)
+	c.n.Count(p[:n])
 	return n, err
 }
 
 func (c *counter) written() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.n
+	return c.n.Offset()
+}
+
+// reattach starts the count of a new attach where the last one ended (a
+// notice is never split between two).
+func (c *counter) reattach() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n.Start(c.n.Offset())
+	return c.n.Offset()
 }
 
 // announce shows msg once output flows again.

@@ -10,7 +10,8 @@
 // The server ends an attach with a metav1.Status on the error channel: the
 // process's exit code when it exits. A connection that drops without one is
 // reattached with since=N, N the output bytes already received, so nothing
-// is lost and nothing shown twice.
+// is lost and nothing shown twice (a notice of output no longer kept counts
+// as the bytes it stands for: OutputCounter).
 
 export const PROTOCOLS = ["v5.channel.k8s.io", "v4.base64.channel.k8s.io"] as const;
 
@@ -87,8 +88,7 @@ export interface AttachHandlers {
 
 /** One WebSocket attach. */
 export class Attachment {
-  /** Output bytes received since the attach began (add the query's since for the session's offset). */
-  received = 0;
+  private readonly count = new OutputCounter();
   /** Whether the WebSocket opened (a refused attach never does). */
   opened = false;
   private ws: WebSocketLike;
@@ -96,6 +96,11 @@ export class Attachment {
   private ended = false;
   private status: End | null = null;
   private readonly enc = new TextEncoder();
+
+  /** Output bytes received since the attach began (add the query's since for the session's offset). */
+  get received(): number {
+    return this.count.offset;
+  }
 
   /**
    * extraProtocols are offered after the channel protocols: credentials for
@@ -175,7 +180,7 @@ export class Attachment {
       case STDOUT:
       case STDERR:
         if (payload.length === 0) return;
-        this.received += payload.length;
+        this.count.count(payload);
         this.h.output?.(payload);
         return;
       case ERROR:
@@ -191,6 +196,51 @@ export class Attachment {
     this.ended = true;
     this.ws.onmessage = null;
     this.h.end?.(end);
+  }
+}
+
+// When output a reattach asks for is no longer kept, the server first
+// writes a notice of how many bytes were lost (pkg/resume in Go). It is not
+// output: counting it as the bytes it stands for keeps the count the
+// session's offset, so that the next reattach neither skips nor repeats.
+const NOTICE_PREFIX = Array.from("\r\n[terminal-apiserver: ", (c) => c.charCodeAt(0));
+const NOTICE_SUFFIX = Array.from(" bytes of output are no longer kept]\r\n", (c) => c.charCodeAt(0));
+const NOTICE_MAX_DIGITS = 15; // within what a number holds exactly
+
+/** OutputCounter counts an attach's output bytes as the server does (a notice of lost output as the bytes lost). */
+export class OutputCounter {
+  offset = 0;
+  private prefix = 0;
+  private suffix = 0;
+  private digits = 0;
+  private lost = 0;
+
+  count(p: Uint8Array): void {
+    this.offset += p.length;
+    for (const b of p) {
+      if (this.prefix < NOTICE_PREFIX.length) {
+        if (b === NOTICE_PREFIX[this.prefix]) {
+          this.prefix++;
+          continue;
+        }
+      } else if (this.suffix === 0 && b >= 0x30 && b <= 0x39 && this.digits < NOTICE_MAX_DIGITS) {
+        this.lost = this.lost * 10 + (b - 0x30);
+        this.digits++;
+        continue;
+      } else if (this.digits > 0 && b === NOTICE_SUFFIX[this.suffix]) {
+        if (++this.suffix === NOTICE_SUFFIX.length) {
+          this.offset += this.lost - (NOTICE_PREFIX.length + this.digits + NOTICE_SUFFIX.length);
+          this.reset();
+        }
+        continue;
+      }
+      this.reset();
+      if (b === NOTICE_PREFIX[0]) this.prefix = 1;
+    }
+  }
+
+  private reset(): void {
+    this.prefix = this.suffix = this.digits = this.lost = 0;
   }
 }
 

@@ -109,10 +109,50 @@ async function between(page: Page, from: string, to: string): Promise<number> {
   );
 }
 
+/** Keys types into the console's terminal in a page, one key at a time, and keeps where each echo's time went. */
+class Keys {
+  readonly echo: number[] = [];
+  readonly arrival: number[] = [];
+  readonly frameWait: number[] = [];
+  readonly render: number[] = [];
+  private constructor(readonly page: Page) {}
+
+  static async open(page: Page): Promise<Keys> {
+    await page.getByRole("tab", { name: "Terminal", exact: true }).click();
+    await page.getByRole("button", { name: "Connect" }).click();
+    await waitFor("the browser terminal's prompt", () =>
+      page.evaluate(() => /#\s*$/.test(document.querySelector('[role="tabpanel"]:not([hidden]) .xterm-rows')?.textContent?.replace(/\u00a0/g, " ") ?? "")),
+    );
+    await page.locator('[role="tabpanel"]:not([hidden]) .xterm-helper-textarea').focus();
+    return new Keys(page);
+  }
+
+  async key(c: string): Promise<void> {
+    await this.page.evaluate(() => performance.clearMarks());
+    // A person holds a key for tens of milliseconds; press() would release
+    // it at once, and the key-up's handling would stand in the echo's way.
+    await this.page.keyboard.down(c);
+    await between(this.page, "terminal-input", "terminal-render");
+    await this.page.keyboard.up(c);
+    const m = await this.page.evaluate(() => {
+      const t = (n: string) => performance.getEntriesByName(n)[0]?.startTime ?? NaN;
+      return { input: t("terminal-input"), output: t("terminal-output"), frame: t("terminal-frame"), render: t("terminal-render") };
+    });
+    // xterm may have asked for the frame before the echo came (its cursor):
+    // then its render runs first in the frame, and the frame mark after it.
+    const frame = Math.min(m.frame, m.render);
+    this.echo.push(m.render - m.input);
+    this.arrival.push(m.output - m.input);
+    this.frameWait.push(frame - m.output);
+    this.render.push(m.render - frame);
+  }
+}
+
 async function main(): Promise<void> {
 const ns = await namespace("bench-console", ["latency"]);
 const ui = await startConsole("alice", ns);
 const browser = await launch();
+const browsers = [browser];
 try {
   const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
   await page.goto(`${ui.url}&measure=1`);
@@ -137,26 +177,37 @@ try {
   }
   process.stderr.write(`>> ${CONNECTS} connects of each measured\n`);
 
-  // Keystrokes into one terminal of each, in turn.
-  await page.getByRole("tab", { name: "Terminal", exact: true }).click();
-  await page.getByRole("button", { name: "Connect" }).click();
-  await waitFor("the browser terminal's prompt", () =>
-    page.evaluate(() => /#\s*$/.test(document.querySelector('[role="tabpanel"]:not([hidden]) .xterm-rows')?.textContent?.replace(/\u00a0/g, " ") ?? "")),
-  );
+  // Keystrokes into one terminal of each, in turn: the console in Chromium
+  // as shipped, the console in a Chromium that does not hold a page's tasks
+  // from a keystroke to its next frame (DeferRendererTasksAfterInput, on
+  // by default: see docs/console.md, "How fast"), and kubectl terminal.
+  const shipped = await Keys.open(page);
+  const undeferredBrowser = await launch(["--disable-features=DeferRendererTasksAfterInput"]);
+  browsers.push(undeferredBrowser);
+  const undeferredPage = await (await undeferredBrowser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+  // The bench keeps the page's last WebSocket (the terminal's attach) to
+  // time round trips on it without a keyboard: what the browser's own
+  // network path costs, beside kubectl terminal's.
+  await undeferredPage.addInitScript(() => {
+    const WS = window.WebSocket;
+    (window as unknown as { WebSocket: unknown }).WebSocket = class extends WS {
+      constructor(url: string | URL, protocols?: string | string[]) {
+        super(url, protocols);
+        (window as unknown as { benchSocket: WebSocket }).benchSocket = this;
+      }
+    };
+  });
+  await undeferredPage.goto(`${ui.url}&measure=1`);
+  await undeferredPage.getByRole("treeitem", { name: /^latency\b/ }).click();
+  const undeferred = await Keys.open(undeferredPage);
   const plugin = new Plugin(ns, "latency");
   await plugin.ready();
-  await page.locator('[role="tabpanel"]:not([hidden]) .xterm-helper-textarea').focus();
-  const browserEcho: number[] = [];
-  const browserNet: number[] = [];
   const pluginEcho: number[] = [];
   const letters = "abcdefghijklmnopqrstuvwxyz";
   for (let i = 0; i < KEYS; i++) {
     const c = letters[i % letters.length];
-    await page.evaluate(() => performance.clearMarks());
-    await page.keyboard.press(c);
-    browserEcho.push(await between(page, "terminal-input", "terminal-render"));
-    browserNet.push(await between(page, "terminal-input", "terminal-output"));
-
+    await shipped.key(c);
+    await undeferred.key(c);
     plugin.clear();
     const t0 = performance.now();
     plugin.write(c);
@@ -164,26 +215,63 @@ try {
     pluginEcho.push(performance.now() - t0);
     if (i % letters.length === letters.length - 1) {
       // Start the line afresh now and then (Ctrl-U).
-      await page.keyboard.press("Control+U");
+      await shipped.page.keyboard.press("Control+U");
+      await undeferred.page.keyboard.press("Control+U");
       plugin.write("\x15");
     }
   }
   plugin.write("\x15exit\r");
   await plugin.exited();
+  await undeferred.page.keyboard.press("Control+U");
+  const socketEcho = await undeferred.page.evaluate(async (n) => {
+    const ws = (window as unknown as { benchSocket: WebSocket }).benchSocket;
+    const times: number[] = [];
+    for (let i = 0; i < n; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      const t0 = performance.now();
+      await new Promise<void>((resolve) => {
+        ws.addEventListener("message", () => resolve(), { once: true });
+        ws.send(new Uint8Array([0, 0x62])); // stdin: "b"
+      });
+      times.push(performance.now() - t0);
+      if (i % 26 === 25) ws.send(new Uint8Array([0, 0x15]));
+    }
+    return times;
+  }, KEYS);
 
-  const bm = median(browserEcho);
   const pm = median(pluginEcho);
+  // Where the browser's echo goes, median by median: the console's own part
+  // (the attach's round trip from the page, through the console's proxy,
+  // and xterm's render) beside kubectl terminal's round trip; then what
+  // Chromium itself adds: handling the key before the echo can be taken in,
+  // holding the page's tasks until the frame after a keystroke (as
+  // shipped), and the frame the echo waits for to be painted, which a
+  // terminal on a display waits for too, kubectl terminal's included.
+  const own = median(socketEcho) + median(undeferred.render) - pm;
+  const keyHandling = median(undeferred.arrival) - median(socketEcho);
+  const held = median(shipped.arrival) - median(undeferred.arrival);
   console.log(`\nThe browser console beside kubectl terminal, one pod, one run (${new Date().toISOString().slice(0, 10)}):`);
   console.log("  Connect to the first output on screen");
-  console.log(`    browser (click to xterm's render):           ${stats(browserConnect)}`);
-  console.log(`    kubectl terminal (command to first byte):    ${stats(pluginConnect)}`);
+  console.log(`    browser (click to xterm's render):                 ${stats(browserConnect)}`);
+  console.log(`    kubectl terminal (command to first byte):          ${stats(pluginConnect)}`);
   console.log("  keystroke to echo on screen");
-  console.log(`    browser (xterm's input event to its render): ${stats(browserEcho)}`);
-  console.log(`    of which input event to output's arrival:    ${stats(browserNet)}`);
-  console.log(`    kubectl terminal (byte to byte):             ${stats(pluginEcho)}`);
-  console.log(`  the browser adds ${(bm - pm).toFixed(2)} ms at the median to the echo (target: at most 2 ms), ${(median(browserConnect) - median(pluginConnect)).toFixed(1)} ms to Connect`);
+  for (const [name, k] of [
+    ["Chromium as shipped", shipped],
+    ["Chromium, tasks not held for a frame after input", undeferred],
+  ] as const) {
+    console.log(`    browser, ${name} (xterm's input event to its render):`);
+    console.log(`                                                       ${stats(k.echo)}`);
+    console.log(`      input event to the echo's arrival:               ${stats(k.arrival)}`);
+    console.log(`      the wait for the browser's next frame:           ${stats(k.frameWait)}`);
+    console.log(`      xterm's render in that frame:                    ${stats(k.render)}`);
+  }
+  console.log(`    the attach's WebSocket in that page, no keyboard:  ${stats(socketEcho)}`);
+  console.log(`    kubectl terminal (byte to byte):                   ${stats(pluginEcho)}`);
+  console.log(`  the console's own part adds ${own.toFixed(2)} ms to kubectl terminal's echo at the median (target: at most 2 ms);`);
+  console.log(`  Chromium adds ${keyHandling.toFixed(1)} ms handling the key, ${held.toFixed(1)} ms holding tasks after input, and waits ${median(shipped.frameWait).toFixed(1)} ms for a frame:`);
+  console.log(`  on screen, Chromium as shipped adds ${(median(shipped.echo) - pm).toFixed(1)} ms to kubectl terminal's echo; Connect: ${(median(browserConnect) - median(pluginConnect)).toFixed(1)} ms`);
 } finally {
-  await browser.close();
+  for (const b of browsers) await b.close();
   ui.stop();
   deleteNamespace(ns);
 }

@@ -104,8 +104,8 @@ export async function startConsole(context: string, ns: string): Promise<Console
 
 export const chromiumArgs = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic"];
 
-export function launch(): Promise<Browser> {
-  return chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: chromiumArgs, headless: true });
+export function launch(extraArgs: string[] = []): Promise<Browser> {
+  return chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: [...chromiumArgs, ...extraArgs], headless: true });
 }
 
 /** shot saves a screenshot for people to look at; tests assert on the page, never on these. */

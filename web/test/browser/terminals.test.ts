@@ -19,7 +19,8 @@ before(async () => {
   ns = await namespace("browser-terms", ["pod-a", "pod-b"]);
   ui = await startConsole("alice", ns);
   browser = await launch();
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  // The clipboard as a person's browser has it once the page may use it.
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, permissions: ["clipboard-read", "clipboard-write"] });
   page = await ctx.newPage();
   // Every attach passes through this route so that the test can cut it
   // like a network drop; until then frames pass unchanged.
@@ -72,6 +73,26 @@ test("the session starts at the terminal's size, and a window resize reaches the
   await shot(page, "terminals-3-resized");
 });
 
+test("copy a selection with Ctrl+Shift+C, paste with Ctrl+Shift+V", async () => {
+  await page.getByRole("tab", { name: "pod-a/main" }).click();
+  await typeInto(page, "clear; echo copy-me-$((6*7))\r");
+  const word = page.locator('[role="tabpanel"]:not([hidden]) .xterm-rows > div', { hasText: /^copy-me-42/ });
+  await word.waitFor();
+  // A double click selects the word under the pointer, as in any terminal.
+  // (xterm's screen layer takes the pointer above its rows.)
+  const box = (await word.boundingBox())!;
+  await page.mouse.dblclick(box.x + 20, box.y + box.height / 2);
+  await page.keyboard.press("Control+Shift+C");
+  await waitFor("the selection on the clipboard", async () => (await page.evaluate(() => navigator.clipboard.readText())) === "copy-me-42");
+
+  await page.evaluate(() => navigator.clipboard.writeText("echo pasted-$((7*6))"));
+  await typeInto(page, "clear\r");
+  await page.keyboard.press("Control+Shift+V");
+  await page.keyboard.press("Enter");
+  await waitFor("the pasted command's output", async () => /^pasted-42$/m.test(await screenText(page)));
+  await shot(page, "terminals-4-pasted");
+});
+
 test("a dropped connection reattaches by itself: nothing lost, nothing twice", async () => {
   await page.getByRole("tab", { name: "pod-b/main" }).click();
   await typeInto(page, "clear; for i in $(seq 1 40); do printf '%d,' $i; sleep 0.05; done; echo END\r");
@@ -80,11 +101,11 @@ test("a dropped connection reattaches by itself: nothing lost, nothing twice", a
   const live = routes.at(-1)!;
   await live.close({ code: 4000, reason: "test: network drop" });
   await waitFor("the status line to say reconnecting", async () => (await statusLine(page)).startsWith("reconnecting"), 5000);
-  await shot(page, "terminals-4-reconnecting");
+  await shot(page, "terminals-5-reconnecting");
   await waitFor("the terminal to run again", async () => (await statusLine(page)).startsWith("running"));
   await waitFor("the loop to end", async () => (await screenText(page)).includes("END"));
   const text = (await screenText(page)).replace(/\n/g, "");
   const seq = Array.from({ length: 40 }, (_, i) => `${i + 1},`).join("") + "END";
   assert.ok(text.includes(seq), `the screen has every number once, in order:\n${text}`);
-  await shot(page, "terminals-5-reconnected");
+  await shot(page, "terminals-6-reconnected");
 });

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { Attachment, attachURL, Connection, MAX_INPUT_FRAME, parseStatus, type State, type Verdict, type WebSocketLike } from "../../src/attach/attach.ts";
+import { Attachment, attachURL, Connection, MAX_INPUT_FRAME, OutputCounter, parseStatus, type State, type Verdict, type WebSocketLike } from "../../src/attach/attach.ts";
 
 class FakeWS implements WebSocketLike {
   static all: FakeWS[] = [];
@@ -165,6 +165,29 @@ test("a dropped connection reattaches with since= the bytes received, and the la
   second.close();
   assert.deepEqual(states.at(-1), { kind: "closed", exitCode: 0, reason: "Exited", message: "" });
   assert.equal(timers.length, 1, "no reattach after the session's end");
+});
+
+test("after a notice of lost output, the next reattach asks for the session's offset, not the bytes shown", async () => {
+  const { c, timers } = connection(async () => ({ open: true }));
+  const first = FakeWS.all[0];
+  first.accept("v5.channel.k8s.io");
+  // The same words as pkg/resume's Notice(500), which the server writes.
+  const notice = "\r\n[terminal-apiserver: 500 bytes of output are no longer kept]\r\n";
+  first.out(1, "abc" + notice.slice(0, 9));
+  first.out(1, notice.slice(9) + "tail");
+  first.drop();
+  await tick();
+  timers[0]();
+  assert.match(FakeWS.all[1].url, /since=507&/);
+  assert.equal(c.received, 507);
+});
+
+test("output that only looks like a notice counts as itself", () => {
+  for (const text of ["\r\n[terminal-apiserver: ", "\r\n[terminal-apiserver: 12 bytes of output are kept]\r\n", "\r\n[terminal-apiserver: 1234567890123456 bytes of output are no longer kept]\r\n"]) {
+    const k = new OutputCounter();
+    k.count(new TextEncoder().encode(text));
+    assert.equal(k.offset, text.length, JSON.stringify(text));
+  }
 });
 
 test("a drop when the session has closed ends with the API's reason, without reattaching", async () => {
