@@ -20,6 +20,7 @@
 #   LOCAL_NODE=kwok                two fake kwok nodes instead of the real node (exec runs
 #                                  commands as processes of this machine: artifacts/README.md)
 #   TERMINAL_APISERVER_EXTRA_ARGS  extra flags for terminal-apiserver (word-split)
+#   TERMINAL_APISERVER_RESTART=1   restart terminal-apiserver even if unchanged
 #   LOCAL_UP_TIMEOUT               seconds to wait for each component (default 120)
 set -euo pipefail
 
@@ -720,7 +721,7 @@ up_terminal_apiserver() {
   # restart anyway, but an unchanged server need not drop its viewers.
   local state
   state="$(sha256sum "$bin" | cut -d' ' -f1) ${args[*]}"
-  if pid_of terminal-apiserver >/dev/null && [[ -f $LOCAL_DIR/terminal-apiserver.state &&
+  if [[ ${TERMINAL_APISERVER_RESTART:-} != 1 ]] && pid_of terminal-apiserver >/dev/null && [[ -f $LOCAL_DIR/terminal-apiserver.state &&
     $(<"$LOCAL_DIR/terminal-apiserver.state") == "$state" ]]; then
     log "terminal-apiserver already running with this binary"
   else

@@ -478,7 +478,7 @@ func readBulk(ctx context.Context, exec remotecommand.Executor) (float64, error)
 // memStats is the server's memory as its /metrics report it, read right
 // after a forced garbage collection (/debug/pprof/heap?gc=1) so that two
 // readings compare live memory rather than points in the GC cycle.
-type memStats struct{ rss, heapStack float64 }
+type memStats struct{ rss, heapStack, goroutines float64 }
 
 func serverMemory() (memStats, error) {
 	pki := filepath.Join(os.Getenv("LOCAL_DIR"), "pki")
@@ -527,6 +527,8 @@ func serverMemory() (memStats, error) {
 			m.rss = v
 		case "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes":
 			m.heapStack += v
+		case "go_goroutines":
+			m.goroutines = v
 		}
 	}
 	if m.rss == 0 {
@@ -536,6 +538,10 @@ func serverMemory() (memStats, error) {
 }
 
 func (e *env) memory(ctx context.Context) (memStats, error) {
+	start, err := serverMemory()
+	if err != nil {
+		return memStats{}, err
+	}
 	// Warm up with a tenth as many sessions, opened and closed: one-time
 	// costs (connection pools, caches, code first run) are not per session.
 	warm, err := e.openIdle(ctx, max(*nIdle/10, 1), "warmup")
@@ -543,12 +549,19 @@ func (e *env) memory(ctx context.Context) (memStats, error) {
 	if err != nil {
 		return memStats{}, err
 	}
-	before, err := serverMemory()
+	// Measure from a server that has ended the warm-up sessions, not one
+	// still tearing them down (which would count their memory as before).
+	before, err := settled(ctx, start.goroutines)
 	if err != nil {
 		return memStats{}, err
 	}
 	names, err := e.openIdle(ctx, *nIdle, "idle")
-	defer e.closeIdle(names)
+	defer func() {
+		e.closeIdle(names)
+		// What follows (latency, throughput) runs on a server that is
+		// not ending a thousand sessions meanwhile.
+		_, _ = settled(ctx, start.goroutines)
+	}()
 	if err != nil {
 		return memStats{}, err
 	}
@@ -598,13 +611,35 @@ func (e *env) openIdle(ctx context.Context, n int, label string) ([]string, erro
 	}
 }
 
-// closeIdle deletes the sessions and gives the server a moment to end them.
+// closeIdle deletes the sessions; the server ends them in the background
+// (settled waits for that).
 func (e *env) closeIdle(names []string) {
 	c := e.sessions.TerminalV1alpha1().TerminalSessions(ns)
 	for _, n := range names {
 		_ = c.Delete(context.Background(), n, metav1.DeleteOptions{})
 	}
-	time.Sleep(3 * time.Second)
+}
+
+// settled waits until the server runs no more goroutines than it did with
+// no sessions (and a little slack for its own housekeeping), i.e. it has
+// ended the sessions just deleted, and returns its memory then.
+func settled(ctx context.Context, goroutines float64) (memStats, error) {
+	const slack = 20
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		m, err := serverMemory()
+		if err != nil || m.goroutines <= goroutines+slack {
+			return m, err
+		}
+		if time.Now().After(deadline) {
+			return m, fmt.Errorf("the server still runs %.0f goroutines 3m after its sessions were deleted (%.0f with none)", m.goroutines, goroutines)
+		}
+		select {
+		case <-ctx.Done():
+			return m, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // createPod starts the benchmark's pod (bash, on the local node) and waits

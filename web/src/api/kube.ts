@@ -177,9 +177,12 @@ export function watchList<T extends { metadata: ObjectMeta }>(
       } catch (e) {
         if (signal.aborted) return;
         error(e instanceof ApiError ? e : new ApiError(0, "Unreachable", String(e)));
-        if (e instanceof ApiError && (e.code === 403 || e.code === 404)) return; // will not change by retrying
         await new Promise((r) => setTimeout(r, backoff));
-        backoff = Math.min(backoff * 2, 10_000);
+        // A 403 or 404 changes too, if less often: a RoleBinding not yet
+        // in the API server's cache, access granted later, an API group
+        // registered (its APIService becoming Available).
+        const slow = e instanceof ApiError && (e.code === 403 || e.code === 404);
+        backoff = Math.min(backoff * 2, slow ? 30_000 : 10_000);
       }
     }
   };
