@@ -100,6 +100,12 @@ type Closed struct {
 // to it blocked for the stall timeout.
 var ErrSlowViewer = errors.New("viewer stalled: output not read")
 
+// ErrFellBehind ends a viewer that fell further behind than the scrollback
+// keeps. Its connection is broken, not closed with a status, so that its
+// client reattaches from what it has: that attach begins with the notice
+// of how much is lost (package resume), which clients look for only there.
+var ErrFellBehind = errors.New("viewer fell behind the scrollback")
+
 const (
 	// DefaultStallTimeout is how long a write to a viewer may block before
 	// the viewer is let go.
@@ -122,7 +128,7 @@ func (r *Relay) Serve(ctx context.Context, subj wire.Subjects, v Viewer) (*Close
 	defer stopFollowing()
 	if v.Abort != nil {
 		stop := context.AfterFunc(ctx, func() {
-			if errors.Is(context.Cause(ctx), ErrSlowViewer) {
+			if cause := context.Cause(ctx); errors.Is(cause, ErrSlowViewer) || errors.Is(cause, ErrFellBehind) {
 				v.Abort()
 			}
 		})
@@ -172,6 +178,9 @@ func (r *Relay) Serve(ctx context.Context, subj wire.Subjects, v Viewer) (*Close
 		case m := <-frames:
 			if m.Subject() == subj.Out() {
 				if err := out.write(m.Data(), m.Headers().Get(wire.OffsetHeader)); err != nil {
+					if errors.Is(err, ErrFellBehind) {
+						cancel(err)
+					}
 					return nil, writeErr(ctx, err)
 				}
 				continue
@@ -331,6 +340,9 @@ func viewerID() string {
 type resumer struct {
 	w    io.Writer
 	next uint64
+	// wrote: this attach has written output, so a notice of lost output
+	// can no longer be its first bytes.
+	wrote bool
 }
 
 // write writes a frame from JetStream whose first byte is at offset (a
@@ -338,6 +350,7 @@ type resumer struct {
 func (r *resumer) write(data []byte, offset string) error {
 	start, err := strconv.ParseUint(offset, 10, 64)
 	if err != nil {
+		r.wrote = true
 		_, err := r.w.Write(data) // a frame without offset: nothing to resume by
 		return err
 	}
@@ -361,17 +374,19 @@ func (r *resumer) writeAt(data []byte, start uint64) error {
 	switch {
 	case end <= r.next:
 		return nil // seen before the reconnect
+	case start > r.next && r.wrote:
+		return ErrFellBehind
 	case start > r.next:
-		// The scrollback no longer holds what was missed: say so rather
-		// than splice two distant parts of the screen together.
-		// Clients count it as the bytes it stands for (package resume).
+		// The scrollback no longer holds what was asked for: say so rather
+		// than splice two distant parts of the screen together. Clients
+		// count it as the bytes it stands for (package resume).
 		if _, err := io.WriteString(r.w, resume.Notice(start-r.next)); err != nil {
 			return err
 		}
 	case start < r.next:
 		data = data[r.next-start:]
 	}
-	r.next = end
+	r.next, r.wrote = end, true
 	_, err := r.w.Write(data)
 	return err
 }

@@ -1,11 +1,17 @@
 // Package resume is the attach subresource's resume contract, shared by the
 // server and its clients. A viewer counts the output bytes it has received
 // and reattaches with since=that count; the server sends the output from
-// that byte on. When some of those bytes are no longer kept, the server
-// first writes a Notice saying how many were lost. A Notice is not output:
-// a client counts the bytes it stands for, not its own length, so that its
-// count stays the session's offset and the next reattach resumes at the
-// right byte (counting the Notice instead would skip or repeat output).
+// that byte on. When some of those bytes are no longer kept, the attach
+// begins with a Notice saying how many were lost, and only there: a viewer
+// that falls behind the scrollback in the middle of an attach is let go to
+// reattach instead. A Notice is not output: a client counts the bytes it
+// stands for, not its own length, so that its count stays the session's
+// offset and the next reattach resumes at the right byte (counting the
+// Notice instead would skip or repeat output).
+//
+// Because a Notice is looked for only as an attach's first bytes, output
+// that contains the same text (a nested kubectl terminal, a replayed
+// recording) is counted as output.
 package resume
 
 import "strconv"
@@ -16,70 +22,80 @@ const (
 	// maxDigits keeps a count within what a JavaScript number holds
 	// exactly (the browser console counts the same way).
 	maxDigits = 15
+	// MaxOffset is the largest count a client keeps (2^53-1, for the
+	// same reason).
+	MaxOffset = 1<<53 - 1
 )
 
-// Notice is what the server writes before the first kept byte when lost
-// bytes of output were asked for.
+// Notice is what the server writes first in an attach whose since asks for
+// bytes no longer kept.
 func Notice(lost uint64) string {
 	return noticePrefix + strconv.FormatUint(lost, 10) + noticeSuffix
 }
 
-// Counter counts a viewer's output as the server does. A process could
-// print a Notice's text itself; it would then move its own viewers'
-// resume point, which tells them nothing it could not print anyway.
+// Counter counts a viewer's output as the server does, attach by attach.
 type Counter struct {
 	n uint64
-	// The Notice being matched: bytes of the prefix matched, the count's
-	// digits so far, bytes of the suffix matched.
-	prefix, suffix int
-	digits         int
-	lost           uint64
+	// matching: every byte of this attach so far may be a Notice's;
+	// pending of them, of which digits are the count's (lost) and suffix
+	// the suffix's.
+	matching                bool
+	pending, digits, suffix int
+	lost                    uint64
 }
 
-// Count takes output bytes as they arrive.
+// Start begins an attach with since=n.
+func (c *Counter) Start(n uint64) {
+	*c = Counter{n: min(n, MaxOffset), matching: true}
+}
+
+// Count takes an attach's output bytes as they arrive.
 func (c *Counter) Count(p []byte) {
-	c.n += uint64(len(p))
-	for i := 0; i < len(p); i++ {
-		b := p[i]
-		switch {
-		case c.prefix < len(noticePrefix):
-			if b == noticePrefix[c.prefix] {
-				c.prefix++
-				continue
-			}
-		case c.suffix == 0 && b >= '0' && b <= '9' && c.digits < maxDigits:
-			c.lost = c.lost*10 + uint64(b-'0')
-			c.digits++
-			continue
-		case c.digits > 0 && b == noticeSuffix[c.suffix]:
-			c.suffix++
-			if c.suffix == len(noticeSuffix) {
-				// The whole Notice was counted as output: count what it
-				// stands for instead.
-				c.n = c.n - uint64(len(noticePrefix)+c.digits+len(noticeSuffix)) + c.lost
-				c.reset()
-			}
-			continue
+	i := 0
+	for ; c.matching && i < len(p); i++ {
+		if !c.step(p[i]) {
+			// Not a Notice: what was held back is output, like the rest.
+			c.add(uint64(c.pending))
+			c.matching = false
+			break
 		}
-		c.reset()
-		if b == noticePrefix[0] {
-			c.prefix = 1
+		c.pending++
+		if c.suffix == len(noticeSuffix) {
+			c.add(c.lost)
+			c.matching = false
+			i++
+			break
 		}
+	}
+	if !c.matching {
+		c.add(uint64(len(p) - i))
 	}
 }
 
-func (c *Counter) reset() {
-	c.prefix, c.suffix, c.digits, c.lost = 0, 0, 0, 0
+// step says whether b continues a Notice.
+func (c *Counter) step(b byte) bool {
+	switch {
+	case c.pending < len(noticePrefix):
+		return b == noticePrefix[c.pending]
+	case c.suffix == 0 && b >= '0' && b <= '9' && c.digits < maxDigits:
+		c.lost = c.lost*10 + uint64(b-'0')
+		c.digits++
+		return true
+	case c.digits > 0 && b == noticeSuffix[c.suffix]:
+		c.suffix++
+		return true
+	}
+	return false
+}
+
+func (c *Counter) add(k uint64) {
+	c.n = min(c.n+min(k, MaxOffset), MaxOffset)
 }
 
 // Offset is the session's output offset the viewer has reached: what it
-// sends as since when it reattaches.
+// sends as since when it reattaches. Bytes that may still be a Notice are
+// not in it: an attach that ended in the middle of one resumes where it
+// began.
 func (c *Counter) Offset() uint64 {
 	return c.n
-}
-
-// Start sets the offset an attach with since=n begins at.
-func (c *Counter) Start(n uint64) {
-	c.n = n
-	c.reset()
 }

@@ -148,8 +148,11 @@ export interface WatchEvent<T> {
 /**
  * watchList keeps items (by name) up to date for a collection: a list, then a
  * watch from its resourceVersion, listing again when the watch ends or its
- * version expired; errors are reported and retried with a back-off until
- * signal aborts.
+ * version expired. A list that fails is reported, and everything is retried
+ * with a back-off until signal aborts: a 403 or 404 too, if more slowly (a
+ * RoleBinding not yet in the API server's cache, access granted later, an
+ * API group registered). A user who may list but not watch sees the list,
+ * listed again on the back-off.
  */
 export function watchList<T extends { metadata: ObjectMeta }>(
   path: string,
@@ -161,32 +164,54 @@ export function watchList<T extends { metadata: ObjectMeta }>(
   let backoff = 500;
   const run = async () => {
     while (!signal.aborted) {
+      let listed = false;
+      let fault: unknown = null;
       try {
         const list = await get<List<T>>(path, signal);
+        listed = true;
         items.clear();
         for (const it of list.items) items.set(it.metadata.name, it);
         update(items);
         error(null);
-        backoff = 500;
+        const opened = Date.now();
+        let events = 0;
         await stream<T>(`${path}?watch=1&allowWatchBookmarks=true&resourceVersion=${list.metadata.resourceVersion}`, signal, (ev) => {
+          events++;
+          backoff = 500; // the watch works
           if (ev.type === "ADDED" || ev.type === "MODIFIED") items.set(ev.object.metadata.name, ev.object);
           else if (ev.type === "DELETED") items.delete(ev.object.metadata.name);
           else return; // BOOKMARK; ERROR (410 Gone) ends the stream: list again
           update(items);
         });
+        // A watch that ended at once, with nothing in it, is not listed
+        // again at once: a proxy that closes watches would make a loop.
+        if (events > 0 || Date.now() - opened > 5_000) continue;
       } catch (e) {
         if (signal.aborted) return;
-        error(e instanceof ApiError ? e : new ApiError(0, "Unreachable", String(e)));
-        await new Promise((r) => setTimeout(r, backoff));
-        // A 403 or 404 changes too, if less often: a RoleBinding not yet
-        // in the API server's cache, access granted later, an API group
-        // registered (its APIService becoming Available).
-        const slow = e instanceof ApiError && (e.code === 403 || e.code === 404);
-        backoff = Math.min(backoff * 2, slow ? 30_000 : 10_000);
+        fault = e;
+        // The list is shown: a failed watch after it says nothing more
+        // (a failing list, next, will).
+        if (!listed) error(e instanceof ApiError ? e : new ApiError(0, "Unreachable", String(e)));
       }
+      await sleep(backoff, signal);
+      const slow = fault instanceof ApiError && (fault.code === 403 || fault.code === 404);
+      backoff = Math.min(backoff * 2, slow ? 30_000 : 10_000);
     }
   };
   void run();
+}
+
+/** sleep resolves after ms, or at once when signal aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
 }
 
 async function stream<T>(path: string, signal: AbortSignal, event: (ev: WatchEvent<T>) => void | "stop"): Promise<void> {

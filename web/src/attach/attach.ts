@@ -10,8 +10,8 @@
 // The server ends an attach with a metav1.Status on the error channel: the
 // process's exit code when it exits. A connection that drops without one is
 // reattached with since=N, N the output bytes already received, so nothing
-// is lost and nothing shown twice (a notice of output no longer kept counts
-// as the bytes it stands for: OutputCounter).
+// is lost and nothing shown twice (an attach's opening notice of output no
+// longer kept counts as the bytes it stands for: OutputCounter).
 
 export const PROTOCOLS = ["v5.channel.k8s.io", "v4.base64.channel.k8s.io"] as const;
 
@@ -97,7 +97,7 @@ export class Attachment {
   private status: End | null = null;
   private readonly enc = new TextEncoder();
 
-  /** Output bytes received since the attach began (add the query's since for the session's offset). */
+  /** Output bytes since the attach began, as the server counts them (add the query's since for the session's offset). */
   get received(): number {
     return this.count.offset;
   }
@@ -199,48 +199,67 @@ export class Attachment {
   }
 }
 
-// When output a reattach asks for is no longer kept, the server first
-// writes a notice of how many bytes were lost (pkg/resume in Go). It is not
-// output: counting it as the bytes it stands for keeps the count the
-// session's offset, so that the next reattach neither skips nor repeats.
+// When output a reattach asks for is no longer kept, the attach begins with
+// a notice of how many bytes were lost (pkg/resume in Go), and only there:
+// the same text later is output. The notice is not output: counting it as
+// the bytes it stands for keeps the count the session's offset, so that the
+// next reattach neither skips nor repeats.
 const NOTICE_PREFIX = Array.from("\r\n[terminal-apiserver: ", (c) => c.charCodeAt(0));
 const NOTICE_SUFFIX = Array.from(" bytes of output are no longer kept]\r\n", (c) => c.charCodeAt(0));
 const NOTICE_MAX_DIGITS = 15; // within what a number holds exactly
+const MAX_OFFSET = Number.MAX_SAFE_INTEGER;
 
-/** OutputCounter counts an attach's output bytes as the server does (a notice of lost output as the bytes lost). */
+/** OutputCounter counts one attach's output bytes as the server does (its opening notice of lost output as the bytes lost). */
 export class OutputCounter {
-  offset = 0;
-  private prefix = 0;
-  private suffix = 0;
+  private n = 0;
+  // Every byte so far may be the notice's: pending of them, of which
+  // digits are the count's (lost) and suffix the suffix's.
+  private matching = true;
+  private pending = 0;
   private digits = 0;
+  private suffix = 0;
   private lost = 0;
 
-  count(p: Uint8Array): void {
-    this.offset += p.length;
-    for (const b of p) {
-      if (this.prefix < NOTICE_PREFIX.length) {
-        if (b === NOTICE_PREFIX[this.prefix]) {
-          this.prefix++;
-          continue;
-        }
-      } else if (this.suffix === 0 && b >= 0x30 && b <= 0x39 && this.digits < NOTICE_MAX_DIGITS) {
-        this.lost = this.lost * 10 + (b - 0x30);
-        this.digits++;
-        continue;
-      } else if (this.digits > 0 && b === NOTICE_SUFFIX[this.suffix]) {
-        if (++this.suffix === NOTICE_SUFFIX.length) {
-          this.offset += this.lost - (NOTICE_PREFIX.length + this.digits + NOTICE_SUFFIX.length);
-          this.reset();
-        }
-        continue;
-      }
-      this.reset();
-      if (b === NOTICE_PREFIX[0]) this.prefix = 1;
-    }
+  /** The bytes counted; an attach that broke inside its notice counts none of it. */
+  get offset(): number {
+    return this.n;
   }
 
-  private reset(): void {
-    this.prefix = this.suffix = this.digits = this.lost = 0;
+  count(p: Uint8Array): void {
+    let i = 0;
+    for (; this.matching && i < p.length; i++) {
+      if (!this.step(p[i])) {
+        this.add(this.pending); // not a notice: output, like the rest
+        this.matching = false;
+        break;
+      }
+      this.pending++;
+      if (this.suffix === NOTICE_SUFFIX.length) {
+        this.add(this.lost);
+        this.matching = false;
+        i++;
+        break;
+      }
+    }
+    if (!this.matching) this.add(p.length - i);
+  }
+
+  private step(b: number): boolean {
+    if (this.pending < NOTICE_PREFIX.length) return b === NOTICE_PREFIX[this.pending];
+    if (this.suffix === 0 && b >= 0x30 && b <= 0x39 && this.digits < NOTICE_MAX_DIGITS) {
+      this.lost = this.lost * 10 + (b - 0x30);
+      this.digits++;
+      return true;
+    }
+    if (this.digits > 0 && b === NOTICE_SUFFIX[this.suffix]) {
+      this.suffix++;
+      return true;
+    }
+    return false;
+  }
+
+  private add(k: number): void {
+    this.n = Math.min(this.n + k, MAX_OFFSET);
   }
 }
 
@@ -340,7 +359,7 @@ export class Connection {
 
   /** Output bytes received in all: the session's offset. */
   get received(): number {
-    return this.offset + (this.att?.received ?? 0);
+    return Math.min(this.offset + (this.att?.received ?? 0), MAX_OFFSET);
   }
 
   send(data: string | Uint8Array): void {

@@ -144,6 +144,26 @@ export async function typeInto(page: Page, text: string): Promise<void> {
   await page.keyboard.type(text);
 }
 
+/**
+ * shellReady waits until the shell in the visible terminal takes keys:
+ * busybox's line editor drops keys that arrive the instant it reads the
+ * answer to its cursor query at each prompt (under kubectl exec too), so a
+ * probe key is typed until it shows, then erased (Ctrl-U).
+ */
+export async function shellReady(page: Page): Promise<void> {
+  for (let i = 0; ; i++) {
+    await typeInto(page, "@");
+    try {
+      await waitFor("the probe key on screen", async () => /@$/m.test(await screenText(page)), 500);
+      await page.keyboard.press("Control+U");
+      await waitFor("the probe key erased", async () => !/@$/m.test(await screenText(page)), 5000);
+      return;
+    } catch (e) {
+      if (i === 20) throw e;
+    }
+  }
+}
+
 /** axeSource is axe-core's script, to inject into a page. */
 export function axeSource(): string {
   const require = createRequire(import.meta.url);

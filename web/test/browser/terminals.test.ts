@@ -7,7 +7,7 @@ import { after, before, test } from "node:test";
 
 import type { Browser, Page, WebSocketRoute } from "playwright-core";
 
-import { deleteNamespace, launch, namespace, openTerminal, screenText, shot, startConsole, statusLine, typeInto, waitFor, type Console } from "./harness.ts";
+import { deleteNamespace, launch, namespace, openTerminal, screenText, shellReady, shot, startConsole, statusLine, typeInto, waitFor, type Console } from "./harness.ts";
 
 let ns: string;
 let ui: Console;
@@ -75,6 +75,7 @@ test("the session starts at the terminal's size, and a window resize reaches the
 
 test("copy a selection with Ctrl+Shift+C, paste with Ctrl+Shift+V", async () => {
   await page.getByRole("tab", { name: "pod-a/main" }).click();
+  await shellReady(page);
   await typeInto(page, "clear; echo copy-me-$((6*7))\r");
   const word = page.locator('[role="tabpanel"]:not([hidden]) .xterm-rows > div', { hasText: /^copy-me-42/ });
   await word.waitFor();
@@ -86,7 +87,7 @@ test("copy a selection with Ctrl+Shift+C, paste with Ctrl+Shift+V", async () => 
   await waitFor("the selection on the clipboard", async () => (await page.evaluate(() => navigator.clipboard.readText())) === "copy-me-42");
 
   await page.evaluate(() => navigator.clipboard.writeText("echo pasted-$((7*6))"));
-  await typeInto(page, "clear\r");
+  await shellReady(page);
   await page.keyboard.press("Control+Shift+V");
   await page.keyboard.press("Enter");
   await waitFor("the pasted command's output", async () => /^pasted-42$/m.test(await screenText(page)));

@@ -167,27 +167,45 @@ test("a dropped connection reattaches with since= the bytes received, and the la
   assert.equal(timers.length, 1, "no reattach after the session's end");
 });
 
-test("after a notice of lost output, the next reattach asks for the session's offset, not the bytes shown", async () => {
+test("after an attach opened with a notice of lost output, the next asks for the session's offset, not the bytes shown", async () => {
   const { c, timers } = connection(async () => ({ open: true }));
   const first = FakeWS.all[0];
   first.accept("v5.channel.k8s.io");
-  // The same words as pkg/resume's Notice(500), which the server writes.
-  const notice = "\r\n[terminal-apiserver: 500 bytes of output are no longer kept]\r\n";
-  first.out(1, "abc" + notice.slice(0, 9));
-  first.out(1, notice.slice(9) + "tail");
+  first.out(1, "abc");
   first.drop();
   await tick();
   timers[0]();
-  assert.match(FakeWS.all[1].url, /since=507&/);
+  const second = FakeWS.all[1];
+  assert.match(second.url, /since=3&/);
+  second.accept("v5.channel.k8s.io");
+  // The same words as pkg/resume's Notice(500), which the server writes
+  // first in an attach whose since is no longer kept.
+  second.out(1, NOTICE.slice(0, 9));
+  second.out(1, NOTICE.slice(9) + "tail");
+  second.drop();
+  await tick();
+  timers[1]();
+  assert.match(FakeWS.all[2].url, /since=507&/);
   assert.equal(c.received, 507);
 });
 
-test("output that only looks like a notice counts as itself", () => {
-  for (const text of ["\r\n[terminal-apiserver: ", "\r\n[terminal-apiserver: 12 bytes of output are kept]\r\n", "\r\n[terminal-apiserver: 1234567890123456 bytes of output are no longer kept]\r\n"]) {
-    const k = new OutputCounter();
-    k.count(new TextEncoder().encode(text));
-    assert.equal(k.offset, text.length, JSON.stringify(text));
+const NOTICE = "\r\n[terminal-apiserver: 500 bytes of output are no longer kept]\r\n";
+const counted = (...writes: string[]) => {
+  const k = new OutputCounter();
+  for (const w of writes) k.count(new TextEncoder().encode(w));
+  return k.offset;
+};
+
+test("a notice anywhere but an attach's first bytes, or only like one, counts as output", () => {
+  for (const text of ["x" + NOTICE, "\r" + NOTICE, "\r\n[terminal-apiserver: 12 bytes of output are kept]\r\n", "\r\n[terminal-apiserver: 1234567890123456 bytes of output are no longer kept]\r\n"]) {
+    assert.equal(counted(text), text.length, JSON.stringify(text));
   }
+  assert.equal(counted(NOTICE + NOTICE), 500 + NOTICE.length, "a second notice is output");
+});
+
+test("an attach that broke inside its notice counts none of it", () => {
+  assert.equal(counted(NOTICE.slice(0, 20)), 0);
+  assert.equal(counted("\r\n[terminal-apiserver: 999999999999999 bytes of output are no longer kept]\r\n", "x"), 999999999999999 + 1);
 });
 
 test("a drop when the session has closed ends with the API's reason, without reattaching", async () => {
