@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/meshery/terminal-apiserver/pkg/metrics"
 	"github.com/meshery/terminal-apiserver/pkg/resume"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
@@ -76,6 +77,9 @@ type Viewer struct {
 	User string
 	// In is the viewer's input, nil for none.
 	In io.Reader
+	// Typing: the viewer may type, through In or through Type (a
+	// WebSocket viewer's input is handed over frame by frame).
+	Typing bool
 	// Out receives the terminal's output: the scrollback first.
 	Out io.Writer
 	// Resize carries the viewer's terminal size changes; nil for none.
@@ -139,6 +143,12 @@ func (r *Relay) Serve(ctx context.Context, subj wire.Subjects, v Viewer) (*Close
 		return nil, err
 	}
 	defer stopLive()
+	mode := metrics.ReadOnly
+	if v.Typing || v.In != nil {
+		mode = metrics.ReadWrite
+	}
+	metrics.ViewersAttached.WithLabelValues(mode).Inc()
+	defer metrics.ViewersAttached.WithLabelValues(mode).Dec()
 	p := presence{conn: r.Conn, subj: subj, id: viewerID(), user: v.User}
 	p.announce(wire.Attached)
 	defer p.announce(wire.Detached)
@@ -202,10 +212,12 @@ func (r *Relay) follow(ctx context.Context, subj wire.Subjects, cancel context.C
 		FilterSubjects: []string{subj.Out(), subj.Ctl()},
 	})
 	if err != nil {
+		metrics.JetStreamErrors.WithLabelValues(metrics.Follow).Inc()
 		return nil, nil, fmt.Errorf("follow %s: %w", subj.Out(), err)
 	}
 	it, err := cons.Messages(jetstream.PullMaxBytes(consumerBytes))
 	if err != nil {
+		metrics.JetStreamErrors.WithLabelValues(metrics.Follow).Inc()
 		return nil, nil, fmt.Errorf("follow %s: %w", subj.Out(), err)
 	}
 	frames := make(chan jetstream.Msg, 8)
@@ -214,6 +226,7 @@ func (r *Relay) follow(ctx context.Context, subj wire.Subjects, cancel context.C
 			m, err := it.Next()
 			if err != nil {
 				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					metrics.JetStreamErrors.WithLabelValues(metrics.Follow).Inc()
 					cancel(fmt.Errorf("follow %s: %w", subj.Out(), err))
 				}
 				return

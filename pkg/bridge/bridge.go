@@ -44,6 +44,7 @@ import (
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	clientset "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned"
 	informers "github.com/meshery/terminal-apiserver/pkg/generated/informers/externalversions"
+	"github.com/meshery/terminal-apiserver/pkg/metrics"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
@@ -561,7 +562,10 @@ func (b *Bridge) runClaimed(s *session) {
 	s.out = newOutput(pubCtx, b.publishOutput(s.subj, s), maxFrame, maxBuffered)
 	s.out.live = s.followers.send
 
+	metrics.SessionsOpened.Inc()
+	metrics.SessionsOpen.Inc()
 	code, err := b.run(s)
+	metrics.SessionsOpen.Dec()
 	cause := context.Cause(ctx)
 	if errors.Is(cause, errLeaseLost) {
 		// Another replica holds the lease: the session is its to report.
@@ -591,6 +595,7 @@ func (b *Bridge) runClaimed(s *session) {
 	}
 	closeCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer done()
+	metrics.SessionsClosed.WithLabelValues(ev.Reason).Inc()
 	if err := b.publishEvent(closeCtx, s.subj, ev); err != nil {
 		klog.ErrorS(err, "Publishing the close event failed", "session", klog.KObj(s.obj))
 	}

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
+	"github.com/meshery/terminal-apiserver/pkg/metrics"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
@@ -185,7 +187,10 @@ func (b *Bridge) run(s *session) (exitCode int32, err error) {
 	})
 	defer marked.Wait()
 
-	code, err := stream.Wait(&firstWrite{w: s.out, first: s.openInput})
+	code, err := stream.Wait(&firstWrite{w: &metered{w: s.out, s: s}, first: func() {
+		metrics.SetupDuration.Observe(b.clock.Since(s.started).Seconds())
+		s.openInput()
+	}})
 	if ferr := s.out.close(); ferr != nil && ctx.Err() == nil {
 		klog.ErrorS(ferr, "Publishing output failed", "session", klog.KObj(s.obj))
 	}
@@ -207,6 +212,22 @@ type firstWrite struct {
 func (f *firstWrite) Write(p []byte) (int, error) {
 	f.once.Do(f.first)
 	return f.w.Write(p)
+}
+
+// metered is a session's output on its way to be published, measured: its
+// bytes, and the time since the input it may answer (the echo).
+type metered struct {
+	w io.Writer
+	s *session
+}
+
+func (m *metered) Write(p []byte) (int, error) {
+	if at := m.s.inputAt.Swap(0); at != 0 {
+		metrics.EchoDuration.Observe(time.Since(time.Unix(0, at)).Seconds())
+	}
+	n, err := m.w.Write(p)
+	metrics.OutputBytes.Add(float64(n))
+	return n, err
 }
 
 // onFreshStack runs f on a goroutine of its own and returns its result.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/meshery/terminal-apiserver/pkg/metrics"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
@@ -24,6 +25,7 @@ func (b *Bridge) publishOutput(subj wire.Subjects, s *session) func(ctx context.
 			},
 		})
 		if err != nil {
+			metrics.JetStreamErrors.WithLabelValues(metrics.PublishOutput).Inc()
 			return nil, err
 		}
 		offset += uint64(len(frame))
@@ -32,6 +34,7 @@ func (b *Bridge) publishOutput(subj wire.Subjects, s *session) func(ctx context.
 			case <-ack.Ok():
 				return nil
 			case err := <-ack.Err():
+				metrics.JetStreamErrors.WithLabelValues(metrics.PublishOutput).Inc()
 				return err
 			case <-ctx.Done():
 				return ctx.Err()
@@ -45,6 +48,8 @@ func (b *Bridge) publishEvent(ctx context.Context, subj wire.Subjects, ev wire.E
 	if err != nil {
 		return err
 	}
-	_, err = b.cfg.JetStream.Publish(ctx, subj.Ctl(), data)
+	if _, err = b.cfg.JetStream.Publish(ctx, subj.Ctl(), data); err != nil {
+		metrics.JetStreamErrors.WithLabelValues(metrics.PublishEvent).Inc()
+	}
 	return err
 }

@@ -11,6 +11,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
+	"github.com/meshery/terminal-apiserver/pkg/metrics"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
@@ -45,6 +46,7 @@ type session struct {
 	idle, maxDuration, detachGrace time.Duration
 	started                        time.Time
 	activity                       atomic.Int64 // unix nanos of the last input or output
+	inputAt                        atomic.Int64 // unix nanos of the first input not yet answered by output, or 0
 	leaseRev                       atomic.Uint64
 	busy                           atomic.Bool // maintenance in flight
 
@@ -157,7 +159,10 @@ func (s *session) write() {
 				break
 			}
 			s.touch()
-			_, err = stream.Write(p)
+			var n int
+			n, err = stream.Write(p)
+			metrics.InputBytes.Add(float64(n))
+			s.inputAt.CompareAndSwap(0, time.Now().UnixNano())
 		}
 		if err != nil {
 			// The stream is broken; its reader ends the session.

@@ -36,6 +36,7 @@ import (
 	clientset "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned"
 	generatedopenapi "github.com/meshery/terminal-apiserver/pkg/generated/openapi"
 	"github.com/meshery/terminal-apiserver/pkg/kvstore"
+	"github.com/meshery/terminal-apiserver/pkg/metrics"
 	"github.com/meshery/terminal-apiserver/pkg/registry/terminalsession"
 )
 
@@ -307,6 +308,7 @@ func (o *Options) Run(ctx context.Context) error {
 		return err
 	}
 	defer b.Close()
+	metrics.Register(b.Conn.IsConnected)
 
 	config, err := o.Config(b)
 	if err != nil {

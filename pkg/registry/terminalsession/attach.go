@@ -127,7 +127,7 @@ func (r *AttachREST) Connect(ctx context.Context, name string, options runtime.O
 		subj := wire.Subjects(s.Status.Subjects)
 		w, abort := attach.Abortable(w)
 		v := &viewer{relay: r.relay, subj: subj, user: u.GetName(), since: uint64(o.Since), abort: abort,
-			session: s.Namespace + "/" + s.Name}
+			typing: opts.Stdin && !opts.ReadOnly, session: s.Namespace + "/" + s.Name}
 		if wsstream.IsWebSocketRequest(req) {
 			attach.ServeWebSocket(w, req, opts, attach.PingPeriod, func(p []byte) error { return r.relay.Type(subj, p) },
 				func(ctx context.Context, out io.Writer, sizes <-chan wire.Size) error {
@@ -201,6 +201,8 @@ type viewer struct {
 	user  string
 	since uint64
 	abort func()
+	// typing: the viewer may type (its attach has stdin, and write access).
+	typing bool
 	// session is namespace/name, for the log.
 	session string
 }
@@ -208,7 +210,7 @@ type viewer struct {
 // serve relays until the session closes: nil when its process exited with
 // 0, an ExitError with another code, an error when it closed otherwise.
 func (v *viewer) serve(ctx context.Context, in io.Reader, out io.Writer, sizes <-chan wire.Size) error {
-	closed, err := v.relay.Serve(ctx, v.subj, attach.Viewer{User: v.user, In: in, Resize: sizes, Out: out, Since: v.since, Abort: v.abort})
+	closed, err := v.relay.Serve(ctx, v.subj, attach.Viewer{User: v.user, In: in, Typing: v.typing, Resize: sizes, Out: out, Since: v.since, Abort: v.abort})
 	switch {
 	case errors.Is(err, attach.ErrFellBehind):
 		klog.InfoS("Disconnected a viewer that fell behind the scrollback, to reattach from the oldest output kept", "session", v.session, "user", v.user)

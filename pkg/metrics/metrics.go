@@ -1,0 +1,101 @@
+// Package metrics is terminal-apiserver's own metrics, served with
+// k8s.io/apiserver's on /metrics through component-base's registry. Every
+// one is per replica (docs/metrics.md). Until Register runs they record
+// nothing, as component-base's metrics do, so the packages that use them
+// need no set-up in their tests.
+package metrics
+
+import (
+	"sync"
+
+	"k8s.io/component-base/metrics"
+	"k8s.io/component-base/metrics/legacyregistry"
+)
+
+const namespace = "terminal"
+
+// Attach modes, the values of ViewersAttached's mode label.
+const (
+	ReadWrite = "read-write"
+	ReadOnly  = "read-only"
+)
+
+var (
+	// SessionsOpen is the sessions whose process this replica runs.
+	SessionsOpen = metrics.NewGauge(&metrics.GaugeOpts{
+		Namespace: namespace, Name: "sessions_open", StabilityLevel: metrics.ALPHA,
+		Help: "Sessions whose process this replica runs.",
+	})
+	// SessionsOpened counts the sessions whose process this replica started.
+	SessionsOpened = metrics.NewCounter(&metrics.CounterOpts{
+		Namespace: namespace, Name: "sessions_opened_total", StabilityLevel: metrics.ALPHA,
+		Help: "Sessions whose process this replica started.",
+	})
+	// SessionsClosed counts the sessions this replica closed, by the
+	// reason in their status (Exited, IdleTimeout, Deleted, ...).
+	SessionsClosed = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: namespace, Name: "sessions_closed_total", StabilityLevel: metrics.ALPHA,
+		Help: "Sessions this replica closed, by the reason in their status.",
+	}, []string{"reason"})
+	// ViewersAttached is the attaches this replica serves, by mode.
+	ViewersAttached = metrics.NewGaugeVec(&metrics.GaugeOpts{
+		Namespace: namespace, Name: "viewers_attached", StabilityLevel: metrics.ALPHA,
+		Help: "Attaches this replica serves, by mode (read-write or read-only).",
+	}, []string{"mode"})
+	// OutputBytes counts the bytes the sessions' processes wrote.
+	OutputBytes = metrics.NewCounter(&metrics.CounterOpts{
+		Namespace: namespace, Name: "output_bytes_total", StabilityLevel: metrics.ALPHA,
+		Help: "Bytes of output written by the processes of the sessions this replica runs.",
+	})
+	// InputBytes counts the bytes written to the sessions' processes.
+	InputBytes = metrics.NewCounter(&metrics.CounterOpts{
+		Namespace: namespace, Name: "input_bytes_total", StabilityLevel: metrics.ALPHA,
+		Help: "Bytes of input written to the processes of the sessions this replica runs.",
+	})
+	// SetupDuration times a session from this replica taking it to its
+	// process's first output byte.
+	SetupDuration = metrics.NewHistogram(&metrics.HistogramOpts{
+		Namespace: namespace, Name: "session_setup_duration_seconds", StabilityLevel: metrics.ALPHA,
+		Help:    "Time from this replica taking a session to its process's first output byte.",
+		Buckets: metrics.ExponentialBuckets(0.01, 2, 12), // 10 ms to 20 s
+	})
+	// EchoDuration times input written to a process to its next output.
+	EchoDuration = metrics.NewHistogram(&metrics.HistogramOpts{
+		Namespace: namespace, Name: "keystroke_echo_duration_seconds", StabilityLevel: metrics.ALPHA,
+		Help:    "Time from input written to a session's process to the process's next output, as this replica sees it.",
+		Buckets: metrics.ExponentialBuckets(0.00025, 2, 14), // 0.25 ms to 2 s
+	})
+	// JetStreamErrors counts failed JetStream operations, by operation.
+	JetStreamErrors = metrics.NewCounterVec(&metrics.CounterOpts{
+		Namespace: namespace, Name: "jetstream_errors_total", StabilityLevel: metrics.ALPHA,
+		Help: "JetStream operations that failed, by operation (publish_output, publish_event, follow).",
+	}, []string{"operation"})
+)
+
+// JetStream operations, the values of JetStreamErrors' operation label.
+const (
+	PublishOutput = "publish_output"
+	PublishEvent  = "publish_event"
+	Follow        = "follow"
+)
+
+var once sync.Once
+
+// Register registers the metrics with the registry that /metrics serves;
+// natsConnected reports this replica's NATS connection. Only the first
+// call counts.
+func Register(natsConnected func() bool) {
+	once.Do(func() {
+		legacyregistry.MustRegister(SessionsOpen, SessionsOpened, SessionsClosed, ViewersAttached,
+			OutputBytes, InputBytes, SetupDuration, EchoDuration, JetStreamErrors)
+		legacyregistry.RawMustRegister(metrics.NewGaugeFunc(&metrics.GaugeOpts{
+			Namespace: namespace, Name: "nats_connected", StabilityLevel: metrics.ALPHA,
+			Help: "1 while this replica is connected to NATS, else 0.",
+		}, func() float64 {
+			if natsConnected() {
+				return 1
+			}
+			return 0
+		}))
+	})
+}
