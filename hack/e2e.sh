@@ -45,6 +45,8 @@ fi
 "$ROOT/hack/local-up.sh"
 # shellcheck disable=SC1090
 source "$STATE_ENV"
+# Debian's asciinema, which plays the transcripts the tests record.
+install_debian_packages asciinema
 # A real nats-server (the version go.mod pins) for the tests of NATS with TLS and users.
 go build -o "$ROOT/_output/bin/nats-server" github.com/nats-io/nats-server/v2
 

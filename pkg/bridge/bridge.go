@@ -81,6 +81,8 @@ type Config struct {
 	// StatusInterval is the most often a session's lastActivityTime is
 	// written: a keystroke must never become a storage write.
 	StatusInterval time.Duration
+	// Transcripts: what is recorded of each session, and kept how long.
+	Transcripts Transcripts
 }
 
 // Limits are the server-wide session timeouts.
@@ -199,6 +201,11 @@ func newBridge(ctx context.Context, cfg Config, kube kubernetes.Interface, meta 
 	})
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", wire.IOStream, err)
+	}
+	if cfg.Transcripts.Enabled {
+		if err := createTranscriptStream(ctx, cfg.JetStream, cfg.Transcripts, cfg.Replicas); err != nil {
+			return nil, err
+		}
 	}
 	l, err := openLeases(ctx, cfg.JetStream, cfg.Holder, cfg.LeaseDuration, cfg.Replicas)
 	if err != nil {
@@ -566,6 +573,10 @@ func (b *Bridge) runClaimed(s *session) {
 	metrics.SessionsOpen.Inc()
 	code, err := b.run(s)
 	metrics.SessionsOpen.Dec()
+	s.mu.Lock()
+	rec := s.rec
+	s.mu.Unlock()
+	rec.close()
 	cause := context.Cause(ctx)
 	if errors.Is(cause, errLeaseLost) {
 		// Another replica holds the lease: the session is its to report.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	"github.com/meshery/terminal-apiserver/pkg/metrics"
+	"github.com/meshery/terminal-apiserver/pkg/transcript"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
@@ -166,6 +167,9 @@ func (b *Bridge) run(s *session) (exitCode int32, err error) {
 		s.size = &wire.Size{Cols: uint16(s.obj.Spec.Size.Cols), Rows: uint16(s.obj.Spec.Size.Rows)}
 	}
 	s.stream = stream
+	if b.cfg.Transcripts.Enabled {
+		s.rec = newRecorder(b.js, s.subj, b.cfg.Transcripts, s.obj.Namespace+"/"+s.obj.Name, time.Now(), castHeader(s, command))
+	}
 	// With a size to apply first, input waits for the process's first
 	// output (a shell's prompt), or inputHold at most: by then the runtime
 	// has applied it. Without one, nothing is gained by waiting.
@@ -214,8 +218,27 @@ func (f *firstWrite) Write(p []byte) (int, error) {
 	return f.w.Write(p)
 }
 
-// metered is a session's output on its way to be published, measured: its
-// bytes, and the time since the input it may answer (the echo).
+// castHeader is a session's transcript header: its terminal's size at the
+// start, its command, and the TERM a container runtime gives a process
+// with a terminal.
+func castHeader(s *session, command []string) transcript.Header {
+	title := s.obj.Namespace + "/" + s.obj.Spec.Target.Pod
+	if c := s.obj.Spec.Target.Container; c != "" {
+		title += "/" + c
+	}
+	h := transcript.Header{Width: 80, Height: 24, Timestamp: time.Now().Unix(), Command: strings.Join(command, " "), Title: title}
+	if sz := s.obj.Spec.Size; sz != nil {
+		h.Width, h.Height = int(sz.Cols), int(sz.Rows)
+	}
+	if s.tty {
+		h.Env = map[string]string{"TERM": "xterm"}
+	}
+	return h
+}
+
+// metered is a session's output on its way to be published, measured and
+// recorded: its bytes, the time since the input it may answer (the echo),
+// and its transcript.
 type metered struct {
 	w io.Writer
 	s *session
@@ -227,6 +250,7 @@ func (m *metered) Write(p []byte) (int, error) {
 	}
 	n, err := m.w.Write(p)
 	metrics.OutputBytes.Add(float64(n))
+	m.s.rec.output(p[:n])
 	return n, err
 }
 

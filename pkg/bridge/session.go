@@ -70,6 +70,8 @@ type session struct {
 	wroteViewers  int32
 	out           *output
 	followers     followers
+	// rec records the transcript once the exec is open (nil: none).
+	rec *recorder
 }
 
 func (s *session) touch() { s.activity.Store(s.b.clock.Now().UnixNano()) }
@@ -137,7 +139,7 @@ func (s *session) startWriter() {
 func (s *session) write() {
 	for {
 		s.mu.Lock()
-		size, stream := s.size, s.stream
+		size, stream, rec := s.size, s.stream, s.rec
 		var in [][]byte
 		if s.inputOpen {
 			in = s.input
@@ -153,6 +155,7 @@ func (s *session) write() {
 		var err error
 		if size != nil {
 			err = stream.Resize(*size)
+			rec.resized(*size)
 		}
 		for _, p := range in {
 			if err != nil {
@@ -162,6 +165,7 @@ func (s *session) write() {
 			var n int
 			n, err = stream.Write(p)
 			metrics.InputBytes.Add(float64(n))
+			rec.typed(p[:n])
 			s.inputAt.CompareAndSwap(0, time.Now().UnixNano())
 		}
 		if err != nil {
@@ -267,7 +271,7 @@ func (s *session) due(now time.Time) bool {
 func (s *session) maintain(now time.Time) {
 	defer s.busy.Store(false)
 	s.mu.Lock()
-	stream := s.stream
+	stream, rec := s.stream, s.rec
 	viewers := int32(s.viewerCount(now))
 	ping := now.Sub(s.lastPing) >= pingEvery
 	if ping {
@@ -281,6 +285,7 @@ func (s *session) maintain(now time.Time) {
 	if stream == nil {
 		return
 	}
+	rec.flush()
 	if ping {
 		if err := stream.Ping(); err != nil {
 			klog.V(2).InfoS("Keepalive ping failed", "session", klog.KObj(s.obj), "err", err)

@@ -65,10 +65,21 @@ var (
 		Help:    "Time from input written to a session's process to the process's next output, as this replica sees it.",
 		Buckets: metrics.ExponentialBuckets(0.00025, 2, 14), // 0.25 ms to 2 s
 	})
+	// TranscriptBytesWritten counts transcript bytes sent to storage.
+	TranscriptBytesWritten = metrics.NewCounter(&metrics.CounterOpts{
+		Namespace: namespace, Name: "transcript_bytes_written_total", StabilityLevel: metrics.ALPHA,
+		Help: "Bytes of transcripts (asciicast lines) this replica sent to storage.",
+	})
+	// TranscriptBytesDropped counts transcript bytes not kept: past a
+	// session's bound, or refused by storage.
+	TranscriptBytesDropped = metrics.NewCounter(&metrics.CounterOpts{
+		Namespace: namespace, Name: "transcript_bytes_dropped_total", StabilityLevel: metrics.ALPHA,
+		Help: "Bytes of transcripts this replica did not keep: past a session's transcript limit, or refused by storage.",
+	})
 	// JetStreamErrors counts failed JetStream operations, by operation.
 	JetStreamErrors = metrics.NewCounterVec(&metrics.CounterOpts{
 		Namespace: namespace, Name: "jetstream_errors_total", StabilityLevel: metrics.ALPHA,
-		Help: "JetStream operations that failed, by operation (publish_output, publish_event, follow).",
+		Help: "JetStream operations that failed, by operation (publish_output, publish_event, publish_transcript, follow).",
 	}, []string{"operation"})
 )
 
@@ -76,7 +87,9 @@ var (
 const (
 	PublishOutput = "publish_output"
 	PublishEvent  = "publish_event"
-	Follow        = "follow"
+	// PublishTranscript: a part of a transcript.
+	PublishTranscript = "publish_transcript"
+	Follow            = "follow"
 )
 
 var once sync.Once
@@ -87,7 +100,7 @@ var once sync.Once
 func Register(natsConnected func() bool) {
 	once.Do(func() {
 		legacyregistry.MustRegister(SessionsOpen, SessionsOpened, SessionsClosed, ViewersAttached,
-			OutputBytes, InputBytes, SetupDuration, EchoDuration, JetStreamErrors)
+			OutputBytes, InputBytes, SetupDuration, EchoDuration, TranscriptBytesWritten, TranscriptBytesDropped, JetStreamErrors)
 		legacyregistry.RawMustRegister(metrics.NewGaugeFunc(&metrics.GaugeOpts{
 			Namespace: namespace, Name: "nats_connected", StabilityLevel: metrics.ALPHA,
 			Help: "1 while this replica is connected to NATS, else 0.",

@@ -16,6 +16,8 @@
 //	terminal.<uid>.in       input bytes, in order (core NATS)
 //	terminal.<uid>.resize   a Size as JSON (core NATS)
 //	terminal.<uid>.viewers  viewer Presence as JSON (core NATS)
+//	terminal.<uid>.cast     the transcript: asciicast v2 lines (pkg/transcript), in order, the header
+//	                        first; in the TranscriptStream, kept after the session is deleted
 //
 // The exec side holds a session's lease in the LeaseBucket while it runs
 // it. Session objects themselves live in the storage streams of
@@ -44,6 +46,7 @@ const (
 	KindIn      Kind = "in"
 	KindResize  Kind = "resize"
 	KindViewers Kind = "viewers"
+	KindCast    Kind = "cast"
 )
 
 // Subjects is a session's subject prefix, terminal.<uid>; the object's
@@ -60,6 +63,7 @@ func (s Subjects) Ctl() string     { return s.subject(KindCtl) }
 func (s Subjects) In() string      { return s.subject(KindIn) }
 func (s Subjects) Resize() string  { return s.subject(KindResize) }
 func (s Subjects) Viewers() string { return s.subject(KindViewers) }
+func (s Subjects) Cast() string    { return s.subject(KindCast) }
 
 // All matches every subject of the session (to purge its scrollback).
 func (s Subjects) All() string { return string(s) + ".*" }
@@ -100,7 +104,15 @@ const (
 	// LeaseBucket holds one key per running session (its UID), owned by
 	// the replica that runs its exec and expiring unless renewed.
 	LeaseBucket = "TERMINAL_BRIDGE_LEASES"
+	// TranscriptStream keeps every session's transcript for the
+	// retention period, after the session is deleted too.
+	TranscriptStream = "TERMINAL_TRANSCRIPTS"
 )
+
+// TranscriptSubjects are the subjects the TranscriptStream stores.
+func TranscriptSubjects() []string {
+	return []string{Root + ".*." + string(KindCast)}
+}
 
 // IOSubjects are the subjects the IOStream stores.
 func IOSubjects() []string {

@@ -11,17 +11,19 @@ import (
 func TestContract(t *testing.T) {
 	s := SubjectsFor("0b5c1f1e-7d3a-4c7e-9a51-2f0a1c6d8e90")
 	for got, want := range map[string]string{
-		string(s):    "terminal.0b5c1f1e-7d3a-4c7e-9a51-2f0a1c6d8e90",
-		s.Out():      "terminal.0b5c1f1e-7d3a-4c7e-9a51-2f0a1c6d8e90.out",
-		s.Ctl():      "terminal.0b5c1f1e-7d3a-4c7e-9a51-2f0a1c6d8e90.ctl",
-		s.In():       "terminal.0b5c1f1e-7d3a-4c7e-9a51-2f0a1c6d8e90.in",
-		s.Resize():   "terminal.0b5c1f1e-7d3a-4c7e-9a51-2f0a1c6d8e90.resize",
-		s.Viewers():  "terminal.0b5c1f1e-7d3a-4c7e-9a51-2f0a1c6d8e90.viewers",
-		s.All():      "terminal.0b5c1f1e-7d3a-4c7e-9a51-2f0a1c6d8e90.*",
-		IOStream:     "TERMINAL_IO",
-		LeaseBucket:  "TERMINAL_BRIDGE_LEASES",
-		SeqHeader:    "Terminal-Seq",
-		OffsetHeader: "Terminal-Offset",
+		string(s):        "terminal.0b5c1f1e-7d3a-4c7e-9a51-2f0a1c6d8e90",
+		s.Out():          "terminal.0b5c1f1e-7d3a-4c7e-9a51-2f0a1c6d8e90.out",
+		s.Ctl():          "terminal.0b5c1f1e-7d3a-4c7e-9a51-2f0a1c6d8e90.ctl",
+		s.In():           "terminal.0b5c1f1e-7d3a-4c7e-9a51-2f0a1c6d8e90.in",
+		s.Resize():       "terminal.0b5c1f1e-7d3a-4c7e-9a51-2f0a1c6d8e90.resize",
+		s.Viewers():      "terminal.0b5c1f1e-7d3a-4c7e-9a51-2f0a1c6d8e90.viewers",
+		s.All():          "terminal.0b5c1f1e-7d3a-4c7e-9a51-2f0a1c6d8e90.*",
+		s.Cast():         "terminal.0b5c1f1e-7d3a-4c7e-9a51-2f0a1c6d8e90.cast",
+		IOStream:         "TERMINAL_IO",
+		TranscriptStream: "TERMINAL_TRANSCRIPTS",
+		LeaseBucket:      "TERMINAL_BRIDGE_LEASES",
+		SeqHeader:        "Terminal-Seq",
+		OffsetHeader:     "Terminal-Offset",
 	} {
 		if got != want {
 			t.Errorf("got %q, want %q", got, want)
@@ -29,6 +31,9 @@ func TestContract(t *testing.T) {
 	}
 	if io := IOSubjects(); len(io) != 2 || io[0] != "terminal.*.out" || io[1] != "terminal.*.ctl" {
 		t.Errorf("IOSubjects %q", io)
+	}
+	if tr := TranscriptSubjects(); len(tr) != 1 || tr[0] != "terminal.*.cast" {
+		t.Errorf("TranscriptSubjects %q", tr)
 	}
 	if MaxFrame != 32768 || ViewerRefresh != 10*time.Second || ViewerTTL != 30*time.Second {
 		t.Errorf("MaxFrame %d, ViewerRefresh %s, ViewerTTL %s", MaxFrame, ViewerRefresh, ViewerTTL)

@@ -51,6 +51,8 @@ type Options struct {
 	Attach terminalsession.AttachLimits
 	// AllowedOrigins are the browser origins that may attach.
 	AllowedOrigins []string
+	// Transcripts: what is recorded of each session, and kept how long.
+	Transcripts bridge.Transcripts
 	// ComponentGlobalsRegistry holds the effective version and feature gates.
 	ComponentGlobalsRegistry basecompatibility.ComponentGlobalsRegistry
 }
@@ -175,6 +177,8 @@ func NewOptions() *Options {
 			MaxDetachGracePeriod: time.Hour,
 		},
 		MaxSessionsPerUser: 20,
+		// A month of transcripts, 16 MiB each at most, 1 GiB in all.
+		Transcripts: bridge.Transcripts{Enabled: true, MaxBytes: 16 << 20, Retention: 30 * 24 * time.Hour, StorageBytes: 1 << 30},
 		// A person has a few tabs and a reconnect in flight per session;
 		// a session has a handful of people watching. Both are per
 		// replica, which is what they protect.
@@ -218,6 +222,16 @@ func NewCommand(ctx context.Context) *cobra.Command {
 		"Concurrent attaches one user may have on one replica; more get 429. 0: no limit.")
 	fs.IntVar(&o.Attach.PerSession, "max-viewers-per-session", o.Attach.PerSession,
 		"Concurrent attaches to one session on one replica; more get 429. 0: no limit.")
+	fs.BoolVar(&o.Transcripts.Enabled, "transcripts", o.Transcripts.Enabled,
+		"Record every session's output (asciicast v2) in the TERMINAL_TRANSCRIPTS stream.")
+	fs.BoolVar(&o.Transcripts.Input, "transcript-input", o.Transcripts.Input,
+		"Record what viewers type too. Passwords typed at a prompt end up in transcripts: off by default.")
+	fs.Int64Var(&o.Transcripts.MaxBytes, "transcript-max-bytes", o.Transcripts.MaxBytes,
+		"Bytes of one session's transcript; past it the session goes on unrecorded and its transcript says where it was cut.")
+	fs.DurationVar(&o.Transcripts.Retention, "transcript-retention", o.Transcripts.Retention,
+		"How long transcripts are kept, whether or not their session still exists.")
+	fs.Int64Var(&o.Transcripts.StorageBytes, "transcript-storage-bytes", o.Transcripts.StorageBytes,
+		"Bytes of transcripts kept for all sessions together (reserved in JetStream); when full, the oldest go first.")
 	fs.DurationVar(&o.Sessions.DefaultIdleTimeout, "idle-timeout-default", o.Sessions.DefaultIdleTimeout,
 		"Idle timeout of sessions whose spec.idleTimeout is empty; 0: none, allowed only with --idle-timeout-max=0.")
 	fs.DurationVar(&o.Sessions.MaxIdleTimeout, "idle-timeout-max", o.Sessions.MaxIdleTimeout,
@@ -242,6 +256,18 @@ func NewCommand(ctx context.Context) *cobra.Command {
 func (o *Options) Validate() error {
 	errs := o.Recommended.Validate()
 	errs = append(errs, o.NATS.Validate()...)
+	if o.Transcripts.Enabled {
+		if o.Transcripts.MaxBytes < 4<<10 {
+			errs = append(errs, fmt.Errorf("--transcript-max-bytes must be at least 4096, got %d", o.Transcripts.MaxBytes))
+		}
+		if o.Transcripts.Retention < time.Minute {
+			errs = append(errs, fmt.Errorf("--transcript-retention must be at least a minute, got %s", o.Transcripts.Retention))
+		}
+		if o.Transcripts.StorageBytes < o.Transcripts.MaxBytes {
+			errs = append(errs, fmt.Errorf("--transcript-storage-bytes (%d) must hold at least one transcript (--transcript-max-bytes, %d)",
+				o.Transcripts.StorageBytes, o.Transcripts.MaxBytes))
+		}
+	}
 	for name, n := range map[string]int{"--max-sessions-per-user": o.MaxSessionsPerUser,
 		"--max-attaches-per-user": o.Attach.PerUser, "--max-viewers-per-session": o.Attach.PerSession} {
 		if n < 0 {
@@ -358,6 +384,7 @@ func (o *Options) Run(ctx context.Context) error {
 			OutputBytes:      o.NATS.OutputBytes,
 			Replicas:         o.NATS.StreamReplicas,
 			Limits:           o.Sessions,
+			Transcripts:      o.Transcripts,
 		})
 		if err != nil {
 			return err

@@ -1,0 +1,235 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"k8s.io/klog/v2"
+
+	"github.com/meshery/terminal-apiserver/pkg/metrics"
+	"github.com/meshery/terminal-apiserver/pkg/transcript"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
+)
+
+// Transcripts configures the sessions' transcripts (pkg/transcript).
+type Transcripts struct {
+	// Enabled records every session this replica runs.
+	Enabled bool
+	// Input records what viewers type too ("i" events). Typed passwords
+	// end up in the transcript: off unless asked for.
+	Input bool
+	// MaxBytes bounds one session's transcript; past it the session goes
+	// on unrecorded, and the transcript ends with a marker saying so.
+	MaxBytes int64
+	// Retention is how long a transcript is kept, whether or not its
+	// session still exists.
+	Retention time.Duration
+	// StorageBytes bounds the TranscriptStream as a whole: the oldest
+	// transcripts go first.
+	StorageBytes int64
+}
+
+const (
+	// flushBytes: a recorder publishes once this much is buffered, or at
+	// the session's next maintenance tick, whichever comes first.
+	flushBytes = 32 << 10
+	// maxTranscriptMsg is the most one transcript message carries (a
+	// line longer than flushBytes goes alone).
+	maxTranscriptMsg = 1 << 20
+)
+
+func createTranscriptStream(ctx context.Context, js jetstream.JetStream, t Transcripts, replicas int) error {
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        wire.TranscriptStream,
+		Description: "terminal-apiserver: session transcripts (asciicast v2), kept for the retention period",
+		Subjects:    wire.TranscriptSubjects(),
+		MaxAge:      t.Retention,
+		MaxBytes:    t.StorageBytes,
+		MaxMsgSize:  maxTranscriptMsg + 1024,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		Discard:     jetstream.DiscardOld,
+	})
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", wire.TranscriptStream, err)
+	}
+	return nil
+}
+
+// recorder writes one session's transcript: lines are buffered and
+// published to its subject in order, asynchronously, so that recording
+// never waits on storage in the shell's path.
+type recorder struct {
+	js      jetstream.JetStream
+	subject string
+	input   bool
+	max     int64
+	start   time.Time
+	session string // namespace/name, for the log
+
+	mu  sync.Mutex
+	buf []byte
+	// tail: the first bytes of a character whose rest the process has
+	// not written yet (an event's data is text: a split character would
+	// become two U+FFFD).
+	tail    []byte
+	written int64 // bytes of lines taken (published or buffered)
+	cut     bool
+	// acks of the messages in flight, checked at the next flush
+	pending []jetstream.PubAckFuture
+}
+
+func newRecorder(js jetstream.JetStream, subj wire.Subjects, t Transcripts, session string, start time.Time, h transcript.Header) *recorder {
+	r := &recorder{js: js, subject: subj.Cast(), input: t.Input, max: t.MaxBytes, start: start, session: session}
+	r.take(transcript.AppendHeader(nil, h))
+	return r
+}
+
+// take buffers a line, or cuts the transcript if it would pass the bound
+// (caller holds mu, or is the constructor).
+func (r *recorder) take(line []byte) {
+	if r.cut {
+		metrics.TranscriptBytesDropped.Add(float64(len(line)))
+		return
+	}
+	if r.max > 0 && r.written+int64(len(line)) > r.max {
+		r.cut = true
+		metrics.TranscriptBytesDropped.Add(float64(len(line)))
+		mark := transcript.AppendEvent(nil, time.Since(r.start), transcript.Marker,
+			fmt.Sprintf("transcript cut: it reached its limit of %d bytes; the session went on unrecorded", r.max))
+		r.buf = append(r.buf, mark...)
+		r.written += int64(len(mark))
+		return
+	}
+	r.buf = append(r.buf, line...)
+	r.written += int64(len(line))
+	if len(r.buf) >= flushBytes {
+		r.flushLocked()
+	}
+}
+
+func (r *recorder) event(code string, data []byte) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.take(transcript.AppendEvent(nil, time.Since(r.start), code, string(data)))
+}
+
+// output records what the process wrote.
+func (r *recorder) output(p []byte) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	data := append(r.tail, p...)
+	cut := utf8Cut(data)
+	r.tail = append([]byte(nil), data[cut:]...)
+	if cut > 0 {
+		r.take(transcript.AppendEvent(nil, time.Since(r.start), transcript.Output, string(data[:cut])))
+	}
+}
+
+// typed records what viewers typed, if input is recorded.
+func (r *recorder) typed(p []byte) {
+	if r != nil && r.input {
+		r.event(transcript.Input, p)
+	}
+}
+
+// resized records a new terminal size.
+func (r *recorder) resized(sz wire.Size) {
+	r.event(transcript.Resize, []byte(transcript.Size(int(sz.Cols), int(sz.Rows))))
+}
+
+// flush publishes what is buffered.
+func (r *recorder) flush() {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.flushLocked()
+}
+
+func (r *recorder) flushLocked() {
+	r.reap()
+	for len(r.buf) > 0 {
+		n := len(r.buf)
+		if n > maxTranscriptMsg {
+			// Whole lines only: a message ends at a line's end.
+			if n = bytes.LastIndexByte(r.buf[:maxTranscriptMsg], '\n') + 1; n == 0 {
+				n = bytes.IndexByte(r.buf, '\n') + 1
+			}
+		}
+		ack, err := r.js.PublishMsgAsync(&nats.Msg{Subject: r.subject, Data: r.buf[:n:n]})
+		if err != nil {
+			r.failed(err, n)
+		} else {
+			r.pending = append(r.pending, ack)
+			metrics.TranscriptBytesWritten.Add(float64(n))
+		}
+		r.buf = r.buf[n:]
+	}
+	r.buf = nil
+}
+
+// reap forgets the messages storage has answered, counting refusals.
+func (r *recorder) reap() {
+	kept := r.pending[:0]
+	for _, ack := range r.pending {
+		select {
+		case <-ack.Ok():
+		case err := <-ack.Err():
+			r.failed(err, len(ack.Msg().Data))
+		default:
+			kept = append(kept, ack)
+		}
+	}
+	r.pending = kept
+}
+
+// settle waits for storage's answer to every message in flight.
+func (r *recorder) settle() {
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for _, ack := range r.pending {
+		select {
+		case <-ack.Ok():
+		case err := <-ack.Err():
+			r.failed(err, len(ack.Msg().Data))
+		case <-deadline.C:
+			r.failed(context.DeadlineExceeded, len(ack.Msg().Data))
+		}
+	}
+	r.pending = nil
+}
+
+func (r *recorder) failed(err error, n int) {
+	metrics.JetStreamErrors.WithLabelValues(metrics.PublishTranscript).Inc()
+	metrics.TranscriptBytesDropped.Add(float64(n))
+	klog.ErrorS(err, "Storing a transcript failed: part of it is lost", "session", r.session, "bytes", n)
+}
+
+// close publishes the rest and waits until storage has it.
+func (r *recorder) close() {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.tail) > 0 {
+		// The process ended inside a character: what it wrote is all there is.
+		r.take(transcript.AppendEvent(nil, time.Since(r.start), transcript.Output, string(r.tail)))
+		r.tail = nil
+	}
+	r.flushLocked()
+	r.settle()
+}

@@ -1,0 +1,135 @@
+package bridge
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
+)
+
+// transcript is a session's transcript as stored: its lines.
+func (h *harness) transcript(uid types.UID) []string {
+	h.t.Helper()
+	c, err := h.nats.JetStream.OrderedConsumer(h.ctx, wire.TranscriptStream,
+		jetstream.OrderedConsumerConfig{FilterSubjects: []string{wire.SubjectsFor(string(uid)).Cast()}})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var all bytes.Buffer
+	for {
+		batch, err := c.FetchNoWait(100)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			all.Write(m.Data())
+			n++
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return strings.Split(strings.TrimSuffix(all.String(), "\n"), "\n")
+}
+
+func recordTranscripts(input bool, max int64) func(*Config) {
+	return func(c *Config) {
+		c.Transcripts = Transcripts{Enabled: true, Input: input, MaxBytes: max, Retention: time.Hour, StorageBytes: 64 << 20}
+	}
+}
+
+// A session's transcript is stored complete when its process exits, with
+// nobody attached: the header (size, command, TERM), its output in order,
+// its resizes, and no input unless asked for.
+func TestTranscriptRecordsASession(t *testing.T) {
+	h := newHarness(t)
+	h.startBridge("replica", recordTranscripts(false, 1<<20))
+	created, f := h.running("recorded", func(s *v1alpha1.TerminalSession) {
+		s.Spec.Size = &v1alpha1.TerminalSize{Cols: 100, Rows: 30}
+	})
+	if err := h.nats.Conn.Publish(wire.SubjectsFor(string(created.UID)).In(), []byte("secret\r")); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually("the input typed", func() bool { return f.typed() == "secret\r" })
+	// A character split across two writes is recorded whole.
+	f.out <- []byte("h\xc3")
+	f.out <- []byte("\xa9llo\r\n")
+	f.exit <- 0
+	h.waitPhase("recorded", v1alpha1.TerminalSessionClosed)
+
+	lines := h.transcript(created.UID)
+	var hdr struct {
+		Version, Width, Height int
+		Command                string
+		Env                    map[string]string
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &hdr); err != nil {
+		t.Fatalf("header %q: %v", lines[0], err)
+	}
+	if hdr.Version != 2 || hdr.Width != 100 || hdr.Height != 30 || hdr.Command == "" || hdr.Env["TERM"] != "xterm" {
+		t.Errorf("header %+v", hdr)
+	}
+	var output strings.Builder
+	last := -1.0
+	for _, l := range lines[1:] {
+		var ev []any
+		if err := json.Unmarshal([]byte(l), &ev); err != nil || len(ev) != 3 {
+			t.Fatalf("event %q: %v", l, err)
+		}
+		if at := ev[0].(float64); at < last {
+			t.Errorf("event %q before the one ahead of it", l)
+		} else {
+			last = at
+		}
+		switch ev[1] {
+		case "o":
+			output.WriteString(ev[2].(string))
+		case "i":
+			t.Errorf("input recorded without being asked for: %q", l)
+		}
+	}
+	want := "héllo\r\n"
+	if f.prompt {
+		want = fakePrompt + want
+	}
+	if output.String() != want {
+		t.Errorf("recorded output %q, want %q", output.String(), want)
+	}
+}
+
+// Input is recorded when asked for; past its limit a transcript ends with
+// a marker, and the session goes on.
+func TestTranscriptInputAndLimit(t *testing.T) {
+	h := newHarness(t)
+	h.startBridge("replica", recordTranscripts(true, 4096))
+	created, f := h.running("limited", nil)
+	if err := h.nats.Conn.Publish(wire.SubjectsFor(string(created.UID)).In(), []byte("ls\r")); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually("the input typed", func() bool { return f.typed() == "ls\r" })
+	for range 10 {
+		f.out <- bytes.Repeat([]byte("x"), 1000)
+	}
+	f.out <- []byte("still running\r\n")
+	f.exit <- 0
+	h.waitPhase("limited", v1alpha1.TerminalSessionClosed)
+	lines := h.transcript(created.UID)
+	text := strings.Join(lines, "\n")
+	if !strings.Contains(text, `"i", "ls\r"`) {
+		t.Errorf("no input event for ls: %s", text)
+	}
+	if size := len(text) + 1; size > 4096+200 {
+		t.Errorf("transcript of %d bytes, limit 4096", size)
+	}
+	if !strings.Contains(lines[len(lines)-1], `"m", "transcript cut`) {
+		t.Errorf("the transcript does not end with the cut marker: %q", lines[len(lines)-1])
+	}
+}
