@@ -144,6 +144,7 @@ func (c CompletedConfig) New() (*Server, error) {
 	}
 	if c.Relay != nil {
 		group.VersionedResourcesStorageMap["v1alpha1"]["terminalsessions/attach"] = terminalsession.NewAttachREST(sessions, c.Relay, c.GenericConfig.Authorization.Authorizer, c.AttachLimits, c.AllowedOrigins)
+		group.VersionedResourcesStorageMap["v1alpha1"]["terminalsessions/transcript"] = terminalsession.NewTranscriptREST(sessions, c.Relay.JetStream, c.GenericConfig.Authorization.Authorizer)
 	}
 	if err := generic.InstallAPIGroup(&group); err != nil {
 		return nil, err
@@ -151,11 +152,11 @@ func (c CompletedConfig) New() (*Server, error) {
 	return &Server{GenericAPIServer: generic}, nil
 }
 
-// LongRunning says which requests run as long as their client wants: watches
-// and attaches. They escape the request timeout (--request-timeout, 60 s),
+// LongRunning says which requests run as long as their client wants: watches,
+// attaches and transcripts (followed, or large, as pods/log). They escape the request timeout (--request-timeout, 60 s),
 // which would otherwise cut every terminal after a minute, and the
 // max-in-flight limits, as pods/attach does in kube-apiserver.
-var LongRunning = genericfilters.BasicLongRunningRequestCheck(sets.NewString("watch"), sets.NewString("attach"))
+var LongRunning = genericfilters.BasicLongRunningRequestCheck(sets.NewString("watch"), sets.NewString("attach", "transcript"))
 
 // attachVerbs authorizes every request to the attach subresource as
 // "create", whatever its method: WebSocket clients (browsers) upgrade with a

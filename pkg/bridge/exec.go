@@ -168,7 +168,7 @@ func (b *Bridge) run(s *session) (exitCode int32, err error) {
 	}
 	s.stream = stream
 	if b.cfg.Transcripts.Enabled {
-		s.rec = newRecorder(b.js, s.subj, b.cfg.Transcripts, s.obj.Namespace+"/"+s.obj.Name, time.Now(), castHeader(s, command))
+		s.rec = newRecorder(b.js, s.subj, b.cfg.Transcripts, s.obj.Namespace, s.obj.Name, time.Now(), castHeader(s, command))
 	}
 	// With a size to apply first, input waits for the process's first
 	// output (a shell's prompt), or inputHold at most: by then the runtime

@@ -67,6 +67,9 @@ func createTranscriptStream(ctx context.Context, js jetstream.JetStream, t Trans
 type recorder struct {
 	js      jetstream.JetStream
 	subject string
+	// first: headers of the first message (whose transcript it is), nil
+	// once sent
+	first   nats.Header
 	input   bool
 	max     int64
 	start   time.Time
@@ -84,9 +87,13 @@ type recorder struct {
 	pending []jetstream.PubAckFuture
 }
 
-func newRecorder(js jetstream.JetStream, subj wire.Subjects, t Transcripts, session string, start time.Time, h transcript.Header) *recorder {
-	r := &recorder{js: js, subject: subj.Cast(), input: t.Input, max: t.MaxBytes, start: start, session: session}
+func newRecorder(js jetstream.JetStream, subj wire.Subjects, t Transcripts, namespace, name string, start time.Time, h transcript.Header) *recorder {
+	r := &recorder{js: js, subject: subj.Cast(), input: t.Input, max: t.MaxBytes, start: start, session: namespace + "/" + name,
+		first: nats.Header{wire.NamespaceHeader: []string{namespace}, wire.NameHeader: []string{name}}}
 	r.take(transcript.AppendHeader(nil, h))
+	// At once: a transcript exists from its session's start (the
+	// subresource finds it, and says whose it is).
+	r.flushLocked()
 	return r
 }
 
@@ -169,7 +176,9 @@ func (r *recorder) flushLocked() {
 				n = bytes.IndexByte(r.buf, '\n') + 1
 			}
 		}
-		ack, err := r.js.PublishMsgAsync(&nats.Msg{Subject: r.subject, Data: r.buf[:n:n]})
+		msg := &nats.Msg{Subject: r.subject, Data: r.buf[:n:n], Header: r.first}
+		r.first = nil
+		ack, err := r.js.PublishMsgAsync(msg)
 		if err != nil {
 			r.failed(err, n)
 		} else {
@@ -231,5 +240,10 @@ func (r *recorder) close() {
 		r.tail = nil
 	}
 	r.flushLocked()
+	if ack, err := r.js.PublishMsgAsync(&nats.Msg{Subject: r.subject, Header: nats.Header{wire.EndHeader: []string{"true"}}}); err != nil {
+		r.failed(err, 0)
+	} else {
+		r.pending = append(r.pending, ack)
+	}
 	r.settle()
 }

@@ -17,7 +17,8 @@
 //	terminal.<uid>.resize   a Size as JSON (core NATS)
 //	terminal.<uid>.viewers  viewer Presence as JSON (core NATS)
 //	terminal.<uid>.cast     the transcript: asciicast v2 lines (pkg/transcript), in order, the header
-//	                        first; in the TranscriptStream, kept after the session is deleted
+//	                        first (headers NamespaceHeader, NameHeader), then an empty message with
+//	                        EndHeader; in the TranscriptStream, kept after the session is deleted
 //
 // The exec side holds a session's lease in the LeaseBucket while it runs
 // it. Session objects themselves live in the storage streams of
@@ -128,6 +129,18 @@ const (
 	// session's output: a reconnecting viewer resumes at the byte it
 	// reached, with nothing lost or repeated.
 	OffsetHeader = "Terminal-Offset"
+)
+
+// Headers of transcript messages.
+const (
+	// NamespaceHeader and NameHeader, on a transcript's first message,
+	// say whose it is: the session's namespace and name, which outlive the
+	// session (a deleted session's transcript is read by UID).
+	NamespaceHeader = "Terminal-Namespace"
+	NameHeader      = "Terminal-Name"
+	// EndHeader marks a transcript's last message, empty, sent when the
+	// session's process has ended.
+	EndHeader = "Terminal-End"
 )
 
 // MaxFrame is the most output one frame carries.

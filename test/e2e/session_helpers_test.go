@@ -20,6 +20,7 @@ import (
 // A shell is one running session as seen through its NATS subjects: what a
 // viewer of the terminal would type into and read from.
 type shell struct {
+	name string
 	nc   *nats.Conn
 	subj wire.Subjects
 	scr  *framework.FrameScreen
@@ -47,7 +48,7 @@ func openShell(t *testing.T, ns, pod, container string) *shell {
 	s := framework.NewSession(ns, name, pod)
 	s.Spec.Target.Container = container
 	created := createSession(t, "alice", s)
-	sh := &shell{nc: nc, subj: wire.SubjectsFor(string(created.UID))}
+	sh := &shell{name: created.Name, nc: nc, subj: wire.SubjectsFor(string(created.UID))}
 	sh.scr = watchScreen(t, js, sh.subj)
 	// Registered after watchScreen's cleanup, so it runs before the consumer
 	// stops: the screen is complete when it is printed.

@@ -1,52 +1,75 @@
 package e2e
 
 import (
-	"bytes"
+	"bufio"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 
-	"github.com/meshery/terminal-apiserver/pkg/wire"
+	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
+	"github.com/meshery/terminal-apiserver/test/framework"
 )
 
-// storedTranscript reads a session's transcript as the server stored it.
-func storedTranscript(ctx context.Context, t *testing.T, js jetstream.JetStream, subj wire.Subjects) []byte {
+// transcriptRequest is GET .../terminalsessions/NAME/transcript as user.
+func transcriptRequest(t *testing.T, user, ns, name string, params ...string) transcriptReq {
 	t.Helper()
-	c, err := js.OrderedConsumer(ctx, wire.TranscriptStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj.Cast()}})
-	if err != nil {
-		t.Fatal(err)
+	// kubernetes' client decodes the Status of a refusal (the typed
+	// clientset's REST client knows only this group's kinds).
+	req := kubeClient(t, user).Discovery().RESTClient().Get().
+		AbsPath("/apis/terminal.meshery.io/v1alpha1/namespaces", ns, "terminalsessions", name, "transcript")
+	for i := 0; i+1 < len(params); i += 2 {
+		req = req.Param(params[i], params[i+1])
 	}
-	var cast bytes.Buffer
-	for {
-		batch, err := c.FetchNoWait(100)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			cast.Write(m.Data())
-			n++
-		}
-		if n == 0 {
-			return cast.Bytes()
-		}
-	}
+	return transcriptReq{req}
 }
 
-// A session on the real node is recorded whole, with nobody attached, and
-// Debian's asciinema plays the recording back byte for byte: `asciinema
-// cat` prints exactly the output the session's viewers got.
-func TestTranscriptPlaysInAsciinema(t *testing.T) {
-	t.Parallel()
+// transcriptReq reads a transcript, or says why not: the Status of a
+// refusal is decoded into the error (Result.Error does; Raw does not).
+type transcriptReq struct{ *rest.Request }
+
+func (r transcriptReq) read(ctx context.Context) ([]byte, error) {
+	res := r.Do(ctx)
+	if err := res.Error(); err != nil {
+		return nil, err
+	}
+	return res.Raw()
+}
+
+// play prints a transcript as Debian's asciinema does: `asciinema cat`.
+func play(ctx context.Context, t *testing.T, cast []byte) string {
+	t.Helper()
 	asciinema, err := exec.LookPath("asciinema")
 	if err != nil {
 		t.Fatalf("Debian's asciinema is not installed (hack/e2e.sh installs it): %v", err)
 	}
+	file := filepath.Join(t.TempDir(), "session.cast")
+	if err := os.WriteFile(file, cast, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// asciinema cat reads keys from /dev/tty (and makes it raw, so the
+	// bytes pass through unchanged): script(1) gives it one.
+	played, err := exec.CommandContext(ctx, "script", "-qfec", asciinema+" cat "+file, "/dev/null").Output()
+	if err != nil {
+		t.Fatalf("asciinema cat: %v\n%s", err, cast)
+	}
+	return string(played)
+}
+
+// A session on the real node is recorded whole, with nobody attached; its
+// owner reads the transcript through the transcript subresource, and
+// Debian's asciinema plays it back byte for byte: `asciinema cat` prints
+// exactly the output the session's viewers got.
+func TestTranscriptPlaysInAsciinema(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	sh := openShell(t, "team-a", "shell-demo", "")
@@ -60,19 +83,119 @@ func TestTranscriptPlaysInAsciinema(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the session did not close after exit")
 	}
-	_, js := natsConn(t)
-	cast := storedTranscript(ctx, t, js, sh.subj)
-	file := filepath.Join(t.TempDir(), "session.cast")
-	if err := os.WriteFile(file, cast, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	// asciinema cat reads keys from /dev/tty (and makes it raw, so the
-	// bytes pass through unchanged): script(1) gives it one.
-	played, err := exec.CommandContext(ctx, "script", "-qfec", asciinema+" cat "+file, "/dev/null").Output()
+	name := sh.name
+	res := transcriptRequest(t, "alice", "team-a", name).Do(ctx)
+	cast, err := res.Raw()
 	if err != nil {
-		t.Fatalf("asciinema cat: %v\n%s", err, cast)
+		t.Fatalf("alice reading her session's transcript: %v", err)
 	}
-	if want := sh.scr.String(); string(played) != want {
+	var contentType string
+	res.ContentType(&contentType)
+	if contentType != "application/x-asciicast" {
+		t.Errorf("Content-Type %q, want application/x-asciicast", contentType)
+	}
+	if played, want := play(ctx, t, cast), sh.scr.String(); played != want {
 		t.Fatalf("asciinema cat printed %d bytes, the session's output was %d:\nplayed %q\nwant   %q", len(played), len(want), played, want)
 	}
+}
+
+// Who may read a transcript: its owner; another user only with the replay
+// verb (not in edit or view); a deleted session's by UID, with replay,
+// and only in its own namespace and under its own name.
+func TestTranscriptAccess(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := ownNamespace(t, "transcripts")
+	bind(t, ns, "alice", "edit")
+	bind(t, ns, "bob", "edit")
+	bind(t, ns, "viewer", "view")
+	pod := podWith(ns, "target", "main")
+	createPod(t, pod)
+	waitPodRunning(t, ns, pod.Name)
+	c := terminalClient(t, "alice").TerminalV1alpha1().TerminalSessions(ns)
+	var s *v1alpha1.TerminalSession
+	eventually(t, 30*time.Second, "alice opens a session (once RBAC caught up)", func(ctx context.Context) (bool, error) {
+		var err error
+		s, err = c.Create(ctx, framework.NewSession(ns, uniqueName("recorded"), pod.Name), metav1.CreateOptions{})
+		return err == nil, nil
+	})
+	waitPhase(t, ns, s.Name, v1alpha1.TerminalSessionRunning)
+
+	// Followed while it runs: what is typed next arrives, and the stream
+	// ends when the session does.
+	stream, err := transcriptRequest(t, "alice", ns, s.Name, "follow", "true").Stream(ctx)
+	if err != nil {
+		t.Fatalf("following the transcript: %v", err)
+	}
+	defer stream.Close()
+	lines := make(chan string, 1024)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stream)
+		sc.Buffer(nil, 4<<20)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	in, typeIn := io.Pipe()
+	done := attach(ctx, t, "alice", ns, s.Name, true, in, io.Discard)
+	id := marker()
+	if _, err := io.WriteString(typeIn, "echo followed-"+id+"; exit 0\r"); err != nil {
+		t.Fatal(err)
+	}
+	seen := false
+	followed := time.Now()
+	for l := range lines {
+		seen = seen || strings.Contains(l, "followed-"+id+"\\r\\n")
+	}
+	if !seen {
+		t.Error("the followed transcript ended without the command's output")
+	}
+	t.Logf("the followed transcript ended %s after the command was typed", time.Since(followed).Round(time.Millisecond))
+	<-done
+	typeIn.Close()
+
+	for user, want := range map[string]string{
+		"viewer": "terminalsessions/transcript", // view has no transcript subresource at all
+		"bob":    `"replay" verb`,               // edit reads only one's own
+	} {
+		_, err := transcriptRequest(t, user, ns, s.Name).read(ctx)
+		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s reading alice's transcript: %v, want 403 naming %s", user, err, want)
+		}
+	}
+	revoke := bind(t, ns, "bob", "terminal-sessions-replay")
+	eventually(t, 30*time.Second, "bob reads alice's transcript with the replay grant", func(ctx context.Context) (bool, error) {
+		_, err := transcriptRequest(t, "bob", ns, s.Name).read(ctx)
+		return err == nil, nil
+	})
+
+	// Deleted: gone by name; by UID, for whoever holds replay.
+	if err := c.Delete(ctx, s.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the session deleted", func(ctx context.Context) (bool, error) {
+		_, err := c.Get(ctx, s.Name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	if _, err := transcriptRequest(t, "bob", ns, s.Name).read(ctx); !apierrors.IsNotFound(err) {
+		t.Errorf("a deleted session's transcript by name: %v, want 404", err)
+	}
+	if cast, err := transcriptRequest(t, "bob", ns, s.Name, "uid", string(s.UID)).read(ctx); err != nil || !strings.Contains(string(cast), "followed-"+id) {
+		t.Errorf("bob (replay) reading the deleted session's transcript by UID: %v", err)
+	}
+	if _, err := transcriptRequest(t, "alice", ns, s.Name, "uid", string(s.UID)).read(ctx); !apierrors.IsForbidden(err) {
+		t.Errorf("alice (no replay) reading her deleted session's transcript by UID: %v, want 403", err)
+	}
+	if _, err := transcriptRequest(t, "admin", "team-a", s.Name, "uid", string(s.UID)).read(ctx); !apierrors.IsNotFound(err) {
+		t.Errorf("the transcript by UID from another namespace: %v, want 404", err)
+	}
+	if _, err := transcriptRequest(t, "admin", ns, "another-name", "uid", string(s.UID)).read(ctx); !apierrors.IsNotFound(err) {
+		t.Errorf("the transcript by UID under another name: %v, want 404", err)
+	}
+	if _, err := transcriptRequest(t, "admin", ns, s.Name, "uid", "terminal.>").read(ctx); !apierrors.IsBadRequest(err) {
+		t.Errorf("a uid that is not one: %v, want 400", err)
+	}
+	revoke()
 }

@@ -49,6 +49,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&TerminalSession{},
 		&TerminalSessionList{},
 		&TerminalSessionAttachOptions{},
+		&TerminalSessionTranscriptOptions{},
 	)
 	return nil
 }

@@ -283,3 +283,16 @@ type TerminalSessionAttachOptions struct {
 	// UID, if set, is the UID of the session the viewer means.
 	UID string
 }
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// TerminalSessionTranscriptOptions is the query of the transcript subresource.
+type TerminalSessionTranscriptOptions struct {
+	metav1.TypeMeta
+
+	// Follow keeps streaming while the session records, until it closes.
+	Follow bool
+	// UID names the session by UID: a deleted session's transcript, or one
+	// of an earlier session of the same name.
+	UID string
+}

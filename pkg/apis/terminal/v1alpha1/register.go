@@ -49,6 +49,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&TerminalSession{},
 		&TerminalSessionList{},
 		&TerminalSessionAttachOptions{},
+		&TerminalSessionTranscriptOptions{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil

@@ -308,3 +308,23 @@ type TerminalSessionAttachOptions struct {
 	// +optional
 	UID string `json:"uid,omitempty"`
 }
+
+// +k8s:conversion-gen:explicit-from=net/url.Values
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// TerminalSessionTranscriptOptions is the query of the transcript subresource,
+// as PodLogOptions is of a pod's log.
+type TerminalSessionTranscriptOptions struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// follow, if true, keeps streaming the transcript while the session records
+	// it, and ends when the session closes.
+	// +optional
+	Follow bool `json:"follow,omitempty"`
+
+	// uid, if set, names the session by UID: the transcript of a session that was
+	// deleted (kept for the server's transcript retention), or of an earlier
+	// session of the same name. Reading it takes the replay grant.
+	// +optional
+	UID string `json:"uid,omitempty"`
+}

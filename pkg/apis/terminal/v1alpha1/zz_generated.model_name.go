@@ -52,6 +52,11 @@ func (in TerminalSessionStatus) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in TerminalSessionTranscriptOptions) OpenAPIModelName() string {
+	return "com.github.meshery.terminal-apiserver.pkg.apis.terminal.v1alpha1.TerminalSessionTranscriptOptions"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in TerminalSize) OpenAPIModelName() string {
 	return "com.github.meshery.terminal-apiserver.pkg.apis.terminal.v1alpha1.TerminalSize"
 }
