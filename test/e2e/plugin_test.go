@@ -110,6 +110,8 @@ func TestPluginErrors(t *testing.T) {
 		{[]string{"--context", "alice", "-n", "team-b", "x"}, `Error from server (Forbidden)`},
 		{[]string{"--context", "alice", "-n", "team-a", "no-such-pod"}, `The TerminalSession "no-such-pod-`},
 		{[]string{"--context", "alice", "-n", "team-a", "close", "no-such-session"}, `Error from server (NotFound)`},
+		{[]string{"--context", "viewer", "-n", "team-a", "replay", "no-such-session"}, `Error from server (Forbidden)`},
+		{[]string{"--context", "alice", "-n", "team-a", "replay", "no-such-session"}, `Error from server (NotFound)`},
 	} {
 		cmd := exec.Command(bin, append([]string{"--kubeconfig", env.kubeconfig}, tc.args...)...)
 		cmd.Stdin = strings.NewReader("")

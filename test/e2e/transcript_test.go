@@ -97,6 +97,16 @@ func TestTranscriptPlaysInAsciinema(t *testing.T) {
 	if played, want := play(ctx, t, cast), sh.scr.String(); played != want {
 		t.Fatalf("asciinema cat printed %d bytes, the session's output was %d:\nplayed %q\nwant   %q", len(played), len(want), played, want)
 	}
+	// And `kubectl terminal replay` plays the same bytes.
+	replay := exec.CommandContext(ctx, filepath.Join(env.root, "_output", "bin", "kubectl-terminal"),
+		"--kubeconfig", env.kubeconfig, "--context", "alice", "-n", "team-a", "replay", name, "--speed", "1000")
+	replayed, err := replay.Output()
+	if err != nil {
+		t.Fatalf("kubectl terminal replay: %v", err)
+	}
+	if want := sh.scr.String(); string(replayed) != want {
+		t.Fatalf("kubectl terminal replay printed %d bytes, the session's output was %d:\nplayed %q\nwant   %q", len(replayed), len(want), replayed, want)
+	}
 }
 
 // Who may read a transcript: its owner; another user only with the replay

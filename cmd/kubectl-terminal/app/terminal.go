@@ -42,7 +42,7 @@ func NewCommand(streams genericclioptions.IOStreams) *cobra.Command {
 		Long: "Open a shell in a container: creates a TerminalSession (so the cluster's RBAC and audit apply, " +
 			"and the session survives a dropped connection), attaches to it, and deletes it on exit unless --keep.",
 		Example: "  kubectl terminal shell-demo\n  kubectl terminal deploy/web -c app -- sh\n" +
-			"  kubectl terminal ls\n  kubectl terminal ui --open\n  kubectl terminal attach shell-demo-x7k2p\n  kubectl terminal close shell-demo-x7k2p",
+			"  kubectl terminal ls\n  kubectl terminal ui --open\n  kubectl terminal replay shell-demo-x7k2p --speed 2\n  kubectl terminal attach shell-demo-x7k2p\n  kubectl terminal close shell-demo-x7k2p",
 		Args:          cobra.MinimumNArgs(1),
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -85,7 +85,7 @@ func NewCommand(streams genericclioptions.IOStreams) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE:  func(cmd *cobra.Command, args []string) error { return o.close(cmd.Context(), args[0]) },
 	}
-	cmd.AddCommand(attach, ls, closeCmd, o.uiCommand())
+	cmd.AddCommand(attach, ls, closeCmd, o.uiCommand(), o.replayCommand())
 	return cmd
 }
 
