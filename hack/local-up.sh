@@ -715,6 +715,9 @@ up_terminal_apiserver() {
     # The browser console behind `kubectl proxy --www` on this port attaches
     # from this origin (docs/console.md says what that mode gives up).
     --allowed-origins="http://127.0.0.1:$KUBECTL_PROXY_PORT,http://localhost:$KUBECTL_PROXY_PORT"
+    # JSON Web Tokens (ServiceAccount tokens people cat, bearer tokens they
+    # paste) never reach a transcript; e2e checks it (docs/transcripts.md).
+    '--transcript-redact=eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+'
     ${TERMINAL_APISERVER_EXTRA_ARGS:-}
   )
   # Restart only when the binary or its flags changed: sessions in NATS survive a

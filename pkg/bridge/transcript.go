@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"regexp"
 	"sync"
 	"time"
 
@@ -32,6 +33,9 @@ type Transcripts struct {
 	// StorageBytes bounds the TranscriptStream as a whole: the oldest
 	// transcripts go first.
 	StorageBytes int64
+	// Redact: matches are masked in transcripts (never in the live
+	// output), even when a match spans two pieces of output.
+	Redact []*regexp.Regexp
 }
 
 const (
@@ -75,8 +79,9 @@ type recorder struct {
 	start   time.Time
 	session string // namespace/name, for the log
 
-	mu  sync.Mutex
-	buf []byte
+	mu     sync.Mutex
+	redact *transcript.Redactor
+	buf    []byte
 	// tail: the first bytes of a character whose rest the process has
 	// not written yet (an event's data is text: a split character would
 	// become two U+FFFD).
@@ -89,7 +94,8 @@ type recorder struct {
 
 func newRecorder(js jetstream.JetStream, subj wire.Subjects, t Transcripts, namespace, name string, start time.Time, h transcript.Header) *recorder {
 	r := &recorder{js: js, subject: subj.Cast(), input: t.Input, max: t.MaxBytes, start: start, session: namespace + "/" + name,
-		first: nats.Header{wire.NamespaceHeader: []string{namespace}, wire.NameHeader: []string{name}}}
+		redact: transcript.NewRedactor(t.Redact),
+		first:  nats.Header{wire.NamespaceHeader: []string{namespace}, wire.NameHeader: []string{name}}}
 	r.take(transcript.AppendHeader(nil, h))
 	// At once: a transcript exists from its session's start (the
 	// subresource finds it, and says whose it is).
@@ -136,11 +142,17 @@ func (r *recorder) output(p []byte) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.record(r.redact.Write(p, time.Since(r.start)))
+}
+
+// record takes output that may be recorded (redacted) as an event at at
+// (caller holds mu).
+func (r *recorder) record(p []byte, at time.Duration) {
 	data := append(r.tail, p...)
 	cut := utf8Cut(data)
 	r.tail = append([]byte(nil), data[cut:]...)
 	if cut > 0 {
-		r.take(transcript.AppendEvent(nil, time.Since(r.start), transcript.Output, string(data[:cut])))
+		r.take(transcript.AppendEvent(nil, at, transcript.Output, string(data[:cut])))
 	}
 }
 
@@ -234,6 +246,7 @@ func (r *recorder) close() {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.record(r.redact.Flush())
 	if len(r.tail) > 0 {
 		// The process ended inside a character: what it wrote is all there is.
 		r.take(transcript.AppendEvent(nil, time.Since(r.start), transcript.Output, string(r.tail)))

@@ -209,3 +209,42 @@ func TestTranscriptAccess(t *testing.T) {
 	}
 	revoke()
 }
+
+// A token the shell prints in two pieces, across two output frames, is
+// masked in the transcript and shown whole in the live output (the local
+// server redacts JSON Web Tokens: hack/local-up.sh).
+func TestTranscriptRedactsSecrets(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sh := openShell(t, "team-a", "shell-demo", "")
+	closed := watchClosed(t, sh.nc, sh.subj)
+	first, second := "eyJhbGciOiJIUzI1NiJ9.eyJzdWIi", "OiJ4In0.c2lnbmF0dXJl"
+	token := first + second
+	// The pause puts the two halves in two frames (a frame leaves when
+	// output pauses for 20 ms). The command line, which the terminal
+	// echoes, holds the token's parts but never a half of it whole.
+	sh.run(t, `h=eyJhbGciOiJIUzI1NiJ9 p=eyJzdWIi x=OiJ4In0 y=c2lnbmF0dXJl; printf "token: $h.$p"; sleep 0.3; printf "$x.$y end\n"`, 30*time.Second)
+	if !strings.Contains(sh.scr.String(), "token: "+token+" end") {
+		t.Fatalf("the live output lacks the token: %q", sh.scr.String())
+	}
+	if err := sh.nc.Publish(sh.subj.In(), []byte("exit 0\n")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		t.Fatal("the session did not close after exit")
+	}
+	cast, err := transcriptRequest(t, "alice", "team-a", sh.name).read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	played := play(ctx, t, cast)
+	if strings.Contains(string(cast), first) || strings.Contains(string(cast), second) || strings.Contains(played, first) || strings.Contains(played, second) {
+		t.Fatalf("the transcript holds the token:\n%s", cast)
+	}
+	if !strings.Contains(played, "token: "+strings.Repeat("*", len(token))+" end") {
+		t.Fatalf("the transcript does not show the token masked:\n%q", played)
+	}
+}

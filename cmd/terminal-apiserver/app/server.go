@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -53,6 +54,9 @@ type Options struct {
 	AllowedOrigins []string
 	// Transcripts: what is recorded of each session, and kept how long.
 	Transcripts bridge.Transcripts
+	// TranscriptRedact are --transcript-redact's expressions, compiled
+	// into Transcripts.Redact by Validate.
+	TranscriptRedact []string
 	// ComponentGlobalsRegistry holds the effective version and feature gates.
 	ComponentGlobalsRegistry basecompatibility.ComponentGlobalsRegistry
 }
@@ -230,6 +234,9 @@ func NewCommand(ctx context.Context) *cobra.Command {
 		"Bytes of one session's transcript; past it the session goes on unrecorded and its transcript says where it was cut.")
 	fs.DurationVar(&o.Transcripts.Retention, "transcript-retention", o.Transcripts.Retention,
 		"How long transcripts are kept, whether or not their session still exists.")
+	fs.StringArrayVar(&o.TranscriptRedact, "transcript-redact", o.TranscriptRedact,
+		"A regular expression (RE2) whose matches are masked with '*' in transcripts, never in the live output; repeat "+
+			"for several. A match is masked even when the process wrote it in pieces, if it ends a line or is under 4 KiB.")
 	fs.Int64Var(&o.Transcripts.StorageBytes, "transcript-storage-bytes", o.Transcripts.StorageBytes,
 		"Bytes of transcripts kept for all sessions together (reserved in JetStream); when full, the oldest go first.")
 	fs.DurationVar(&o.Sessions.DefaultIdleTimeout, "idle-timeout-default", o.Sessions.DefaultIdleTimeout,
@@ -256,6 +263,15 @@ func NewCommand(ctx context.Context) *cobra.Command {
 func (o *Options) Validate() error {
 	errs := o.Recommended.Validate()
 	errs = append(errs, o.NATS.Validate()...)
+	o.Transcripts.Redact = nil
+	for _, expr := range o.TranscriptRedact {
+		re, err := regexp.Compile(expr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--transcript-redact %q: %w", expr, err))
+			continue
+		}
+		o.Transcripts.Redact = append(o.Transcripts.Redact, re)
+	}
 	if o.Transcripts.Enabled {
 		if o.Transcripts.MaxBytes < 4<<10 {
 			errs = append(errs, fmt.Errorf("--transcript-max-bytes must be at least 4096, got %d", o.Transcripts.MaxBytes))
