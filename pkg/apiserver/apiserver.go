@@ -144,7 +144,7 @@ func (c CompletedConfig) New() (*Server, error) {
 	}
 	if c.Relay != nil {
 		group.VersionedResourcesStorageMap["v1alpha1"]["terminalsessions/attach"] = terminalsession.NewAttachREST(sessions, c.Relay, c.GenericConfig.Authorization.Authorizer, c.AttachLimits, c.AllowedOrigins)
-		group.VersionedResourcesStorageMap["v1alpha1"]["terminalsessions/transcript"] = terminalsession.NewTranscriptREST(sessions, c.Relay.JetStream, c.GenericConfig.Authorization.Authorizer)
+		group.VersionedResourcesStorageMap["v1alpha1"]["terminalsessions/transcript"] = terminalsession.NewTranscriptREST(sessions, c.Relay.JetStream, c.GenericConfig.Authorization.Authorizer, c.AttachLimits, c.AllowedOrigins)
 	}
 	if err := generic.InstallAPIGroup(&group); err != nil {
 		return nil, err

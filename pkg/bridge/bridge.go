@@ -524,6 +524,12 @@ func (b *Bridge) tick(context.Context) {
 			s.cancel(cause)
 			continue
 		}
+		// Transcripts reach storage within a tick (an async publish: the
+		// tick does not wait for it).
+		s.mu.Lock()
+		rec := s.rec
+		s.mu.Unlock()
+		rec.flush()
 		if s.due(now) && s.busy.CompareAndSwap(false, true) {
 			select {
 			case b.work <- s:

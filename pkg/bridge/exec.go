@@ -246,13 +246,28 @@ type metered struct {
 
 func (m *metered) Write(p []byte) (int, error) {
 	if at := m.s.inputAt.Swap(0); at != 0 {
-		metrics.EchoDuration.Observe(time.Since(time.Unix(0, at)).Seconds())
+		// Input that output answers within echoWindow is a keystroke and
+		// its echo; later output answers something else (a password
+		// prompt typed into, a command that ran for a while).
+		if d := time.Duration(monotonic() - at); d <= echoWindow {
+			metrics.EchoDuration.Observe(d.Seconds())
+		}
 	}
 	n, err := m.w.Write(p)
 	metrics.OutputBytes.Add(float64(n))
 	m.s.rec.output(p[:n])
 	return n, err
 }
+
+// echoWindow is the longest echo measured (the histogram's top bucket).
+const echoWindow = 2 * time.Second
+
+// monoBase makes monotonic(): a clock that steps with the wall clock would
+// skew the echo figures.
+var monoBase = time.Now()
+
+// monotonic is the time since the process started, never 0.
+func monotonic() int64 { return int64(time.Since(monoBase)) + 1 }
 
 // onFreshStack runs f on a goroutine of its own and returns its result.
 func onFreshStack[T any](f func() T) T {

@@ -46,7 +46,7 @@ type session struct {
 	idle, maxDuration, detachGrace time.Duration
 	started                        time.Time
 	activity                       atomic.Int64 // unix nanos of the last input or output
-	inputAt                        atomic.Int64 // unix nanos of the first input not yet answered by output, or 0
+	inputAt                        atomic.Int64 // monotonic() of the first input not yet answered by output, or 0
 	leaseRev                       atomic.Uint64
 	busy                           atomic.Bool // maintenance in flight
 
@@ -163,10 +163,13 @@ func (s *session) write() {
 			}
 			s.touch()
 			var n int
+			// Stamped before the write: a fast echo may come back
+			// before Write returns. Recorded before it too, so that a
+			// transcript's input comes before its echo.
+			s.inputAt.CompareAndSwap(0, monotonic())
+			rec.typed(p)
 			n, err = stream.Write(p)
 			metrics.InputBytes.Add(float64(n))
-			rec.typed(p[:n])
-			s.inputAt.CompareAndSwap(0, time.Now().UnixNano())
 		}
 		if err != nil {
 			// The stream is broken; its reader ends the session.
@@ -271,7 +274,7 @@ func (s *session) due(now time.Time) bool {
 func (s *session) maintain(now time.Time) {
 	defer s.busy.Store(false)
 	s.mu.Lock()
-	stream, rec := s.stream, s.rec
+	stream := s.stream
 	viewers := int32(s.viewerCount(now))
 	ping := now.Sub(s.lastPing) >= pingEvery
 	if ping {
@@ -285,7 +288,6 @@ func (s *session) maintain(now time.Time) {
 	if stream == nil {
 		return
 	}
-	rec.flush()
 	if ping {
 		if err := stream.Ping(); err != nil {
 			klog.V(2).InfoS("Keepalive ping failed", "session", klog.KObj(s.obj), "err", err)

@@ -88,6 +88,9 @@ type recorder struct {
 	tail    []byte
 	written int64 // bytes of lines taken (published or buffered)
 	cut     bool
+	// closed: the end is written; whatever comes later (a last resize,
+	// a maintenance flush) is not recorded after it
+	closed bool
 	// acks of the messages in flight, checked at the next flush
 	pending []jetstream.PubAckFuture
 }
@@ -132,6 +135,9 @@ func (r *recorder) event(code string, data []byte) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
 	r.take(transcript.AppendEvent(nil, time.Since(r.start), code, string(data)))
 }
 
@@ -142,6 +148,9 @@ func (r *recorder) output(p []byte) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
 	r.record(r.redact.Write(p, time.Since(r.start)))
 }
 
@@ -175,7 +184,9 @@ func (r *recorder) flush() {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.flushLocked()
+	if !r.closed {
+		r.flushLocked()
+	}
 }
 
 func (r *recorder) flushLocked() {
@@ -217,11 +228,12 @@ func (r *recorder) reap() {
 	r.pending = kept
 }
 
-// settle waits for storage's answer to every message in flight.
-func (r *recorder) settle() {
+// settle waits for storage's answer to each of pending (without the
+// lock: nothing else waits on it meanwhile).
+func (r *recorder) settle(pending []jetstream.PubAckFuture) {
 	deadline := time.NewTimer(10 * time.Second)
 	defer deadline.Stop()
-	for _, ack := range r.pending {
+	for _, ack := range pending {
 		select {
 		case <-ack.Ok():
 		case err := <-ack.Err():
@@ -230,7 +242,6 @@ func (r *recorder) settle() {
 			r.failed(context.DeadlineExceeded, len(ack.Msg().Data))
 		}
 	}
-	r.pending = nil
 }
 
 func (r *recorder) failed(err error, n int) {
@@ -239,13 +250,17 @@ func (r *recorder) failed(err error, n int) {
 	klog.ErrorS(err, "Storing a transcript failed: part of it is lost", "session", r.session, "bytes", n)
 }
 
-// close publishes the rest and waits until storage has it.
+// close publishes the rest and the end, and waits until storage has them.
 func (r *recorder) close() {
 	if r == nil {
 		return
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.closed = true
 	r.record(r.redact.Flush())
 	if len(r.tail) > 0 {
 		// The process ended inside a character: what it wrote is all there is.
@@ -258,5 +273,8 @@ func (r *recorder) close() {
 	} else {
 		r.pending = append(r.pending, ack)
 	}
-	r.settle()
+	pending := r.pending
+	r.pending = nil
+	r.mu.Unlock()
+	r.settle(pending)
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,6 +166,30 @@ func TestTranscriptAccess(t *testing.T) {
 	t.Logf("the followed transcript ended %s after the command was typed", time.Since(followed).Round(time.Millisecond))
 	<-done
 	typeIn.Close()
+
+	// What a web page could try through `kubectl proxy`: a WebSocket
+	// (readable from any origin), or a GET from an origin not allowed.
+	cfg := restConfig(t, "alice")
+	client, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, h := range map[string]http.Header{
+		"a WebSocket upgrade":    {"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Version": {"13"}, "Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}},
+		"a page of another site": {"Origin": {"https://evil.example"}},
+	} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, cfg.Host+"/apis/terminal.meshery.io/v1alpha1/namespaces/"+ns+"/terminalsessions/"+s.Name+"/transcript", nil)
+		req.Header = h
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusForbidden || strings.Contains(string(body), "followed-"+id) {
+			t.Errorf("%s reading the transcript: %d %s, want it refused", what, resp.StatusCode, body)
+		}
+	}
 
 	for user, want := range map[string]string{
 		"viewer": "terminalsessions/transcript", // view has no transcript subresource at all

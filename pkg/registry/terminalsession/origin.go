@@ -20,6 +20,11 @@ import (
 // Origin and are not affected. allowed holds exact origins
 // (scheme://host[:port]), compared case-insensitively.
 func checkOrigin(req *http.Request, allowed []string, name string) error {
+	return checkOriginOf(req, allowed, "attach", name)
+}
+
+// checkOriginOf is checkOrigin for the subresource sub (attach, transcript).
+func checkOriginOf(req *http.Request, allowed []string, sub, name string) error {
 	origin := req.Header.Get("Origin")
 	if origin == "" {
 		return nil
@@ -29,6 +34,6 @@ func checkOrigin(req *http.Request, allowed []string, name string) error {
 			return nil
 		}
 	}
-	return apierrors.NewForbidden(terminal.Resource("terminalsessions/attach"), name,
-		fmt.Errorf("origin %q may not attach: a web page may attach only from an origin the server allows (terminal-apiserver --allowed-origins)", origin))
+	return apierrors.NewForbidden(terminal.Resource("terminalsessions/"+sub), name,
+		fmt.Errorf("origin %q may not use %s: web pages may do so only from an origin the server allows (terminal-apiserver --allowed-origins)", origin, sub))
 }

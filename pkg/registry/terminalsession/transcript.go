@@ -4,18 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"net/http"
 	"regexp"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
+	"k8s.io/klog/v2"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal"
 	"github.com/meshery/terminal-apiserver/pkg/transcript"
@@ -26,26 +30,45 @@ import (
 // sessions that are not theirs, and of deleted sessions (by UID).
 const VerbReplay = "replay"
 
+const (
+	// followCheck: a follow that has seen nothing for this long asks
+	// whether the session still runs (a replica that crashed never wrote
+	// the transcript's end).
+	followCheck = 30 * time.Second
+	// consumerIdle: a reader's JetStream consumer is removed this long
+	// after its reader stops pulling.
+	consumerIdle = 30 * time.Second
+)
+
 // TranscriptREST is the transcript subresource: a GET that streams a
-// session's transcript (asciicast v2) as pods/log streams a container's log.
+// session's transcript (asciicast v2), as pods/log streams a container's
+// log. It is a connect subresource so that it can refuse what pods/log
+// cannot: a WebSocket upgrade (which a page of any origin could open
+// through `kubectl proxy`), and a browser page of an origin not allowed.
 type TranscriptREST struct {
-	store *REST
-	js    jetstream.JetStream
-	authz authorizer.Authorizer
+	store   *REST
+	js      jetstream.JetStream
+	authz   authorizer.Authorizer
+	origins []string
+	open    *attachCounter
 }
 
-var _ rest.GetterWithOptions = &TranscriptREST{}
+var _ rest.Connecter = &TranscriptREST{}
 
-// NewTranscriptREST serves the transcripts of the sessions in store.
-func NewTranscriptREST(store *REST, js jetstream.JetStream, authz authorizer.Authorizer) *TranscriptREST {
-	return &TranscriptREST{store: store, js: js, authz: authz}
+// NewTranscriptREST serves the transcripts of the sessions in store; one
+// user's concurrent reads are bounded as their attaches are.
+func NewTranscriptREST(store *REST, js jetstream.JetStream, authz authorizer.Authorizer, limits AttachLimits, origins []string) *TranscriptREST {
+	return &TranscriptREST{store: store, js: js, authz: authz, origins: origins, open: newAttachCounter(AttachLimits{PerUser: limits.PerUser})}
 }
 
 func (r *TranscriptREST) New() runtime.Object { return &terminal.TerminalSession{} }
 func (r *TranscriptREST) Destroy()            {}
 
-// NewGetOptions: the query is decoded into TerminalSessionTranscriptOptions.
-func (r *TranscriptREST) NewGetOptions() (runtime.Object, bool, string) {
+// ConnectMethods: a plain GET.
+func (r *TranscriptREST) ConnectMethods() []string { return []string{http.MethodGet} }
+
+// NewConnectOptions: the query is decoded into TerminalSessionTranscriptOptions.
+func (r *TranscriptREST) NewConnectOptions() (runtime.Object, bool, string) {
 	return &terminal.TerminalSessionTranscriptOptions{}, false, ""
 }
 
@@ -53,14 +76,15 @@ func (r *TranscriptREST) NewGetOptions() (runtime.Object, bool, string) {
 // another subject (no dots, no wildcards).
 var uidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
-// Get authorizes the reader and returns the transcript's stream.
+// Connect authorizes the reader and returns the handler that streams the
+// transcript.
 //
 //   - a session's owner reads its transcript; anyone else needs the replay
 //     verb on it (granted on purpose: ClusterRole terminal-sessions-replay);
 //   - with uid=, a session that was deleted, or re-created under the same
 //     name, is read by its UID, with the replay verb on that name: the
 //     transcript itself says which namespace and name it belongs to.
-func (r *TranscriptREST) Get(ctx context.Context, name string, options runtime.Object) (runtime.Object, error) {
+func (r *TranscriptREST) Connect(ctx context.Context, name string, options runtime.Object, _ rest.Responder) (http.Handler, error) {
 	u, ok := genericapirequest.UserFrom(ctx)
 	if !ok {
 		return nil, apierrors.NewUnauthorized("no user in the request")
@@ -74,28 +98,50 @@ func (r *TranscriptREST) Get(ctx context.Context, name string, options runtime.O
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("uid: %q is not a session UID", o.UID))
 	}
 	obj, err := r.store.Get(ctx, name, &metav1.GetOptions{})
+	var t *transcriptStream
 	switch {
 	case err == nil && (o.UID == "" || string(obj.(*terminal.TerminalSession).UID) == o.UID):
 		s := obj.(*terminal.TerminalSession)
 		if !isOwner(u, s) {
-			if err := r.mayReplay(ctx, u, namespace, name); err != nil {
+			if err := r.mayReplay(ctx, u, namespace, name, "the session is not "+u.GetName()+"'s"); err != nil {
 				return nil, err
 			}
 		}
-		return r.stream(ctx, wire.SubjectsFor(string(s.UID)), o.Follow, namespace, name, s)
+		t, err = r.transcript(ctx, s.UID, o.Follow, namespace, name, s)
 	case err != nil && !apierrors.IsNotFound(err):
 		return nil, err
 	case o.UID == "":
 		return nil, err // not found
+	default:
+		// An earlier session's transcript, by UID.
+		if err := r.mayReplay(ctx, u, namespace, name, "it is a deleted or earlier session's"); err != nil {
+			return nil, err
+		}
+		t, err = r.transcript(ctx, types.UID(o.UID), o.Follow, namespace, name, nil)
 	}
-	// An earlier session's transcript, by UID.
-	if err := r.mayReplay(ctx, u, namespace, name); err != nil {
+	if err != nil {
 		return nil, err
 	}
-	return r.stream(ctx, wire.SubjectsFor(o.UID), o.Follow, namespace, name, nil)
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if httpstream.IsUpgradeRequest(req) {
+			writeStatus(w, apierrors.NewBadRequest("the transcript is served over plain HTTP, not as an upgrade"))
+			return
+		}
+		if err := checkOriginOf(req, r.origins, "transcript", name); err != nil {
+			writeStatus(w, asStatus(err))
+			return
+		}
+		release, err := r.open.acquire(u.GetName(), "", "")
+		if err != nil {
+			writeStatus(w, asStatus(err))
+			return
+		}
+		defer release()
+		t.serve(req.Context(), w)
+	}), nil
 }
 
-func (r *TranscriptREST) mayReplay(ctx context.Context, u user.Info, namespace, name string) error {
+func (r *TranscriptREST) mayReplay(ctx context.Context, u user.Info, namespace, name, why string) error {
 	d, _, err := r.authz.Authorize(ctx, authorizer.AttributesRecord{User: u, Verb: VerbReplay, APIGroup: terminal.GroupName,
 		APIVersion: "*", Resource: "terminalsessions", Namespace: namespace, Name: name, ResourceRequest: true})
 	if err != nil {
@@ -103,31 +149,28 @@ func (r *TranscriptREST) mayReplay(ctx context.Context, u user.Info, namespace, 
 	}
 	if d != authorizer.DecisionAllow {
 		return apierrors.NewForbidden(terminal.Resource("terminalsessions/transcript"), name,
-			fmt.Errorf("the session is not %s's: reading another user's transcript takes the %q verb on terminalsessions (ClusterRole terminal-sessions-replay)",
-				u.GetName(), VerbReplay))
+			fmt.Errorf("%s: reading it takes the %q verb on terminalsessions (ClusterRole terminal-sessions-replay)", why, VerbReplay))
 	}
 	return nil
 }
 
-// stream returns the transcript of subj as a stream: the transcript of
-// session s, or, with s nil (read by UID), of whichever session the
-// transcript says it belongs to, which must be namespace/name.
-func (r *TranscriptREST) stream(ctx context.Context, subj wire.Subjects, follow bool, namespace, name string, s *terminal.TerminalSession) (runtime.Object, error) {
+// transcript finds the transcript of session uid: session s's, or, with s
+// nil (read by UID), whichever session's the transcript says it is, which
+// must be namespace/name.
+func (r *TranscriptREST) transcript(ctx context.Context, uid types.UID, follow bool, namespace, name string, s *terminal.TerminalSession) (*transcriptStream, error) {
+	subj := wire.SubjectsFor(string(uid))
 	notFound := apierrors.NewNotFound(terminal.Resource("terminalsessions/transcript"), name)
 	st, err := r.js.Stream(ctx, wire.TranscriptStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, apierrors.NewServiceUnavailable("this server records no transcripts (terminal-apiserver --transcripts=false)")
+		return nil, apierrors.NewNotFound(terminal.Resource("terminalsessions/transcript"), name)
 	}
 	if err != nil {
 		return nil, apierrors.NewInternalError(err)
 	}
 	first, err := st.GetMsg(ctx, 0, jetstream.WithGetMsgSubject(subj.Cast()))
 	switch {
-	case errors.Is(err, jetstream.ErrMsgNotFound) && s != nil && s.Status.Phase != terminal.TerminalSessionClosed && s.Status.Phase != terminal.TerminalSessionFailed:
+	case errors.Is(err, jetstream.ErrMsgNotFound) && s != nil && !ended(s):
 		// Not recorded yet: its first lines are on their way.
-	case errors.Is(err, jetstream.ErrMsgNotFound) && s != nil:
-		return nil, apierrors.NewNotFound(terminal.Resource("terminalsessions/transcript"),
-			name+" (not recorded: the server ran with --transcripts=false, or the retention period passed)")
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 		return nil, notFound
 	case err != nil:
@@ -137,51 +180,60 @@ func (r *TranscriptREST) stream(ctx context.Context, subj wire.Subjects, follow 
 		// session is not found here, whatever grants the reader holds.
 		return nil, notFound
 	}
-	return &transcriptStream{js: r.js, subject: subj.Cast(), follow: follow}, nil
+	t := &transcriptStream{js: r.js, subject: subj.Cast(), follow: follow, session: name}
+	t.running = func(ctx context.Context) bool {
+		obj, err := r.store.Get(ctx, name, &metav1.GetOptions{})
+		if err != nil {
+			return !apierrors.IsNotFound(err) // can't tell: keep following
+		}
+		cur := obj.(*terminal.TerminalSession)
+		return cur.UID == uid && !ended(cur)
+	}
+	return t, nil
 }
 
-// transcriptStream is a transcript on its way to the reader.
+func ended(s *terminal.TerminalSession) bool {
+	return s.Status.Phase == terminal.TerminalSessionClosed || s.Status.Phase == terminal.TerminalSessionFailed
+}
+
+// transcriptStream is a transcript on its way to one reader.
 type transcriptStream struct {
 	js      jetstream.JetStream
 	subject string
 	follow  bool
+	session string
+	// running says whether the session still runs (a follow ends when it
+	// does not, even if its transcript's end never came).
+	running func(context.Context) bool
 }
 
-var _ rest.ResourceStreamer = &transcriptStream{}
-
-func (t *transcriptStream) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
-func (t *transcriptStream) DeepCopyObject() runtime.Object {
-	c := *t
-	return &c
-}
-
-// InputStream reads the transcript from JetStream as the reader takes it:
-// what is stored, then (follow) what is recorded next, until its end
-// message or the request's end.
-func (t *transcriptStream) InputStream(ctx context.Context, _, _ string) (io.ReadCloser, bool, string, error) {
-	cons, err := t.js.OrderedConsumer(ctx, wire.TranscriptStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{t.subject}})
+// serve writes the transcript to w: what is stored, then (follow) what is
+// recorded next, until its end, the session's end, or the reader's.
+func (t *transcriptStream) serve(ctx context.Context, w http.ResponseWriter) {
+	cons, err := t.js.OrderedConsumer(ctx, wire.TranscriptStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{t.subject}, InactiveThreshold: consumerIdle})
 	if err != nil {
-		return nil, false, "", err
+		writeStatus(w, apierrors.NewInternalError(err))
+		return
 	}
-	pr, pw := io.Pipe()
-	go func() {
-		pw.CloseWithError(t.copy(ctx, cons, pw))
-	}()
-	return pr, t.follow, transcript.ContentType, nil
+	w.Header().Set("Content-Type", transcript.ContentType)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	if err := t.copy(ctx, cons, w, flusher); err != nil && ctx.Err() == nil {
+		klog.V(2).InfoS("Streaming a transcript ended early", "session", t.session, "err", err)
+	}
 }
 
-// copy writes the messages of cons to w until the transcript's end, or,
-// without follow, until what was stored when it began.
-func (t *transcriptStream) copy(ctx context.Context, cons jetstream.Consumer, w io.Writer) error {
+func (t *transcriptStream) copy(ctx context.Context, cons jetstream.Consumer, w http.ResponseWriter, flusher http.Flusher) error {
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return err
 	}
-	pending := info.NumPending
-	if !t.follow && pending == 0 {
+	if !t.follow && info.NumPending == 0 {
 		return nil
 	}
-	it, err := cons.Messages(jetstream.PullMaxBytes(1 << 20))
+	it, err := cons.Messages(jetstream.PullMaxBytes(4 << 20))
 	if err != nil {
 		return err
 	}
@@ -189,8 +241,14 @@ func (t *transcriptStream) copy(ctx context.Context, cons jetstream.Consumer, w 
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	for {
-		m, err := it.Next()
-		if err != nil {
+		m, err := it.Next(jetstream.NextMaxWait(followCheck))
+		switch {
+		case errors.Is(err, nats.ErrTimeout):
+			if !t.follow || !t.running(ctx) {
+				return nil // nothing more is coming
+			}
+			continue
+		case err != nil:
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -202,8 +260,20 @@ func (t *transcriptStream) copy(ctx context.Context, cons jetstream.Consumer, w 
 		if _, err := w.Write(m.Data()); err != nil {
 			return err
 		}
-		if pending--; !t.follow && pending == 0 {
-			return nil
+		meta, err := m.Metadata()
+		if err != nil {
+			return err
+		}
+		// Without follow, stop at what was stored when the read began
+		// (counted by the stream, so messages it dropped since, past its
+		// bounds, are not waited for).
+		if meta.NumPending == 0 {
+			if flusher != nil {
+				flusher.Flush()
+			}
+			if !t.follow {
+				return nil
+			}
 		}
 	}
 }
