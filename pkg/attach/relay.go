@@ -104,12 +104,6 @@ type Closed struct {
 // to it blocked for the stall timeout.
 var ErrSlowViewer = errors.New("viewer stalled: output not read")
 
-// ErrFellBehind ends a viewer that fell further behind than the scrollback
-// keeps. Its connection is broken, not closed with a status, so that its
-// client reattaches from what it has: that attach begins with the notice
-// of how much is lost (package resume), which clients look for only there.
-var ErrFellBehind = errors.New("viewer fell behind the scrollback")
-
 const (
 	// DefaultStallTimeout is how long a write to a viewer may block before
 	// the viewer is let go.
@@ -132,7 +126,7 @@ func (r *Relay) Serve(ctx context.Context, subj wire.Subjects, v Viewer) (*Close
 	defer stopFollowing()
 	if v.Abort != nil {
 		stop := context.AfterFunc(ctx, func() {
-			if cause := context.Cause(ctx); errors.Is(cause, ErrSlowViewer) || errors.Is(cause, ErrFellBehind) {
+			if errors.Is(context.Cause(ctx), ErrSlowViewer) {
 				v.Abort()
 			}
 		})
@@ -149,7 +143,7 @@ func (r *Relay) Serve(ctx context.Context, subj wire.Subjects, v Viewer) (*Close
 	}
 	metrics.ViewersAttached.WithLabelValues(mode).Inc()
 	defer metrics.ViewersAttached.WithLabelValues(mode).Dec()
-	p := presence{conn: r.Conn, subj: subj, id: viewerID(), user: v.User}
+	p := presence{conn: r.Conn, subj: subj, id: viewerID(), user: v.User, mode: mode}
 	p.announce(wire.Attached)
 	defer p.announce(wire.Detached)
 	if v.In != nil {
@@ -188,9 +182,6 @@ func (r *Relay) Serve(ctx context.Context, subj wire.Subjects, v Viewer) (*Close
 		case m := <-frames:
 			if m.Subject() == subj.Out() {
 				if err := out.write(m.Data(), m.Headers().Get(wire.OffsetHeader)); err != nil {
-					if errors.Is(err, ErrFellBehind) {
-						cancel(err)
-					}
 					return nil, writeErr(ctx, err)
 				}
 				continue
@@ -304,10 +295,11 @@ type presence struct {
 	subj wire.Subjects
 	id   string
 	user string
+	mode string
 }
 
 func (p presence) announce(state wire.PresenceState) {
-	data, _ := json.Marshal(wire.Presence{ID: p.id, State: state, User: p.user})
+	data, _ := json.Marshal(wire.Presence{ID: p.id, State: state, User: p.user, Mode: p.mode})
 	_ = p.conn.Publish(p.subj.Viewers(), data)
 }
 
@@ -353,9 +345,6 @@ func viewerID() string {
 type resumer struct {
 	w    io.Writer
 	next uint64
-	// wrote: this attach has written output, so a notice of lost output
-	// can no longer be its first bytes.
-	wrote bool
 }
 
 // write writes a frame from JetStream whose first byte is at offset (a
@@ -363,7 +352,6 @@ type resumer struct {
 func (r *resumer) write(data []byte, offset string) error {
 	start, err := strconv.ParseUint(offset, 10, 64)
 	if err != nil {
-		r.wrote = true
 		_, err := r.w.Write(data) // a frame without offset: nothing to resume by
 		return err
 	}
@@ -387,19 +375,21 @@ func (r *resumer) writeAt(data []byte, start uint64) error {
 	switch {
 	case end <= r.next:
 		return nil // seen before the reconnect
-	case start > r.next && r.wrote:
-		return ErrFellBehind
 	case start > r.next:
 		// The scrollback no longer holds what was asked for: say so rather
 		// than splice two distant parts of the screen together. Clients
-		// count it as the bytes it stands for (package resume).
+		// count it as the bytes it stands for when it opens an attach
+		// (package resume); in the middle of one (a viewer that fell
+		// behind) they count it as output, and their next reattach may
+		// repeat the difference: a viewer that is merely slow keeps its
+		// attach, whatever client it uses.
 		if _, err := io.WriteString(r.w, resume.Notice(start-r.next)); err != nil {
 			return err
 		}
 	case start < r.next:
 		data = data[r.next-start:]
 	}
-	r.next, r.wrote = end, true
+	r.next = end
 	_, err := r.w.Write(data)
 	return err
 }

@@ -1,7 +1,6 @@
 package attach
 
 import (
-	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -37,22 +36,6 @@ func TestResumerMarksLostOutput(t *testing.T) {
 	}
 	if want := resume.Notice(7) + "tail"; got.String() != want {
 		t.Errorf("got %q, want %q", got.String(), want)
-	}
-}
-
-// A gap after output was written is not marked in the middle of it, where a
-// client would not look for the notice: the viewer is let go to reattach.
-func TestResumerLetsGoAViewerThatFellBehind(t *testing.T) {
-	var got strings.Builder
-	r := &resumer{w: &got, next: 3}
-	if err := r.write([]byte("abc"), "3"); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.write([]byte("tail"), "10"); !errors.Is(err, ErrFellBehind) {
-		t.Fatalf("a gap after output: %v, want ErrFellBehind", err)
-	}
-	if got.String() != "abc" {
-		t.Errorf("got %q, want only what came before the gap", got.String())
 	}
 }
 

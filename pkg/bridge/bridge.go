@@ -265,6 +265,22 @@ func (b *Bridge) record(s *v1alpha1.TerminalSession, eventtype, reason, action, 
 	}
 }
 
+// recordViewer records an event about a viewer of s. The viewer's user is
+// the event's related object: the Events API counts events alike in
+// regarding, reason, action and related as one series (keeping the first
+// note), so without it a second viewer's attach would only raise the
+// first one's count.
+func (b *Bridge) recordViewer(s *v1alpha1.TerminalSession, user, reason, action, note string, args ...any) {
+	if b.events == nil {
+		return
+	}
+	var related runtime.Object
+	if user != "" {
+		related = &corev1.ObjectReference{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "User", Name: user}
+	}
+	b.events.Eventf(s, related, corev1.EventTypeNormal, reason, action, note, args...)
+}
+
 // Run watches TerminalSessions and bridges the pending ones it claims, until
 // ctx ends; then it stops every exec it runs.
 func (b *Bridge) Run(ctx context.Context) {
@@ -493,7 +509,7 @@ func (b *Bridge) claimPending(ctx context.Context, s *v1alpha1.TerminalSession) 
 		maxDuration: effective(s.Spec.MaxDuration, limits.DefaultMaxDuration, limits.MaxMaxDuration),
 		detachGrace: effective(s.Spec.DetachGracePeriod, limits.DefaultDetachGracePeriod, limits.MaxDetachGracePeriod),
 		started:     now, unviewedSince: now, lastStatus: now, lastPing: now,
-		viewers: map[string]time.Time{},
+		viewers: map[string]viewer{},
 	}
 	sess.leaseRev.Store(rev)
 	sess.touch()

@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,8 +26,12 @@ const (
 	maxViewers     = 1024 // viewer IDs tracked per session
 	pingEvery      = 30 * time.Second
 	// inputHold is the longest typed-ahead input waits for the process's
-	// first output before it is let through.
-	inputHold    = time.Second
+	// first output before it is let through. Five seconds, not one: on a
+	// loaded two-core node bash took over a second to start, and input
+	// let through at one second reached a terminal the runtime had not
+	// sized yet (stty size saw 0x0). A process that never writes (cat)
+	// gets its typed-ahead input that much later.
+	inputHold    = 5 * time.Second
 	shellCache   = 4096
 	probeTimeout = 10 * time.Second
 )
@@ -62,7 +67,7 @@ type session struct {
 	// resize asynchronously, and input typed ahead would reach the shell
 	// before its terminal has the spec's size.
 	inputOpen     bool
-	viewers       map[string]time.Time
+	viewers       map[string]viewer
 	unviewedSince time.Time
 	lastStatus    time.Time
 	lastPing      time.Time
@@ -201,24 +206,56 @@ func (s *session) presence(p wire.Presence) {
 	defer s.mu.Unlock()
 	switch p.State {
 	case wire.Attached:
-		if _, ok := s.viewers[p.ID]; ok || len(s.viewers) < maxViewers {
-			s.viewers[p.ID] = s.b.clock.Now()
+		v, known := s.viewers[p.ID]
+		if known || len(s.viewers) < maxViewers {
+			if !known {
+				v = viewer{user: p.User, mode: p.Mode}
+				s.b.recordViewer(s.obj, v.user, "ViewerAttached", "Attach", "%s attached (%s)", who(v.user), mode(v.mode))
+			}
+			v.seen = s.b.clock.Now()
+			s.viewers[p.ID] = v
 			s.unviewedSince = time.Time{}
 		}
 	case wire.Detached:
-		delete(s.viewers, p.ID)
+		if v, known := s.viewers[p.ID]; known {
+			delete(s.viewers, p.ID)
+			s.b.recordViewer(s.obj, v.user, "ViewerDetached", "Detach", "%s detached", who(v.user))
+		}
 		if len(s.viewers) == 0 && s.unviewedSince.IsZero() {
 			s.unviewedSince = s.b.clock.Now()
 		}
 	}
 }
 
+// viewer is one viewer connection as its announcements say.
+type viewer struct {
+	seen       time.Time
+	user, mode string
+}
+
+// who and mode are a viewer's name and mode in an event, whatever a
+// replica of another version announced.
+func who(user string) string {
+	if user == "" {
+		return "a viewer"
+	}
+	return strconv.Quote(user)
+}
+
+func mode(m string) string {
+	if m == "" {
+		return "mode unknown"
+	}
+	return m
+}
+
 // viewerCount forgets viewers silent for wire.ViewerTTL and counts the rest
 // (caller holds mu).
 func (s *session) viewerCount(now time.Time) int {
-	for id, seen := range s.viewers {
-		if now.Sub(seen) >= wire.ViewerTTL {
+	for id, v := range s.viewers {
+		if seen := v.seen; now.Sub(seen) >= wire.ViewerTTL {
 			delete(s.viewers, id)
+			s.b.recordViewer(s.obj, v.user, "ViewerDetached", "Detach", "%s stopped answering (gone for %s)", who(v.user), wire.ViewerTTL)
 			if len(s.viewers) == 0 && s.unviewedSince.IsZero() {
 				s.unviewedSince = seen.Add(wire.ViewerTTL)
 			}

@@ -244,7 +244,7 @@ func (st step) do(h *harness, sess *session, f *fakeExec) {
 			if st.viewer == wire.Detached {
 				return !ok
 			}
-			return ok && !seen.Before(now)
+			return ok && !seen.seen.Before(now)
 		})
 	}
 }
@@ -350,4 +350,45 @@ func TestBrokenStreamDropsInput(t *testing.T) {
 	if !s.broken || s.writing || s.inputBytes != 0 {
 		t.Fatalf("after a failed write: broken %v, writing %v, %d bytes queued", s.broken, s.writing, s.inputBytes)
 	}
+}
+
+// Viewers coming and going are Kubernetes Events on the session, naming
+// who and how (read-write or read-only); an announcement repeated is one
+// viewer, and a viewer gone silent is said to be gone.
+func TestViewerEvents(t *testing.T) {
+	h := newHarness(t)
+	h.startBridge("replica", nil)
+	created, _ := h.running("watched", nil)
+	subj := wire.SubjectsFor(string(created.UID))
+	announce := func(p wire.Presence) {
+		data, _ := json.Marshal(p)
+		if err := h.nats.Conn.Publish(subj.Viewers(), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	notes := func(reason string) []string {
+		list, err := h.kube.EventsV1().Events(testNamespace).List(h.ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, ev := range list.Items {
+			if ev.Reason == reason && ev.Regarding.Name == "watched" {
+				out = append(out, ev.Note)
+			}
+		}
+		return out
+	}
+	announce(wire.Presence{ID: "v1", State: wire.Attached, User: "bob", Mode: wire.ModeReadOnly})
+	announce(wire.Presence{ID: "v1", State: wire.Attached, User: "bob", Mode: wire.ModeReadOnly})
+	announce(wire.Presence{ID: "v2", State: wire.Attached, User: "carol\x1b[2J", Mode: wire.ModeReadWrite})
+	h.eventually("two ViewerAttached events", func() bool { return len(notes("ViewerAttached")) == 2 })
+	got := strings.Join(notes("ViewerAttached"), "\n")
+	if !strings.Contains(got, `"bob" attached (read-only)`) || !strings.Contains(got, `"carol\x1b[2J" attached (read-write)`) {
+		t.Errorf("ViewerAttached notes:\n%s", got)
+	}
+	announce(wire.Presence{ID: "v1", State: wire.Detached, User: "bob"})
+	h.eventually("bob's ViewerDetached event", func() bool {
+		return strings.Contains(strings.Join(notes("ViewerDetached"), "\n"), `"bob" detached`)
+	})
 }

@@ -10,14 +10,16 @@ import (
 
 	"k8s.io/component-base/metrics"
 	"k8s.io/component-base/metrics/legacyregistry"
+
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 const namespace = "terminal"
 
-// Attach modes, the values of ViewersAttached's mode label.
+// Attach modes, the values of ViewersAttached's mode label: the wire's.
 const (
-	ReadWrite = "read-write"
-	ReadOnly  = "read-only"
+	ReadWrite = wire.ModeReadWrite
+	ReadOnly  = wire.ModeReadOnly
 )
 
 var (

@@ -2,16 +2,17 @@
 // server and its clients. A viewer counts the output bytes it has received
 // and reattaches with since=that count; the server sends the output from
 // that byte on. When some of those bytes are no longer kept, the attach
-// begins with a Notice saying how many were lost, and only there: a viewer
-// that falls behind the scrollback in the middle of an attach is let go to
-// reattach instead. A Notice is not output: a client counts the bytes it
-// stands for, not its own length, so that its count stays the session's
-// offset and the next reattach resumes at the right byte (counting the
-// Notice instead would skip or repeat output).
+// begins with a Notice saying how many were lost. A Notice there is not
+// output: a client counts the bytes it stands for, not its own length, so
+// that its count stays the session's offset and the next reattach resumes
+// at the right byte (counting the Notice instead would skip or repeat
+// output).
 //
-// Because a Notice is looked for only as an attach's first bytes, output
-// that contains the same text (a nested kubectl terminal, a replayed
-// recording) is counted as output.
+// A Notice is looked for only as an attach's first bytes, so output that
+// contains the same text (a nested kubectl terminal, a replayed recording)
+// is counted as output. So is the Notice a viewer gets when it falls behind
+// the scrollback in the middle of an attach (it keeps its attach, whatever
+// its client): its next reattach may then repeat that many bytes.
 package resume
 
 import "strconv"

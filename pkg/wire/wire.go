@@ -15,7 +15,7 @@
 //	terminal.<uid>.ctl      lifecycle Events (started, closed) as JSON; in the IOStream
 //	terminal.<uid>.in       input bytes, in order (core NATS)
 //	terminal.<uid>.resize   a Size as JSON (core NATS)
-//	terminal.<uid>.viewers  viewer Presence as JSON (core NATS)
+//	terminal.<uid>.viewers  viewer Presence as JSON (core NATS): id, state, user, mode
 //	terminal.<uid>.cast     the transcript: asciicast v2 lines (pkg/transcript), in order, the header
 //	                        first (headers NamespaceHeader, NameHeader), then an empty message with
 //	                        EndHeader; in the TranscriptStream, kept after the session is deleted
@@ -197,7 +197,15 @@ type Presence struct {
 	State PresenceState `json:"state"`
 	// User is who the viewer is, for status and events.
 	User string `json:"user,omitempty"`
+	// Mode is what the viewer may do: ModeReadWrite or ModeReadOnly.
+	Mode string `json:"mode,omitempty"`
 }
+
+// Viewer modes.
+const (
+	ModeReadWrite = "read-write" // may type and resize
+	ModeReadOnly  = "read-only"  // watches
+)
 
 const (
 	ViewerRefresh = 10 * time.Second

@@ -212,9 +212,6 @@ type viewer struct {
 func (v *viewer) serve(ctx context.Context, in io.Reader, out io.Writer, sizes <-chan wire.Size) error {
 	closed, err := v.relay.Serve(ctx, v.subj, attach.Viewer{User: v.user, In: in, Typing: v.typing, Resize: sizes, Out: out, Since: v.since, Abort: v.abort})
 	switch {
-	case errors.Is(err, attach.ErrFellBehind):
-		klog.InfoS("Disconnected a viewer that fell behind the scrollback, to reattach from the oldest output kept", "session", v.session, "user", v.user)
-		return err
 	case errors.Is(err, attach.ErrSlowViewer):
 		klog.InfoS("Disconnected a viewer that stopped reading", "session", v.session, "user", v.user)
 		return err
