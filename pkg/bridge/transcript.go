@@ -129,29 +129,26 @@ func (r *recorder) take(line []byte) {
 	}
 }
 
-func (r *recorder) event(code string, data []byte) {
+// whileOpen runs f with the lock held, unless there is no recorder or it
+// has written its end.
+func (r *recorder) whileOpen(f func()) {
 	if r == nil {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.closed {
-		return
+	if !r.closed {
+		f()
 	}
-	r.take(transcript.AppendEvent(nil, time.Since(r.start), code, string(data)))
+}
+
+func (r *recorder) event(code string, data []byte) {
+	r.whileOpen(func() { r.take(transcript.AppendEvent(nil, time.Since(r.start), code, string(data))) })
 }
 
 // output records what the process wrote.
 func (r *recorder) output(p []byte) {
-	if r == nil {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return
-	}
-	r.record(r.redact.Write(p, time.Since(r.start)))
+	r.whileOpen(func() { r.record(r.redact.Write(p, time.Since(r.start))) })
 }
 
 // record takes output that may be recorded (redacted) as an event at at
@@ -179,14 +176,7 @@ func (r *recorder) resized(sz wire.Size) {
 
 // flush publishes what is buffered.
 func (r *recorder) flush() {
-	if r == nil {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.closed {
-		r.flushLocked()
-	}
+	r.whileOpen(r.flushLocked)
 }
 
 func (r *recorder) flushLocked() {

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 	"github.com/meshery/terminal-apiserver/test/framework"
 )
 
@@ -31,6 +32,19 @@ func transcriptRequest(t *testing.T, user, ns, name string, params ...string) tr
 		req = req.Param(params[i], params[i+1])
 	}
 	return transcriptReq{req}
+}
+
+// exitShell types exit into the shell and waits for its session's close.
+func exitShell(ctx context.Context, t *testing.T, sh *shell, closed <-chan wire.Event) {
+	t.Helper()
+	if err := sh.nc.Publish(sh.subj.In(), []byte("exit 0\n")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		t.Fatal("the session did not close after exit")
+	}
 }
 
 // transcriptReq reads a transcript, or says why not: the Status of a
@@ -76,14 +90,7 @@ func TestTranscriptPlaysInAsciinema(t *testing.T) {
 	sh := openShell(t, "team-a", "shell-demo", "")
 	closed := watchClosed(t, sh.nc, sh.subj)
 	sh.run(t, `printf 'colours: \033[31mred\033[0m, tab:\t, UTF-8: héllo ✓\n'; seq 1 300`, 30*time.Second)
-	if err := sh.nc.Publish(sh.subj.In(), []byte("exit 0\n")); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-closed:
-	case <-ctx.Done():
-		t.Fatal("the session did not close after exit")
-	}
+	exitShell(ctx, t, sh, closed)
 	name := sh.name
 	res := transcriptRequest(t, "alice", "team-a", name).Do(ctx)
 	cast, err := res.Raw()
@@ -253,14 +260,7 @@ func TestTranscriptRedactsSecrets(t *testing.T) {
 	if !strings.Contains(sh.scr.String(), "token: "+token+" end") {
 		t.Fatalf("the live output lacks the token: %q", sh.scr.String())
 	}
-	if err := sh.nc.Publish(sh.subj.In(), []byte("exit 0\n")); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-closed:
-	case <-ctx.Done():
-		t.Fatal("the session did not close after exit")
-	}
+	exitShell(ctx, t, sh, closed)
 	cast, err := transcriptRequest(t, "alice", "team-a", sh.name).read(ctx)
 	if err != nil {
 		t.Fatal(err)
