@@ -10,7 +10,9 @@ go test -run '^$' -bench . -benchmem -count "${BENCH_COUNT:-1}" ./pkg/kvstore/
 # 1,000 idle sessions of one user: lift the per-user limit for the run. A
 # fresh server process, so that its memory figure does not depend on what
 # ran on it before (freed memory a process keeps is reused, not grown).
-TERMINAL_APISERVER_RESTART=1 TERMINAL_APISERVER_EXTRA_ARGS="--max-sessions-per-user=0 ${TERMINAL_APISERVER_EXTRA_ARGS:-}" hack/local-up.sh >/dev/null
+# The recording-cost rounds restart it with these flags and theirs.
+export BENCH_SERVER_ARGS="--max-sessions-per-user=0 ${TERMINAL_APISERVER_EXTRA_ARGS:-}" REPO_ROOT=$ROOT
+TERMINAL_APISERVER_RESTART=1 TERMINAL_APISERVER_EXTRA_ARGS="$BENCH_SERVER_ARGS" hack/local-up.sh >/dev/null
 # shellcheck disable=SC1091
 source _output/local/env.sh
 # shellcheck source=hack/lib/local.sh

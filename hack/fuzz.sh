@@ -12,6 +12,8 @@ targets=(
   "./pkg/bridge FuzzOutputFraming"
   "./pkg/registry/terminalsession FuzzSessionSpec"
   "./pkg/resume FuzzCounterCountsTheSameHoweverOutputIsSplit"
+  "./pkg/transcript FuzzAppendStringDecodesAsEncodingJSON"
+  "./pkg/transcript FuzzRedactorPiecesMaskAsTheWhole"
 )
 for t in "${targets[@]}"; do
   read -r pkg name <<<"$t"

@@ -156,6 +156,7 @@ export TERMINAL_APISERVER_NATS_PASSWORD_FILE='$PKI_DIR/nats-password'
 export TERMINAL_APISERVER_KUBECONFIG='$LOCAL_DIR/terminal-apiserver.kubeconfig'
 export TERMINAL_APISERVER_LOG='$LOG_DIR/terminal-apiserver.log'
 export KUBE_AUDIT_LOG='$LOG_DIR/kube-apiserver-audit.log'
+export TERMINAL_APISERVER_AUDIT_LOG='$LOG_DIR/terminal-apiserver-audit.log'
 # kwok exec runs commands as local processes that outlive their stream; each carries
 # this NAME=VALUE in its environment. Tests can match /proc/PID/environ against it.
 export KWOK_EXEC_MARKER='$(kwok_marker)'
@@ -718,6 +719,13 @@ up_terminal_apiserver() {
     # JSON Web Tokens (ServiceAccount tokens people cat, bearer tokens they
     # paste) never reach a transcript; e2e checks it (docs/transcripts.md).
     '--transcript-redact=eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+'
+    # Audit and logs as a real cluster's deployment has them (artifacts/deploy),
+    # to a file that e2e reads beside kube-apiserver's (docs/audit.md).
+    --audit-policy-file="$ROOT/artifacts/deploy/audit-policy.yaml"
+    --audit-log-path="$LOG_DIR/terminal-apiserver-audit.log"
+    --audit-log-maxsize=100
+    --audit-log-maxbackup=1
+    --logging-format=json
     ${TERMINAL_APISERVER_EXTRA_ARGS:-}
   )
   # Restart only when the binary or its flags changed: sessions in NATS survive a

@@ -629,12 +629,30 @@ func (b *Bridge) runClaimed(s *session) {
 	closeCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer done()
 	metrics.SessionsClosed.WithLabelValues(ev.Reason).Inc()
+	logClosed(s, ev, b.clock.Since(s.started))
 	if err := b.publishEvent(closeCtx, s.subj, ev); err != nil {
 		klog.ErrorS(err, "Publishing the close event failed", "session", klog.KObj(s.obj))
 	}
 	// A deleted session whose finalizers keep it says so in its status.
 	b.markClosed(closeCtx, s.obj, ev, phase)
 	b.leases.release(closeCtx, string(s.obj.UID), s.leaseRev.Load())
+}
+
+// logClosed writes the session's one line of record: who, where, how much
+// and how long, with the names Kubernetes components use for these keys, so
+// that --logging-format=json gives log pipelines fields to index.
+func logClosed(s *session, ev wire.Event, took time.Duration) {
+	user := ""
+	if o := s.obj.Status.Owner; o != nil {
+		user = o.Username
+	}
+	kv := []any{"session", klog.KObj(s.obj), "uid", s.obj.UID, "user", user,
+		"pod", klog.KRef(s.obj.Namespace, s.obj.Spec.Target.Pod), "container", s.obj.Spec.Target.Container,
+		"reason", ev.Reason, "bytesIn", s.bytesIn.Load(), "bytesOut", s.bytesOut.Load(), "duration", took.Round(time.Millisecond)}
+	if ev.ExitCode != nil {
+		kv = append(kv, "exitCode", *ev.ExitCode)
+	}
+	klog.InfoS("Session closed", kv...)
 }
 
 // targetGone reports why the session's pod can no longer run it, if so.

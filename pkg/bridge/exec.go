@@ -255,6 +255,7 @@ func (m *metered) Write(p []byte) (int, error) {
 	}
 	n, err := m.w.Write(p)
 	metrics.OutputBytes.Add(float64(n))
+	m.s.bytesOut.Add(int64(n))
 	m.s.rec.output(p[:n])
 	return n, err
 }

@@ -54,6 +54,9 @@ type session struct {
 	inputAt                        atomic.Int64 // monotonic() of the first input not yet answered by output, or 0
 	leaseRev                       atomic.Uint64
 	busy                           atomic.Bool // maintenance in flight
+	// bytesIn and bytesOut are what reached the process and what it
+	// wrote, for the log line at close.
+	bytesIn, bytesOut atomic.Int64
 
 	mu         sync.Mutex
 	stream     execStream // nil until the exec is open
@@ -175,6 +178,7 @@ func (s *session) write() {
 			rec.typed(p)
 			n, err = stream.Write(p)
 			metrics.InputBytes.Add(float64(n))
+			s.bytesIn.Add(int64(n))
 		}
 		if err != nil {
 			// The stream is broken; its reader ends the session.

@@ -45,6 +45,13 @@ const (
 	// maxTranscriptMsg is the most one transcript message carries (a
 	// line longer than flushBytes goes alone).
 	maxTranscriptMsg = 1 << 20
+	// coalesce: output that comes within this long of a batch's first
+	// byte is recorded in one event with it, up to flushBytes. A process
+	// writing fast reaches the bridge in pieces of a few KiB, and each
+	// event costs a redaction pass over the held-back tail and a line of
+	// JSON: per piece, recording cost several times what relaying did.
+	// Shorter than a frame of a 60 Hz screen, so a replay looks the same.
+	coalesce = 10 * time.Millisecond
 )
 
 func createTranscriptStream(ctx context.Context, js jetstream.JetStream, t Transcripts, replicas int) error {
@@ -81,7 +88,10 @@ type recorder struct {
 
 	mu     sync.Mutex
 	redact *transcript.Redactor
-	buf    []byte
+	// raw: output not yet made an event (a batch), which began at rawAt
+	raw   []byte
+	rawAt time.Duration
+	buf   []byte
 	// tail: the first bytes of a character whose rest the process has
 	// not written yet (an event's data is text: a split character would
 	// become two U+FFFD).
@@ -99,31 +109,42 @@ func newRecorder(js jetstream.JetStream, subj wire.Subjects, t Transcripts, name
 	r := &recorder{js: js, subject: subj.Cast(), input: t.Input, max: t.MaxBytes, start: start, session: namespace + "/" + name,
 		redact: transcript.NewRedactor(t.Redact),
 		first:  nats.Header{wire.NamespaceHeader: []string{namespace}, wire.NameHeader: []string{name}}}
-	r.take(transcript.AppendHeader(nil, h))
+	r.buf = transcript.AppendHeader(nil, h)
+	r.written = int64(len(r.buf))
 	// At once: a transcript exists from its session's start (the
 	// subresource finds it, and says whose it is).
 	r.flushLocked()
 	return r
 }
 
-// take buffers a line, or cuts the transcript if it would pass the bound
-// (caller holds mu, or is the constructor).
-func (r *recorder) take(line []byte) {
+// add buffers an event, or cuts the transcript if it would pass the bound
+// (caller holds mu). The line is written into the buffer directly (a batch
+// of output is tens of KiB: no copy of it is kept per session).
+func (r *recorder) add(at time.Duration, code string, data []byte) {
 	if r.cut {
-		metrics.TranscriptBytesDropped.Add(float64(len(line)))
+		// Not encoded: bytes of output, near enough to the lines they
+		// would have made.
+		metrics.TranscriptBytesDropped.Add(float64(len(data)))
 		return
 	}
-	if r.max > 0 && r.written+int64(len(line)) > r.max {
+	if r.buf == nil {
+		// Room for the line (a batch of output: one allocation), unless
+		// escapes lengthen it.
+		r.buf = make([]byte, 0, len(data)+len(data)/8+64)
+	}
+	n := len(r.buf)
+	r.buf = transcript.AppendEvent(r.buf, at, code, data)
+	line := int64(len(r.buf) - n)
+	if r.max > 0 && r.written+line > r.max {
+		r.buf = r.buf[:n]
 		r.cut = true
-		metrics.TranscriptBytesDropped.Add(float64(len(line)))
-		mark := transcript.AppendEvent(nil, time.Since(r.start), transcript.Marker,
+		metrics.TranscriptBytesDropped.Add(float64(line))
+		r.buf = transcript.AppendEvent(r.buf, time.Since(r.start), transcript.Marker,
 			fmt.Sprintf("transcript cut: it reached its limit of %d bytes; the session went on unrecorded", r.max))
-		r.buf = append(r.buf, mark...)
-		r.written += int64(len(mark))
+		r.written += int64(len(r.buf) - n)
 		return
 	}
-	r.buf = append(r.buf, line...)
-	r.written += int64(len(line))
+	r.written += line
 	if len(r.buf) >= flushBytes {
 		r.flushLocked()
 	}
@@ -142,23 +163,51 @@ func (r *recorder) whileOpen(f func()) {
 	}
 }
 
+// event records an input or resize event, after the output before it.
 func (r *recorder) event(code string, data []byte) {
-	r.whileOpen(func() { r.take(transcript.AppendEvent(nil, time.Since(r.start), code, string(data))) })
+	r.whileOpen(func() {
+		r.batchDone()
+		r.add(time.Since(r.start), code, data)
+	})
 }
 
-// output records what the process wrote.
+// output records what the process wrote: batched (see coalesce).
 func (r *recorder) output(p []byte) {
-	r.whileOpen(func() { r.record(r.redact.Write(p, time.Since(r.start))) })
+	r.whileOpen(func() {
+		now := time.Since(r.start)
+		if len(r.raw) > 0 && now-r.rawAt > coalesce {
+			r.batchDone()
+		}
+		if len(r.raw) == 0 {
+			r.rawAt = now
+		}
+		r.raw = append(r.raw, p...)
+		if len(r.raw) >= flushBytes {
+			r.batchDone()
+		}
+	})
+}
+
+// batchDone records the batch of output as an event (caller holds mu).
+func (r *recorder) batchDone() {
+	if len(r.raw) == 0 {
+		return
+	}
+	r.record(r.redact.Write(r.raw, r.rawAt))
+	r.raw = r.raw[:0]
 }
 
 // record takes output that may be recorded (redacted) as an event at at
 // (caller holds mu).
 func (r *recorder) record(p []byte, at time.Duration) {
-	data := append(r.tail, p...)
+	data := p
+	if len(r.tail) > 0 {
+		data = append(r.tail, p...)
+	}
 	cut := utf8Cut(data)
 	r.tail = append([]byte(nil), data[cut:]...)
 	if cut > 0 {
-		r.take(transcript.AppendEvent(nil, at, transcript.Output, string(data[:cut])))
+		r.add(at, transcript.Output, data[:cut])
 	}
 }
 
@@ -176,7 +225,12 @@ func (r *recorder) resized(sz wire.Size) {
 
 // flush publishes what is buffered.
 func (r *recorder) flush() {
-	r.whileOpen(r.flushLocked)
+	r.whileOpen(func() {
+		r.batchDone()
+		r.flushLocked()
+		// An idle session keeps no batch buffer (32 KiB after a burst).
+		r.raw = nil
+	})
 }
 
 func (r *recorder) flushLocked() {
@@ -251,12 +305,14 @@ func (r *recorder) close() {
 		return
 	}
 	r.closed = true
+	r.batchDone()
 	r.record(r.redact.Flush())
 	if len(r.tail) > 0 {
 		// The process ended inside a character: what it wrote is all there is.
-		r.take(transcript.AppendEvent(nil, time.Since(r.start), transcript.Output, string(r.tail)))
+		r.add(time.Since(r.start), transcript.Output, r.tail)
 		r.tail = nil
 	}
+	r.raw = nil
 	r.flushLocked()
 	if ack, err := r.js.PublishMsgAsync(&nats.Msg{Subject: r.subject, Header: nats.Header{wire.EndHeader: []string{"true"}}}); err != nil {
 		r.failed(err, 0)

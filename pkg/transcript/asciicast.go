@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // Event codes.
@@ -45,15 +46,78 @@ func AppendHeader(b []byte, h Header) []byte {
 // text: bytes that are not UTF-8 become U+FFFD, as in asciinema's own
 // recordings (a frame of output never ends inside a character: the
 // bridge cuts frames at character boundaries).
-func AppendEvent(b []byte, t time.Duration, code, data string) []byte {
+func AppendEvent[T ~string | ~[]byte](b []byte, t time.Duration, code string, data T) []byte {
 	b = append(b, '[')
 	b = strconv.AppendFloat(b, t.Seconds(), 'f', 6, 64)
 	b = append(b, ", \""...)
 	b = append(b, code...)
 	b = append(b, "\", "...)
-	s, _ := json.Marshal(data) // a string
-	b = append(b, s...)
+	b = appendString(b, []byte(data))
 	return append(b, "]\n"...)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// plain are the bytes a JSON string holds as they are: printable ASCII
+// but the quote and the backslash.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// appendString appends s as a JSON string, as encoding/json writes it but
+// for its HTML escaping (of <, > and &, which no player needs): invalid
+// UTF-8 as U+FFFD, control characters as \uXXXX, U+2028 and U+2029 escaped.
+// It is the recording's per-byte cost, so it copies runs of plain ASCII
+// at once rather than byte by byte (test: it decodes as encoding/json's).
+func appendString(b, s []byte) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		for i < len(s) && plain[s[i]] {
+			i++
+		}
+		if i == len(s) {
+			break
+		}
+		c := s[i]
+		if c < utf8.RuneSelf {
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRune(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // Size is a resize event's data.

@@ -34,3 +34,37 @@ func TestLinesAreAsciicastV2(t *testing.T) {
 		t.Errorf("resize event %q", lines[2])
 	}
 }
+
+// appendString writes what encoding/json would, as far as a JSON decoder
+// can tell: the same string back, for any bytes.
+func FuzzAppendStringDecodesAsEncodingJSON(f *testing.F) {
+	for _, s := range []string{"", "plain", "\x1b[1mbold\x1b[0m\r\n", "\"\\", "h\xc3", "\xff\xfe", "\u2028\u2029", "<&>", "\x00\x1f\x7f", "héllo 世界 🙂"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, s []byte) {
+		ours := appendString(nil, s)
+		var got, want string
+		if err := json.Unmarshal(ours, &got); err != nil {
+			t.Fatalf("%q encodes as %q, not JSON: %v", s, ours, err)
+		}
+		std, _ := json.Marshal(string(s))
+		if err := json.Unmarshal(std, &want); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("%q decodes as %q, encoding/json's as %q", s, got, want)
+		}
+		if strings.ContainsAny(string(ours), "\n\r\u2028\u2029") {
+			t.Errorf("%q encodes with a raw line break: %q", s, ours)
+		}
+	})
+}
+
+func BenchmarkAppendEvent(b *testing.B) {
+	out := []byte(strings.Repeat("total 48\r\ndrwxr-xr-x  2 root root 4096 \x1b[01;34mbin\x1b[0m\r\n", 512))
+	buf := make([]byte, 0, 2*len(out))
+	b.SetBytes(int64(len(out)))
+	for b.Loop() {
+		buf = AppendEvent(buf[:0], time.Second, Output, out)
+	}
+}

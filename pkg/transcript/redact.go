@@ -18,6 +18,9 @@ const holdBack = 4 << 10
 type Redactor struct {
 	res     []*regexp.Regexp
 	pending []byte
+	// lineEnd: pending[:lineEnd] ends with its last line end (0: none);
+	// kept so that each write looks for line ends in its own bytes only
+	lineEnd int
 	at      time.Duration // when the first held-back byte arrived
 }
 
@@ -35,8 +38,11 @@ func (r *Redactor) Write(p []byte, at time.Duration) ([]byte, time.Duration) {
 	if len(r.pending) == 0 {
 		r.at = at
 	}
+	if i := bytes.LastIndexByte(p, '\n'); i >= 0 {
+		r.lineEnd = len(r.pending) + i + 1
+	}
 	r.pending = append(r.pending, p...)
-	cut := bytes.LastIndexByte(r.pending, '\n') + 1
+	cut := r.lineEnd
 	if len(r.pending)-cut > holdBack {
 		cut = len(r.pending) - holdBack
 	}
@@ -73,6 +79,8 @@ func (r *Redactor) emit(cut int) ([]byte, time.Duration) {
 		}
 	}
 	r.pending = append(r.pending[:0], r.pending[cut:]...)
+	// What is held back is under holdBack, or a match's length.
+	r.lineEnd = bytes.LastIndexByte(r.pending, '\n') + 1
 	return out, r.at
 }
 

@@ -63,3 +63,18 @@ func TestRedactorWithoutExpressionsPassesOutputOn(t *testing.T) {
 		t.Errorf("got %q at %s", b, at)
 	}
 }
+
+// However output is cut into pieces, short matches are masked as in the
+// whole (the bridge batches output, a process writes in any pieces).
+func FuzzRedactorPiecesMaskAsTheWhole(f *testing.F) {
+	f.Add("$ echo password=hunter2\r\npassword=x y\n", uint8(3), uint8(7))
+	f.Add("no line end password=abc and more", uint8(1), uint8(30))
+	f.Fuzz(func(t *testing.T, out string, a, b uint8) {
+		re := regexp.MustCompile(`password=\S+`)
+		want := re.ReplaceAllStringFunc(out, func(m string) string { return strings.Repeat("*", len(m)) })
+		i, j := min(int(a), len(out)), min(int(a)+int(b), len(out))
+		if got := redact(t, out[:i], out[i:j], out[j:]); got != want {
+			t.Errorf("cut at %d and %d:\n got %q\nwant %q", i, j, got, want)
+		}
+	})
+}

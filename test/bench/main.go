@@ -145,6 +145,45 @@ func run() error {
 	n, a, d := median(tn), median(ta), median(td)
 	row(fmt.Sprintf("bulk output (%d MiB), median of %d", *bulkMiB, *bulkRounds), mib(n), mib(a), mib(d))
 	row("  throughput / direct", ratio(n, d), ratio(a, d), "")
+	if *transcriptPairs > 0 {
+		return e.printTranscriptCost(ctx)
+	}
+	return nil
+}
+
+// printTranscriptCost prints the recording cost side by side: echo and
+// throughput through attach with transcripts on and off.
+func (e *env) printTranscriptCost(ctx context.Context) error {
+	on, off, err := e.transcriptCost(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nrecording cost: attach with transcripts on and off, %d rounds each, alternating (server restarted per round)\n\n", len(on))
+	row := func(figure, a, b, c string) { fmt.Printf("%-40s %14s %14s %14s\n", figure, a, b, c) }
+	row("figure", "transcripts on", "off", "on / off")
+	pool := func(rs []transcriptRound) (echo []time.Duration, mibs []float64) {
+		for _, r := range rs {
+			echo, mibs = append(echo, r.echo...), append(mibs, r.throughput)
+		}
+		return echo, mibs
+	}
+	eOn, tOn := pool(on)
+	eOff, tOff := pool(off)
+	for _, p := range []int{50, 99} {
+		row(fmt.Sprintf("keystroke echo p%d (n=%d)", p, len(eOn)), pct(eOn, p), pct(eOff, p), ratio(float64(at(eOn, p)), float64(at(eOff, p))))
+	}
+	mib := func(v float64) string { return fmt.Sprintf("%.1f MiB/s", v) }
+	row(fmt.Sprintf("bulk output (%d MiB), median", *transcriptMiB), mib(median(tOn)), mib(median(tOff)), ratio(median(tOn), median(tOff)))
+	// Each round on a freshly started server: the spread between rounds
+	// of one mode is what a difference between the modes is measured against.
+	rounds := func(rs []transcriptRound) string {
+		var f []string
+		for _, r := range rs {
+			f = append(f, fmt.Sprintf("%s %.1f", pct(r.echo, 50), r.throughput))
+		}
+		return strings.Join(f, ", ")
+	}
+	fmt.Printf("  per round, echo p50 and MiB/s: on %s; off %s\n", rounds(on), rounds(off))
 	return nil
 }
 
@@ -393,9 +432,12 @@ func typer(ctx context.Context, exec remotecommand.Executor) func([]byte) error 
 	}
 }
 
-// bulkScript writes bulk-mib MiB once a line arrives on its stdin.
+// bulkScript says it is ready, then writes bulk-mib MiB once a line arrives
+// on its stdin. The clock starts at READY: the server holds input typed
+// ahead of a process's first output (up to 5 s, until its terminal is
+// sized), which is not throughput.
 func bulkScript() []string {
-	return []string{"bash", "-c", fmt.Sprintf("read go; head -c %d /dev/zero | tr '\\0' 'x'; echo; echo BULK-END", *bulkMiB<<20)}
+	return []string{"bash", "-c", fmt.Sprintf("echo READY; read go; head -c %d /dev/zero | tr '\\0' 'x'; echo; echo BULK-END", *bulkMiB<<20)}
 }
 
 // bulk measures output throughput in MiB/s three ways, as echo does.
@@ -406,6 +448,10 @@ func (e *env) bulk(ctx context.Context) (viaNATS, viaAttach, direct float64, err
 	}
 	defer closeFn()
 	if err := e.waitRunning(ctx, s.Name); err != nil {
+		return 0, 0, 0, err
+	}
+	var ready bytes.Buffer
+	if err := waitFor(frames, []byte("READY"), &ready); err != nil {
 		return 0, 0, 0, err
 	}
 	start := time.Now()
@@ -455,12 +501,20 @@ func readBulk(ctx context.Context, exec remotecommand.Executor) (float64, error)
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stdin, stdout := streams(sctx, exec)
+	p := make([]byte, 64<<10)
+	var ready []byte
+	for !bytes.Contains(ready, []byte("READY")) {
+		n, err := stdout.Read(p)
+		if err != nil {
+			return 0, fmt.Errorf("before READY: %w", err)
+		}
+		ready = append(ready, p[:n]...)
+	}
 	start := time.Now()
 	if _, err := stdin.Write([]byte("\n")); err != nil {
 		return 0, err
 	}
 	total, tail := 0, []byte(nil)
-	p := make([]byte, 64<<10)
 	for !bytes.Contains(tail, []byte("BULK-END")) {
 		n, err := stdout.Read(p)
 		if err != nil {
@@ -481,10 +535,53 @@ func readBulk(ctx context.Context, exec remotecommand.Executor) (float64, error)
 type memStats struct{ rss, heapStack, goroutines float64 }
 
 func serverMemory() (memStats, error) {
+	if _, err := serverGet("/debug/pprof/heap?gc=1"); err != nil {
+		return memStats{}, err
+	}
+	metrics, err := serverMetrics()
+	if err != nil {
+		return memStats{}, err
+	}
+	m := memStats{
+		rss:        metrics["process_resident_memory_bytes"],
+		heapStack:  metrics["go_memstats_heap_inuse_bytes"] + metrics["go_memstats_stack_inuse_bytes"],
+		goroutines: metrics["go_goroutines"],
+	}
+	if m.rss == 0 {
+		return m, fmt.Errorf("no process_resident_memory_bytes in /metrics")
+	}
+	return m, nil
+}
+
+// serverMetrics reads the server's /metrics: the series without labels
+// and the sums of those with labels, by name.
+func serverMetrics() (map[string]float64, error) {
+	b, err := serverGet("/metrics")
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]float64{}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 2 || strings.HasPrefix(l, "#") {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[1], 64)
+		if err != nil {
+			continue
+		}
+		name, _, _ := strings.Cut(f[0], "{")
+		m[name] += v
+	}
+	return m, nil
+}
+
+// serverGet reads path from the server's own port as the cluster admin.
+func serverGet(path string) ([]byte, error) {
 	pki := filepath.Join(os.Getenv("LOCAL_DIR"), "pki")
 	cert, err := tls.LoadX509KeyPair(filepath.Join(pki, "admin.crt"), filepath.Join(pki, "admin.key"))
 	if err != nil {
-		return memStats{}, err
+		return nil, err
 	}
 	// No connection kept open between readings: each would be a goroutine
 	// of the server's, counted by settled.
@@ -494,49 +591,16 @@ func serverMemory() (memStats, error) {
 		// in-cluster Service.
 		InsecureSkipVerify: true, //nolint:gosec
 	}}}
-	base := "https://127.0.0.1:" + os.Getenv("TERMINAL_APISERVER_PORT")
-	get := func(path string) ([]byte, error) {
-		resp, err := c.Get(base + path)
-		if err != nil {
-			return nil, err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err == nil && resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("GET %s: %s", path, resp.Status)
-		}
-		return b, err
-	}
-	if _, err := get("/debug/pprof/heap?gc=1"); err != nil {
-		return memStats{}, err
-	}
-	metrics, err := get("/metrics")
+	resp, err := c.Get("https://127.0.0.1:" + os.Getenv("TERMINAL_APISERVER_PORT") + path)
 	if err != nil {
-		return memStats{}, err
+		return nil, err
 	}
-	var m memStats
-	for _, l := range strings.Split(string(metrics), "\n") {
-		f := strings.Fields(l)
-		if len(f) != 2 {
-			continue
-		}
-		v, err := strconv.ParseFloat(f[1], 64)
-		if err != nil {
-			continue
-		}
-		switch f[0] {
-		case "process_resident_memory_bytes":
-			m.rss = v
-		case "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes":
-			m.heapStack += v
-		case "go_goroutines":
-			m.goroutines = v
-		}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %s", path, resp.Status)
 	}
-	if m.rss == 0 {
-		return m, fmt.Errorf("no process_resident_memory_bytes in /metrics")
-	}
-	return m, nil
+	return b, err
 }
 
 func (e *env) memory(ctx context.Context) (memStats, error) {

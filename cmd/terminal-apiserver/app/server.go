@@ -25,6 +25,9 @@ import (
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/client-go/kubernetes"
 	basecompatibility "k8s.io/component-base/compatibility"
+	logsapi "k8s.io/component-base/logs/api/v1"
+	// --logging-format=json, for log pipelines that index fields.
+	_ "k8s.io/component-base/logs/json/register"
 	baseversion "k8s.io/component-base/version"
 	netutils "k8s.io/utils/net"
 
@@ -59,6 +62,15 @@ type Options struct {
 	TranscriptRedact []string
 	// ComponentGlobalsRegistry holds the effective version and feature gates.
 	ComponentGlobalsRegistry basecompatibility.ComponentGlobalsRegistry
+	// Logs are component-base's logging flags (--logging-format, -v).
+	Logs *logsapi.LoggingConfiguration
+}
+
+func init() {
+	// The logging options' own gates (as kube-apiserver registers them).
+	if err := logsapi.AddFeatureGates(utilfeature.DefaultMutableFeatureGate); err != nil {
+		panic(err)
+	}
 }
 
 // NATSOptions say where NATS is and how objects are stored in it.
@@ -188,6 +200,7 @@ func NewOptions() *Options {
 		// replica, which is what they protect.
 		Attach:                   terminalsession.AttachLimits{PerUser: 64, PerSession: 32},
 		ComponentGlobalsRegistry: compatibility.DefaultComponentGlobalsRegistry,
+		Logs:                     logsapi.NewLoggingConfiguration(),
 	}
 	o.Recommended.Etcd = nil
 	return o
@@ -209,6 +222,10 @@ func NewCommand(ctx context.Context) *cobra.Command {
 			if err := o.Validate(); err != nil {
 				return err
 			}
+			// Applied before anything logs, so every line has the chosen format.
+			if err := logsapi.ValidateAndApply(o.Logs, o.ComponentGlobalsRegistry.FeatureGateFor(basecompatibility.DefaultKubeComponent)); err != nil {
+				return err
+			}
 			return o.Run(c.Context())
 		},
 	}
@@ -216,6 +233,7 @@ func NewCommand(ctx context.Context) *cobra.Command {
 	fs := cmd.Flags()
 	o.Recommended.AddFlags(fs)
 	o.NATS.AddFlags(fs)
+	logsapi.AddFlags(o.Logs, fs)
 	fs.IntVar(&o.MaxSessionsPerUser, "max-sessions-per-user", o.MaxSessionsPerUser,
 		"Open (Pending or Running) sessions one user may have across all namespaces; more get 429. 0: no limit.")
 	fs.StringSliceVar(&o.AllowedOrigins, "allowed-origins", o.AllowedOrigins,
