@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks (make bench): storage costs on an embedded NATS server, then
+# Benchmarks (make bench): storage and recording costs on an embedded NATS server, then
 # terminal sessions side by side with direct pods/exec on the local control
 # plane (started if needed, left running). BENCH_ARGS go to test/bench, e.g.
 # BENCH_ARGS='-sessions 10 -echo 50 -bulk-mib 16 -idle 100' for a quick run.
@@ -7,6 +7,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 go test -run '^$' -bench . -benchmem -count "${BENCH_COUNT:-1}" ./pkg/kvstore/
+# What recording a transcript costs per byte of output, storage included.
+go test -run '^$' -bench BenchmarkRecorder -benchmem -count "${BENCH_COUNT:-1}" ./pkg/bridge/
 # 1,000 idle sessions of one user: lift the per-user limit for the run. A
 # fresh server process, so that its memory figure does not depend on what
 # ran on it before (freed memory a process keeps is reused, not grown).

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"k8s.io/klog/v2"
@@ -40,18 +41,18 @@ type Transcripts struct {
 
 const (
 	// flushBytes: a recorder publishes once this much is buffered, or at
-	// the session's next maintenance tick, whichever comes first.
-	flushBytes = 32 << 10
-	// maxTranscriptMsg is the most one transcript message carries (a
-	// line longer than flushBytes goes alone).
-	maxTranscriptMsg = 1 << 20
-	// coalesce: output that comes within this long of a batch's first
-	// byte is recorded in one event with it, up to flushBytes. A process
+	// the session's next maintenance tick, whichever comes first. Storage
+	// costs per message as well as per byte: a burst of output is stored
+	// in few large messages.
+	flushBytes = 256 << 10
+	// eventBytes: output that comes within coalesce of a batch's first
+	// byte is recorded in one event with it, up to eventBytes. A process
 	// writing fast reaches the bridge in pieces of a few KiB, and each
 	// event costs a redaction pass over the held-back tail and a line of
 	// JSON: per piece, recording cost several times what relaying did.
 	// Shorter than a frame of a 60 Hz screen, so a replay looks the same.
-	coalesce = 10 * time.Millisecond
+	eventBytes = 32 << 10
+	coalesce   = 10 * time.Millisecond
 )
 
 func createTranscriptStream(ctx context.Context, js jetstream.JetStream, t Transcripts, replicas int) error {
@@ -61,7 +62,7 @@ func createTranscriptStream(ctx context.Context, js jetstream.JetStream, t Trans
 		Subjects:    wire.TranscriptSubjects(),
 		MaxAge:      t.Retention,
 		MaxBytes:    t.StorageBytes,
-		MaxMsgSize:  maxTranscriptMsg + 1024,
+		MaxMsgSize:  transcript.MaxMessage + 1024,
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
 		Discard:     jetstream.DiscardOld,
@@ -70,6 +71,37 @@ func createTranscriptStream(ctx context.Context, js jetstream.JetStream, t Trans
 		return fmt.Errorf("stream %s: %w", wire.TranscriptStream, err)
 	}
 	return nil
+}
+
+// Buffers of the recorders, shared by all sessions: a burst of output
+// reuses them rather than allocating (and clearing) new ones, and an idle
+// session holds none.
+var (
+	rawBuffers  = newBufferPool(eventBytes + 4<<10)
+	lineBuffers = newBufferPool(flushBytes + eventBytes*6/5)
+	packBuffers = newBufferPool(s2.MaxEncodedLen(flushBytes + eventBytes*6/5))
+)
+
+type bufferPool struct {
+	pool sync.Pool
+	size int
+}
+
+func newBufferPool(size int) *bufferPool {
+	p := &bufferPool{size: size}
+	p.pool.New = func() any { b := make([]byte, 0, size); return &b }
+	return p
+}
+
+func (p *bufferPool) get() []byte { return (*p.pool.Get().(*[]byte))[:0] }
+
+// put keeps b for reuse, unless it grew far past the pool's size (a
+// line of a MiB): that one the garbage collector takes.
+func (p *bufferPool) put(b []byte) {
+	if b != nil && cap(b) <= 2*p.size {
+		b = b[:0]
+		p.pool.Put(&b)
+	}
 }
 
 // recorder writes one session's transcript: lines are buffered and
@@ -128,9 +160,7 @@ func (r *recorder) add(at time.Duration, code string, data []byte) {
 		return
 	}
 	if r.buf == nil {
-		// Room for the line (a batch of output: one allocation), unless
-		// escapes lengthen it.
-		r.buf = make([]byte, 0, len(data)+len(data)/8+64)
+		r.buf = lineBuffers.get()
 	}
 	n := len(r.buf)
 	r.buf = transcript.AppendEvent(r.buf, at, code, data)
@@ -180,9 +210,12 @@ func (r *recorder) output(p []byte) {
 		}
 		if len(r.raw) == 0 {
 			r.rawAt = now
+			if r.raw == nil {
+				r.raw = rawBuffers.get()
+			}
 		}
 		r.raw = append(r.raw, p...)
-		if len(r.raw) >= flushBytes {
+		if len(r.raw) >= eventBytes {
 			r.batchDone()
 		}
 	})
@@ -228,22 +261,29 @@ func (r *recorder) flush() {
 	r.whileOpen(func() {
 		r.batchDone()
 		r.flushLocked()
-		// An idle session keeps no batch buffer (32 KiB after a burst).
+		// An idle session keeps no batch buffer.
+		rawBuffers.put(r.raw)
 		r.raw = nil
 	})
 }
 
 func (r *recorder) flushLocked() {
 	r.reap()
-	for len(r.buf) > 0 {
-		n := len(r.buf)
-		if n > maxTranscriptMsg {
+	for rest := r.buf; len(rest) > 0; {
+		n := len(rest)
+		if n > transcript.MaxMessage {
 			// Whole lines only: a message ends at a line's end.
-			if n = bytes.LastIndexByte(r.buf[:maxTranscriptMsg], '\n') + 1; n == 0 {
-				n = bytes.IndexByte(r.buf, '\n') + 1
+			if n = bytes.LastIndexByte(rest[:transcript.MaxMessage], '\n') + 1; n == 0 {
+				n = bytes.IndexByte(rest, '\n') + 1
 			}
 		}
-		msg := &nats.Msg{Subject: r.subject, Data: r.buf[:n:n], Header: r.first}
+		h := r.first
+		if h == nil {
+			h = nats.Header{}
+		}
+		h.Set(wire.EncodingHeader, wire.EncodingS2)
+		// The packed copy is the message's until storage answers (reap).
+		msg := &nats.Msg{Subject: r.subject, Data: transcript.Pack(packBuffers.get(), rest[:n]), Header: h}
 		r.first = nil
 		ack, err := r.js.PublishMsgAsync(msg)
 		if err != nil {
@@ -252,24 +292,31 @@ func (r *recorder) flushLocked() {
 			r.pending = append(r.pending, ack)
 			metrics.TranscriptBytesWritten.Add(float64(n))
 		}
-		r.buf = r.buf[n:]
+		rest = rest[n:]
 	}
+	lineBuffers.put(r.buf)
 	r.buf = nil
 }
 
-// reap forgets the messages storage has answered, counting refusals.
+// reap forgets the messages storage has answered, counting refusals. It
+// looks no further than the first message still unanswered: answers come
+// in order, and a recorder that writes faster than storage answers must
+// not scan its whole backlog at every flush.
 func (r *recorder) reap() {
-	kept := r.pending[:0]
+	done := 0
 	for _, ack := range r.pending {
 		select {
 		case <-ack.Ok():
+			packBuffers.put(ack.Msg().Data)
 		case err := <-ack.Err():
-			r.failed(err, len(ack.Msg().Data))
+			r.failed(err, unpackedLen(ack.Msg()))
 		default:
-			kept = append(kept, ack)
+			r.pending = r.pending[done:]
+			return
 		}
+		done++
 	}
-	r.pending = kept
+	r.pending = r.pending[:0]
 }
 
 // settle waits for storage's answer to each of pending (without the
@@ -281,11 +328,20 @@ func (r *recorder) settle(pending []jetstream.PubAckFuture) {
 		select {
 		case <-ack.Ok():
 		case err := <-ack.Err():
-			r.failed(err, len(ack.Msg().Data))
+			r.failed(err, unpackedLen(ack.Msg()))
 		case <-deadline.C:
-			r.failed(context.DeadlineExceeded, len(ack.Msg().Data))
+			r.failed(context.DeadlineExceeded, unpackedLen(ack.Msg()))
 		}
 	}
+}
+
+// unpackedLen is how many bytes of transcript a stored message holds.
+func unpackedLen(m *nats.Msg) int {
+	lines, err := transcript.Unpack(m.Header.Get(wire.EncodingHeader), m.Data, transcript.MaxMessage)
+	if err != nil {
+		return len(m.Data)
+	}
+	return len(lines)
 }
 
 func (r *recorder) failed(err error, n int) {
@@ -312,6 +368,7 @@ func (r *recorder) close() {
 		r.add(time.Since(r.start), transcript.Output, r.tail)
 		r.tail = nil
 	}
+	rawBuffers.put(r.raw)
 	r.raw = nil
 	r.flushLocked()
 	if ack, err := r.js.PublishMsgAsync(&nats.Msg{Subject: r.subject, Header: nats.Header{wire.EndHeader: []string{"true"}}}); err != nil {

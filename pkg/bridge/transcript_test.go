@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
+	"github.com/meshery/terminal-apiserver/pkg/transcript"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
@@ -30,7 +31,11 @@ func (h *harness) transcript(uid types.UID) []string {
 		}
 		n := 0
 		for m := range batch.Messages() {
-			all.Write(m.Data())
+			lines, err := transcript.Unpack(m.Headers().Get(wire.EncodingHeader), m.Data(), transcript.MaxMessage)
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			all.Write(lines)
 			n++
 		}
 		if n == 0 {

@@ -110,8 +110,11 @@ func Handler(o Options) (http.Handler, error) {
 // pageHeaders keep the console's pages to themselves: no framing
 // (clickjacking), scripts and connections only from the console's origin.
 // xterm.js sets styles inline, hence 'unsafe-inline' for styles only.
+// asciinema-player (the Replay tab) runs its terminal emulator as
+// WebAssembly compiled from bytes in its script: 'wasm-unsafe-eval' allows
+// compiling WebAssembly, not eval or any script from elsewhere.
 func pageHeaders(h http.Header, port int) {
-	h.Set("Content-Security-Policy", fmt.Sprintf("default-src 'self'; connect-src 'self' ws://127.0.0.1:%[1]d ws://localhost:%[1]d; "+
+	h.Set("Content-Security-Policy", fmt.Sprintf("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self' ws://127.0.0.1:%[1]d ws://localhost:%[1]d; "+
 		"style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'", port))
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")

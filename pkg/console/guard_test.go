@@ -126,6 +126,8 @@ func TestGuardRefuses(t *testing.T) {
 		"pod exec":                    {req{path: "/api/v1/namespaces/team-a/pods/p/exec", origin: self, upgrade: true}, 403, "not a request the console makes"},
 		"delete a pod":                {req{method: "DELETE", path: "/api/v1/namespaces/team-a/pods/p", origin: self}, 403, "not a request the console makes"},
 		"attach without upgrade":      {req{path: "/apis/terminal.meshery.io/v1alpha1/namespaces/team-a/terminalsessions/s/attach", origin: self}, 403, "not a request"},
+		"transcript as an upgrade":    {req{path: "/apis/terminal.meshery.io/v1alpha1/namespaces/team-a/terminalsessions/s/transcript", origin: self, upgrade: true}, 403, "not a request"},
+		"transcript written to":       {req{method: "POST", path: "/apis/terminal.meshery.io/v1alpha1/namespaces/team-a/terminalsessions/s/transcript", origin: self}, 403, "not a request"},
 		"escaped slash":               {req{path: "/api/v1/namespaces/team-a/pods/a%2F..%2F..%2Fsecrets", origin: self}, 400, "escaped path"},
 		"dot segments":                {req{path: "/api/v1/namespaces/team-a/pods/../../secrets", origin: self}, 403, "not a request"},
 		"update a session":            {req{method: "PUT", path: "/apis/terminal.meshery.io/v1alpha1/namespaces/team-a/terminalsessions/s", origin: self}, 403, "not a request"},
@@ -176,6 +178,7 @@ func TestGuardForwards(t *testing.T) {
 		{path: "/apis/apps/v1/namespaces/team-a/deployments?watch=1&resourceVersion=5"},
 		{method: "POST", path: "/apis/terminal.meshery.io/v1alpha1/namespaces/team-a/terminalsessions", origin: "http://localhost:8123"},
 		{method: "DELETE", path: "/apis/terminal.meshery.io/v1alpha1/namespaces/team-a/terminalsessions/web-1-x7k2p", origin: self},
+		{path: "/apis/terminal.meshery.io/v1alpha1/namespaces/team-a/terminalsessions/web-1-x7k2p/transcript", origin: self},
 		{method: "POST", path: "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", origin: self},
 		{method: "POST", path: "/apis/authentication.k8s.io/v1/selfsubjectreviews", origin: self,
 			header: map[string]string{"Authorization": "Bearer someone-else", "Impersonate-User": "admin",
@@ -192,8 +195,8 @@ func TestGuardForwards(t *testing.T) {
 			t.Errorf("%s %s: an API response is not sandboxed", r.method, r.path)
 		}
 	}
-	if len(b.seen) != 8 {
-		t.Fatalf("%d requests reached the API server, want 8", len(b.seen))
+	if len(b.seen) != 9 {
+		t.Fatalf("%d requests reached the API server, want 9", len(b.seen))
 	}
 	if b.bodies[4] != `{"kind":"TerminalSession"}` {
 		t.Errorf("the session's creation reached the API with the body %q", b.bodies[4])

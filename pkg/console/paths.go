@@ -20,7 +20,8 @@ const name = `[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?`
 // else: with the user's credentials this proxy could reach anything they
 // may, so it forwards only what the console needs to show the topology and
 // its terminals. Reading pods and workloads is what the topology shows;
-// sessions are created, read, attached to and deleted; access reviews
+// sessions are created, read, attached to and deleted, and their
+// transcripts read (the Replay tab; no follow, no uid: see ui/replay.ts); access reviews
 // decide which buttons appear, and the self-review names the user (whose
 // sessions are theirs to reattach).
 var routes = []route{
@@ -31,6 +32,7 @@ var routes = []route{
 	{methods: []string{http.MethodGet, http.MethodPost}, path: regexp.MustCompile(`^/apis/terminal\.meshery\.io/v1alpha1/namespaces/` + name + `/terminalsessions$`)},
 	{methods: []string{http.MethodGet, http.MethodDelete}, path: regexp.MustCompile(`^/apis/terminal\.meshery\.io/v1alpha1/namespaces/` + name + `/terminalsessions/` + name + `$`)},
 	{methods: []string{http.MethodGet}, path: regexp.MustCompile(`^/apis/terminal\.meshery\.io/v1alpha1/namespaces/` + name + `/terminalsessions/` + name + `/attach$`), upgrade: "websocket"},
+	{methods: []string{http.MethodGet}, path: regexp.MustCompile(`^/apis/terminal\.meshery\.io/v1alpha1/namespaces/` + name + `/terminalsessions/` + name + `/transcript$`)},
 	{methods: []string{http.MethodPost}, path: regexp.MustCompile(`^/apis/authorization\.k8s\.io/v1/selfsubjectaccessreviews$`)},
 	{methods: []string{http.MethodPost}, path: regexp.MustCompile(`^/apis/authentication\.k8s\.io/v1/selfsubjectreviews$`)},
 }

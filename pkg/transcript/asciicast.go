@@ -6,6 +6,7 @@
 package transcript
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"strconv"
 	"time"
@@ -58,6 +59,20 @@ func AppendEvent[T ~string | ~[]byte](b []byte, t time.Duration, code string, da
 
 const hexDigits = "0123456789abcdef"
 
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// allPlain says whether the eight bytes of w are all plain: none under
+// 0x20 or from 0x80 on, no quote and no backslash (a word at a time: the
+// usual bit tricks for "has a byte less than n" and "has a zero byte").
+func allPlain(w uint64) bool {
+	less := func(v uint64, n uint64) uint64 { return (v - ones*n) &^ v } // a byte < n (n <= 0x80)
+	quote, backslash := w^(ones*'"'), w^(ones*'\\')                      // zero bytes where they were
+	return (less(w, 0x20)|less(quote, 1)|less(backslash, 1)|w)&highs == 0
+}
+
 // plain are the bytes a JSON string holds as they are: printable ASCII
 // but the quote and the backslash.
 var plain = func() (t [256]bool) {
@@ -76,6 +91,10 @@ func appendString(b, s []byte) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Eight bytes at a time while they are all plain, then byte by byte.
+		for i+8 <= len(s) && allPlain(binary.LittleEndian.Uint64(s[i:])) {
+			i += 8
+		}
 		for i < len(s) && plain[s[i]] {
 			i++
 		}

@@ -1,6 +1,7 @@
 package transcript
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -66,5 +67,32 @@ func BenchmarkAppendEvent(b *testing.B) {
 	b.SetBytes(int64(len(out)))
 	for b.Loop() {
 		buf = AppendEvent(buf[:0], time.Second, Output, out)
+	}
+}
+
+// The word-at-a-time test agrees with the byte table for every byte value
+// at every position (next to plain bytes and to the ones most likely to
+// borrow: 0x00 and 0xff).
+func TestAllPlainAgreesWithTheTable(t *testing.T) {
+	for _, fill := range []byte{'a', 0x00, 0xff, 0x20, '"'} {
+		for pos := range 8 {
+			for b := range 256 {
+				w := [8]byte{}
+				for i := range w {
+					w[i] = 'a'
+				}
+				w[pos] = byte(b)
+				if pos > 0 {
+					w[pos-1] = fill
+				}
+				want := true
+				for _, c := range w {
+					want = want && plain[c]
+				}
+				if got := allPlain(binary.LittleEndian.Uint64(w[:])); got != want {
+					t.Fatalf("%q: allPlain %v, the table says %v", w, got, want)
+				}
+			}
+		}
 	}
 }

@@ -38,8 +38,8 @@ func (r *Redactor) Write(p []byte, at time.Duration) ([]byte, time.Duration) {
 	if len(r.pending) == 0 {
 		r.at = at
 	}
-	if i := bytes.LastIndexByte(p, '\n'); i >= 0 {
-		r.lineEnd = len(r.pending) + i + 1
+	if i := lastLineEnd(p); i > 0 {
+		r.lineEnd = len(r.pending) + i
 	}
 	r.pending = append(r.pending, p...)
 	cut := r.lineEnd
@@ -80,7 +80,7 @@ func (r *Redactor) emit(cut int) ([]byte, time.Duration) {
 	}
 	r.pending = append(r.pending[:0], r.pending[cut:]...)
 	// What is held back is under holdBack, or a match's length.
-	r.lineEnd = bytes.LastIndexByte(r.pending, '\n') + 1
+	r.lineEnd = lastLineEnd(r.pending)
 	return out, r.at
 }
 
@@ -90,5 +90,24 @@ func (r *Redactor) emit(cut int) ([]byte, time.Duration) {
 func mask(b []byte, i, j int) {
 	for k := i; k < j; k++ {
 		b[k] = '*'
+	}
+}
+
+// lastLineEnd is the index after p's last '\n', 0 if it has none. Output
+// with lines ends one near its end; output without (bulk, binary) is
+// searched forward with IndexByte, which is vectorised where LastIndexByte
+// is not: the redactor scans every byte recorded.
+func lastLineEnd(p []byte) int {
+	tail := max(len(p)-256, 0)
+	if i := bytes.LastIndexByte(p[tail:], '\n'); i >= 0 {
+		return tail + i + 1
+	}
+	end := 0
+	for {
+		i := bytes.IndexByte(p[end:tail], '\n')
+		if i < 0 {
+			return end
+		}
+		end += i + 1
 	}
 }

@@ -78,3 +78,12 @@ func FuzzRedactorPiecesMaskAsTheWhole(f *testing.F) {
 		}
 	})
 }
+
+func TestLastLineEnd(t *testing.T) {
+	long := strings.Repeat("x", 1000)
+	for _, s := range []string{"", "x", "\n", "a\nb", "a\n", long, long + "\n" + long, "\n" + long, long + "\n", "a\nb\n" + long, strings.Repeat("ab\n", 500)} {
+		if got, want := lastLineEnd([]byte(s)), strings.LastIndexByte(s, '\n')+1; got != want {
+			t.Errorf("lastLineEnd of %d bytes: %d, want %d", len(s), got, want)
+		}
+	}
+}

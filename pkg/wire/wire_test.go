@@ -24,6 +24,11 @@ func TestContract(t *testing.T) {
 		LeaseBucket:      "TERMINAL_BRIDGE_LEASES",
 		SeqHeader:        "Terminal-Seq",
 		OffsetHeader:     "Terminal-Offset",
+		NamespaceHeader:  "Terminal-Namespace",
+		NameHeader:       "Terminal-Name",
+		EndHeader:        "Terminal-End",
+		EncodingHeader:   "Terminal-Encoding",
+		EncodingS2:       "s2",
 	} {
 		if got != want {
 			t.Errorf("got %q, want %q", got, want)

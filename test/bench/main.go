@@ -174,6 +174,15 @@ func (e *env) printTranscriptCost(ctx context.Context) error {
 	}
 	mib := func(v float64) string { return fmt.Sprintf("%.1f MiB/s", v) }
 	row(fmt.Sprintf("bulk output (%d MiB), median", *transcriptMiB), mib(median(tOn)), mib(median(tOff)), ratio(median(tOn), median(tOff)))
+	cpu := func(rs []transcriptRound) time.Duration {
+		var ds []time.Duration
+		for _, r := range rs {
+			ds = append(ds, r.cpu)
+		}
+		return at(ds, 50)
+	}
+	row("  server CPU per MiB of it, median", cpu(on).Round(10*time.Microsecond).String(), cpu(off).Round(10*time.Microsecond).String(),
+		ratio(float64(cpu(on)), float64(cpu(off))))
 	// Each round on a freshly started server: the spread between rounds
 	// of one mode is what a difference between the modes is measured against.
 	rounds := func(rs []transcriptRound) string {

@@ -21,8 +21,12 @@ var (
 type transcriptRound struct {
 	echo       []time.Duration
 	throughput float64
-	recorded   float64 // transcript bytes the server wrote during the round
-	dropped    float64
+	// cpu is the server's CPU time per MiB of the bulk output: what the
+	// throughput figure, shared with everything else on the machine,
+	// cannot show alone.
+	cpu      time.Duration
+	recorded float64 // transcript bytes the server wrote during the round
+	dropped  float64
 }
 
 // transcriptCost measures what recording costs the shell: the same echo and
@@ -48,7 +52,7 @@ func (e *env) transcriptCost(ctx context.Context) (on, off []transcriptRound, er
 			if err := e.restartServer(ctx, modes[recording]); err != nil {
 				return nil, nil, err
 			}
-			r, err := e.transcriptRound(ctx)
+			r, err := e.transcriptRound(ctx, recording)
 			if err != nil {
 				return nil, nil, fmt.Errorf("transcripts %v: %w", map[bool]string{true: "on", false: "off"}[recording], err)
 			}
@@ -69,7 +73,7 @@ func (e *env) transcriptCost(ctx context.Context) (on, off []transcriptRound, er
 	return on, off, nil
 }
 
-func (e *env) transcriptRound(ctx context.Context) (transcriptRound, error) {
+func (e *env) transcriptRound(ctx context.Context, recording bool) (transcriptRound, error) {
 	var r transcriptRound
 	before, err := serverMetrics()
 	if err != nil {
@@ -116,12 +120,20 @@ func (e *env) transcriptRound(ctx context.Context) (transcriptRound, error) {
 	}
 	bctx, bcancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer bcancel()
+	cpuBefore, err := serverMetrics()
+	if err != nil {
+		return r, err
+	}
 	if r.throughput, err = readBulk(bctx, bulk); err != nil {
 		return r, fmt.Errorf("bulk output: %w", err)
 	}
 	// The recorder flushes on the bridge's tick: wait for the bulk's last
-	// bytes to be stored before reading what was recorded.
-	deadline := time.Now().Add(30 * time.Second)
+	// bytes to be stored before reading what was recorded (with recording
+	// off, there is nothing to wait for).
+	deadline := time.Now()
+	if recording {
+		deadline = deadline.Add(30 * time.Second)
+	}
 	for {
 		after, err := serverMetrics()
 		if err != nil {
@@ -130,6 +142,10 @@ func (e *env) transcriptRound(ctx context.Context) (transcriptRound, error) {
 		r.recorded = after["terminal_transcript_bytes_written_total"] - before["terminal_transcript_bytes_written_total"]
 		r.dropped = after["terminal_transcript_bytes_dropped_total"] - before["terminal_transcript_bytes_dropped_total"]
 		if r.recorded >= float64(*transcriptMiB<<20) || time.Now().After(deadline) {
+			// Counted once the recording is stored: its cost is the
+			// server's whether or not the reader waits for it.
+			cpu := after["process_cpu_seconds_total"] - cpuBefore["process_cpu_seconds_total"]
+			r.cpu = time.Duration(cpu / float64(*transcriptMiB) * float64(time.Second))
 			return r, nil
 		}
 		time.Sleep(200 * time.Millisecond)

@@ -70,6 +70,7 @@ async function main(): Promise<void> {
     () => me,
     () => drawer.openNames(),
     (s, mode) => drawer.open(s, mode),
+    (s) => drawer.replay(s),
   );
   drawer.changed = () => sessions.render();
   const topology = new Topology((sel) => drawer.show(sel));

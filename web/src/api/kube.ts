@@ -98,13 +98,13 @@ function headers(h: Record<string, string>): Record<string, string> {
   return token ? { ...h, [TOKEN_HEADER]: token } : h;
 }
 
-async function request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+async function send(method: string, path: string, accept: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
   let res: Response;
   try {
     res = await fetch(path, {
       method,
       signal,
-      headers: headers(body === undefined ? { Accept: "application/json" } : { Accept: "application/json", "Content-Type": "application/json" }),
+      headers: headers(body === undefined ? { Accept: accept } : { Accept: accept, "Content-Type": "application/json" }),
       body: body === undefined ? undefined : JSON.stringify(body),
       credentials: "same-origin",
     });
@@ -113,7 +113,11 @@ async function request<T>(method: string, path: string, body?: unknown, signal?:
     throw new ApiError(0, "Unreachable", "the Kubernetes API is unreachable: is `kubectl terminal ui` still running?");
   }
   if (!res.ok) throw await errorOf(res);
-  return (await res.json()) as T;
+  return res;
+}
+
+async function request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+  return (await (await send(method, path, "application/json", body, signal)).json()) as T;
 }
 
 async function errorOf(res: Response): Promise<ApiError> {
@@ -254,6 +258,15 @@ export async function canI(attrs: { namespace?: string; verb: string; group?: st
 
 export const sessionsPath = (ns: string) => `${SESSIONS}/namespaces/${encodeURIComponent(ns)}/terminalsessions`;
 export const sessionPath = (ns: string, name: string) => `${sessionsPath(ns)}/${encodeURIComponent(name)}`;
+
+/**
+ * transcript reads a session's recording so far: asciicast v2 text
+ * (docs/transcripts.md). Its owner may read it; anyone else needs the
+ * replay verb on the session.
+ */
+export async function transcript(ns: string, name: string, signal?: AbortSignal): Promise<string> {
+  return (await send("GET", `${sessionPath(ns, name)}/transcript`, "application/x-asciicast", undefined, signal)).text();
+}
 
 /** createSession opens a shell in pod/container at the terminal's size. */
 export function createSession(

@@ -5,6 +5,7 @@
 import { ApiError, defaultContainer, del, podContainers, sessionPath, type Pod, type TerminalSession } from "../api/kube.ts";
 import { h } from "./dom.ts";
 import type { AutoClose } from "./prefs.ts";
+import { ReplayView } from "./replay.ts";
 import { mark, type Mode, TerminalView } from "./terminal.ts";
 import { podStatus, type Selection } from "./topology.ts";
 
@@ -13,6 +14,7 @@ interface Tab {
   tab: HTMLButtonElement;
   panel: HTMLElement;
   view?: TerminalView;
+  replay?: ReplayView;
   broadcast?: HTMLInputElement;
 }
 
@@ -64,6 +66,27 @@ export class Drawer {
     }
     this.el.hidden = false;
     this.startTerminal({ namespace: s.metadata.namespace ?? this.namespace(), pod: s.spec.target.pod, container: s.spec.target.container ?? "", mode, session: s, autoClose: this.autoClose() });
+  }
+
+  /** replay opens a session's transcript in a tab of its own (or shows the one open). */
+  replay(s: TerminalSession): void {
+    const ns = s.metadata.namespace ?? this.namespace();
+    const existing = this.tabs.find((t) => t.replay?.name === s.metadata.name && t.replay.namespace === ns);
+    this.el.hidden = false;
+    if (existing) {
+      this.activate(existing, false);
+      return;
+    }
+    const view = new ReplayView(ns, s.metadata.name);
+    const closeBtn = h("button", { type: "button", class: "close" }, "Close");
+    const t = this.addTab(`Replay ${s.metadata.name}`, h("div", { class: "replay-tab" }, h("div", { class: "terminal-bar" }, closeBtn), view.panel));
+    t.replay = view;
+    closeBtn.addEventListener("click", () => {
+      view.dispose();
+      this.removeTab(t);
+    });
+    this.activate(t, false);
+    void view.start();
   }
 
   /** openNames are the sessions open in a tab, so the Sessions list can say so. */
@@ -242,6 +265,13 @@ export class Drawer {
       }
     }
     v.dispose();
+    this.removeTab(t);
+    this.renderBroadcast();
+    this.changed();
+  }
+
+  /** removeTab takes a closed tab away and shows its neighbour. */
+  private removeTab(t: Tab): void {
     const i = this.tabs.indexOf(t);
     this.tabs.splice(i, 1);
     t.tab.remove();
@@ -249,8 +279,6 @@ export class Drawer {
     const next = this.tabs[Math.min(i, this.tabs.length - 1)];
     this.activate(next, false);
     next.tab.focus();
-    this.renderBroadcast();
-    this.changed();
   }
 
   private members(): Tab[] {

@@ -1,5 +1,6 @@
 // The namespace's TerminalSessions, live: your own to reattach or close, and
-// others' to join or observe where RBAC grants it. Buttons appear only when
+// others' to join or observe where RBAC grants it; transcripts to replay,
+// your own or, with the replay verb, anyone's. Buttons appear only when
 // a SelfSubjectAccessReview says they would work.
 
 import { ApiError, canI, type TerminalSession } from "../api/kube.ts";
@@ -9,6 +10,10 @@ import type { Mode } from "./terminal.ts";
 interface Grants {
   join: boolean;
   observe: boolean;
+  /** transcript: RBAC lets the user read the transcript subresource. */
+  transcript: boolean;
+  /** replay: the verb that lets the user read transcripts of others' sessions. */
+  replay: boolean;
 }
 
 export class Sessions {
@@ -24,6 +29,7 @@ export class Sessions {
     private readonly me: () => string,
     private readonly openNames: () => Set<string>,
     private readonly open: (s: TerminalSession, mode: Mode) => void,
+    private readonly replay: (s: TerminalSession) => void,
   ) {
     this.message = h("p", { class: "message", role: "status" });
     this.body = h("tbody");
@@ -97,12 +103,12 @@ export class Sessions {
 
   private fillActions(td: HTMLElement, s: TerminalSession, isOpen: boolean): void {
     const phase = s.status?.phase ?? "Pending";
-    if (phase === "Closed" || phase === "Failed" || s.metadata.deletionTimestamp) return;
+    const ended = phase === "Closed" || phase === "Failed" || !!s.metadata.deletionTimestamp;
     const label = `${s.metadata.name}`;
-    if (s.status?.owner?.username === this.me()) {
+    const mine = s.status?.owner?.username === this.me();
+    if (!ended && mine) {
       if (!isOpen) td.append(h("button", { type: "button", "aria-label": `Reattach ${label}`, onclick: () => this.open(s, "own") }, "Reattach"));
       else td.append(h("span", { class: "muted" }, "open"));
-      return;
     }
     const uid = s.metadata.uid ?? s.metadata.name;
     let g = this.grants.get(uid);
@@ -111,9 +117,16 @@ export class Sessions {
       this.grants.set(uid, g);
     }
     void g.then((gr) => {
-      if (gr.join) td.append(h("button", { type: "button", "aria-label": `Join ${label}`, onclick: () => this.open(s, "join") }, "Join"));
-      if (gr.observe) td.append(h("button", { type: "button", "aria-label": `Observe ${label}`, onclick: () => this.open(s, "observe") }, "Observe"));
-      if (!gr.join && !gr.observe) td.append(h("span", { class: "muted" }, "no access"));
+      if (!ended && !mine) {
+        if (gr.join) td.append(h("button", { type: "button", "aria-label": `Join ${label}`, onclick: () => this.open(s, "join") }, "Join"));
+        if (gr.observe) td.append(h("button", { type: "button", "aria-label": `Observe ${label}`, onclick: () => this.open(s, "observe") }, "Observe"));
+        if (!gr.join && !gr.observe) td.append(h("span", { class: "muted" }, "no access"));
+      }
+      // The owner's own transcript, or anyone's with the replay verb
+      // (pkg/registry/terminalsession/transcript.go).
+      if (gr.transcript && (mine || gr.replay)) {
+        td.append(h("button", { type: "button", "aria-label": `Replay ${label}`, onclick: () => this.replay(s) }, "Replay"));
+      }
       this.restoreFocus();
     });
   }
@@ -127,11 +140,13 @@ export class Sessions {
 async function grantsFor(s: TerminalSession): Promise<Grants> {
   const namespace = s.metadata.namespace;
   const session = (verb: string) => canI({ namespace, verb, group: "terminal.meshery.io", resource: "terminalsessions", name: s.metadata.name });
-  const [join, observe, exec] = await Promise.all([
+  const [join, observe, exec, transcript, replay] = await Promise.all([
     session("join"),
     session("observe"),
     canI({ namespace, verb: "create", resource: "pods", subresource: "exec", name: s.spec.target.pod }),
+    canI({ namespace, verb: "get", group: "terminal.meshery.io", resource: "terminalsessions", subresource: "transcript", name: s.metadata.name }),
+    session("replay"),
   ]);
   const mayJoin = join && exec;
-  return { join: mayJoin, observe: observe || mayJoin };
+  return { join: mayJoin, observe: observe || mayJoin, transcript, replay };
 }

@@ -55,6 +55,10 @@ test("alice's session appears in the others' Sessions lists, with the buttons th
   await viewer.getByRole("button", { name: `Observe ${session}` }).waitFor();
   assert.equal(await viewer.getByRole("button", { name: `Join ${session}` }).count(), 0, "the viewer, who may not join, has no Join button");
   assert.equal(await alice.getByRole("button", { name: `Reattach ${session}` }).count(), 0, "alice's open session is not offered to reattach");
+  // Reading someone's transcript takes the replay verb, which neither has.
+  assert.equal(await bob.getByRole("button", { name: `Replay ${session}` }).count(), 0, "bob (edit, join) has no Replay button");
+  assert.equal(await viewer.getByRole("button", { name: `Replay ${session}` }).count(), 0, "the viewer (view, observe) has no Replay button");
+  await alice.getByRole("button", { name: `Replay ${session}` }).waitFor();
   await shot(bob, "sharing-1-bob-sessions");
 });
 
