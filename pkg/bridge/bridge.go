@@ -288,8 +288,10 @@ func (b *Bridge) Run(ctx context.Context) {
 	factory := informers.NewSharedInformerFactory(b.cfg.Sessions, 10*time.Minute)
 	inf := factory.Terminal().V1alpha1().TerminalSessions().Informer()
 	// The bridge never reads managedFields: don't keep a copy per session.
+	// Cleared only when set: a transform may be handed an object its source
+	// still reads (client-go's fake clientset shares them with its tracker).
 	_ = inf.SetTransform(func(obj any) (any, error) {
-		if s, ok := obj.(*v1alpha1.TerminalSession); ok {
+		if s, ok := obj.(*v1alpha1.TerminalSession); ok && s.ManagedFields != nil {
 			s.ManagedFields = nil
 		}
 		return obj, nil
