@@ -489,7 +489,10 @@ start_cluster() {
   # otherwise wait out the old leases), and the same starting point for every e2e run.
   rm -rf "$LOCAL_DIR/etcd" "$LOCAL_DIR/nats" "$LOCAL_DIR/containers" "$LOCAL_DIR/kwok"
   rm -f "$LOCAL_DIR/terminal-apiserver.state"
-  [[ ! -f $LOG_DIR/kube-apiserver-audit.log ]] || mv -f "$LOG_DIR/kube-apiserver-audit.log" "$LOG_DIR/kube-apiserver-audit.log.prev"
+  local audit
+  for audit in kube-apiserver-audit terminal-apiserver-audit; do
+    [[ ! -f $LOG_DIR/$audit.log ]] || mv -f "$LOG_DIR/$audit.log" "$LOG_DIR/$audit.log.prev"
+  done
   start_etcd
   start_kube_apiserver
   start_controllers
@@ -728,10 +731,10 @@ up_terminal_apiserver() {
     --logging-format=json
     ${TERMINAL_APISERVER_EXTRA_ARGS:-}
   )
-  # Restart only when the binary or its flags changed: sessions in NATS survive a
+  # Restart only when the binary, its audit policy or its flags changed: sessions in NATS survive a
   # restart anyway, but an unchanged server need not drop its viewers.
   local state
-  state="$(sha256sum "$bin" | cut -d' ' -f1) ${args[*]}"
+  state="$(sha256sum "$bin" "$ROOT/artifacts/deploy/audit-policy.yaml" | cut -d' ' -f1 | tr '\n' ' ') ${args[*]}"
   if [[ ${TERMINAL_APISERVER_RESTART:-} != 1 ]] && pid_of terminal-apiserver >/dev/null && [[ -f $LOCAL_DIR/terminal-apiserver.state &&
     $(<"$LOCAL_DIR/terminal-apiserver.state") == "$state" ]]; then
     log "terminal-apiserver already running with this binary"

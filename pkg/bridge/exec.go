@@ -228,7 +228,7 @@ func castHeader(s *session, command []string) transcript.Header {
 	}
 	h := transcript.Header{Width: 80, Height: 24, Timestamp: time.Now().Unix(), Command: strings.Join(command, " "), Title: title}
 	if sz := s.obj.Spec.Size; sz != nil {
-		h.Width, h.Height = int(sz.Cols), int(sz.Rows)
+		h.Width, h.Height = min(int(sz.Cols), maxRecordedSize), min(int(sz.Rows), maxRecordedSize)
 	}
 	if s.tty {
 		h.Env = map[string]string{"TERM": "xterm"}

@@ -162,8 +162,10 @@ func (s *session) write() {
 		s.mu.Unlock()
 		var err error
 		if size != nil {
-			err = stream.Resize(*size)
+			// Recorded first, as input is: the redraw it causes must
+			// not come before it in the transcript.
 			rec.resized(*size)
+			err = stream.Resize(*size)
 		}
 		for _, p := range in {
 			if err != nil {

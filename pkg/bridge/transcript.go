@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"k8s.io/klog/v2"
@@ -52,7 +51,17 @@ const (
 	// JSON: per piece, recording cost several times what relaying did.
 	// Shorter than a frame of a 60 Hz screen, so a replay looks the same.
 	eventBytes = 32 << 10
-	coalesce   = 10 * time.Millisecond
+	// smallBytes: output in pieces under this size (typing, prompts) is
+	// buffered in small buffers of the session's own; larger pieces, a
+	// burst's, in the shared pools.
+	smallBytes = 4 << 10
+	// maxTranscriptMsg is the most one transcript message carries: lines
+	// are at most an event's (eventBytes, escaped), well under it.
+	maxTranscriptMsg = 1 << 20
+	// maxRecordedSize bounds the terminal size a transcript records: a
+	// player allocates every cell of it, and no screen shows more.
+	maxRecordedSize = 1000
+	coalesce        = 10 * time.Millisecond
 )
 
 func createTranscriptStream(ctx context.Context, js jetstream.JetStream, t Transcripts, replicas int) error {
@@ -62,7 +71,7 @@ func createTranscriptStream(ctx context.Context, js jetstream.JetStream, t Trans
 		Subjects:    wire.TranscriptSubjects(),
 		MaxAge:      t.Retention,
 		MaxBytes:    t.StorageBytes,
-		MaxMsgSize:  transcript.MaxMessage + 1024,
+		MaxMsgSize:  maxTranscriptMsg + 1024,
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
 		Discard:     jetstream.DiscardOld,
@@ -73,13 +82,13 @@ func createTranscriptStream(ctx context.Context, js jetstream.JetStream, t Trans
 	return nil
 }
 
-// Buffers of the recorders, shared by all sessions: a burst of output
-// reuses them rather than allocating (and clearing) new ones, and an idle
-// session holds none.
+// Buffers of the recorders for bursts of output, shared by all sessions:
+// a burst reuses them rather than allocating (and clearing) new ones. A
+// session typing takes small buffers of its own, which it drops at each
+// tick: an idle session holds none.
 var (
 	rawBuffers  = newBufferPool(eventBytes + 4<<10)
 	lineBuffers = newBufferPool(flushBytes + eventBytes*6/5)
-	packBuffers = newBufferPool(s2.MaxEncodedLen(flushBytes + eventBytes*6/5))
 )
 
 type bufferPool struct {
@@ -95,10 +104,10 @@ func newBufferPool(size int) *bufferPool {
 
 func (p *bufferPool) get() []byte { return (*p.pool.Get().(*[]byte))[:0] }
 
-// put keeps b for reuse, unless it grew far past the pool's size (a
-// line of a MiB): that one the garbage collector takes.
+// put keeps b for reuse if it is one of the pool's (a buffer that began
+// small, or grew far past the pool's size, the garbage collector takes).
 func (p *bufferPool) put(b []byte) {
-	if b != nil && cap(b) <= 2*p.size {
+	if cap(b) >= p.size && cap(b) <= 2*p.size {
 		b = b[:0]
 		p.pool.Put(&b)
 	}
@@ -159,8 +168,9 @@ func (r *recorder) add(at time.Duration, code string, data []byte) {
 		metrics.TranscriptBytesDropped.Add(float64(len(data)))
 		return
 	}
-	if r.buf == nil {
-		r.buf = lineBuffers.get()
+	if need := len(r.buf) + len(data) + len(data)/8 + 64; need > cap(r.buf) && need >= smallBytes && cap(r.buf) < flushBytes {
+		// A burst: into a pooled buffer rather than growing a small one.
+		r.buf = append(lineBuffers.get(), r.buf...)
 	}
 	n := len(r.buf)
 	r.buf = transcript.AppendEvent(r.buf, at, code, data)
@@ -193,24 +203,39 @@ func (r *recorder) whileOpen(f func()) {
 	}
 }
 
-// event records an input or resize event, after the output before it.
+// event records an input or resize event, after the output before it:
+// what the redactor holds back goes first (so a secret the process is in
+// the middle of printing when a resize or recorded input comes may be
+// recorded in part; only then).
 func (r *recorder) event(code string, data []byte) {
 	r.whileOpen(func() {
 		r.batchDone()
-		r.add(time.Since(r.start), code, data)
+		r.recordAll(r.redact.Flush())
+		r.addSplit(time.Since(r.start), code, data)
 	})
+}
+
+func (r *recorder) recordAll(segs []transcript.Segment) {
+	for _, s := range segs {
+		r.record(s.Data, s.At)
+	}
 }
 
 // output records what the process wrote: batched (see coalesce).
 func (r *recorder) output(p []byte) {
 	r.whileOpen(func() {
+		if r.cut {
+			// Past its limit: counted, not batched, redacted or encoded.
+			metrics.TranscriptBytesDropped.Add(float64(len(p)))
+			return
+		}
 		now := time.Since(r.start)
 		if len(r.raw) > 0 && now-r.rawAt > coalesce {
 			r.batchDone()
 		}
 		if len(r.raw) == 0 {
 			r.rawAt = now
-			if r.raw == nil {
+			if r.raw == nil && len(p) >= smallBytes {
 				r.raw = rawBuffers.get()
 			}
 		}
@@ -226,7 +251,7 @@ func (r *recorder) batchDone() {
 	if len(r.raw) == 0 {
 		return
 	}
-	r.record(r.redact.Write(r.raw, r.rawAt))
+	r.recordAll(r.redact.Write(r.raw, r.rawAt))
 	r.raw = r.raw[:0]
 }
 
@@ -239,8 +264,22 @@ func (r *recorder) record(p []byte, at time.Duration) {
 	}
 	cut := utf8Cut(data)
 	r.tail = append([]byte(nil), data[cut:]...)
-	if cut > 0 {
-		r.add(at, transcript.Output, data[:cut])
+	r.addSplit(at, transcript.Output, data[:cut])
+}
+
+// addSplit adds data as events of at most eventBytes, cut between
+// characters: lines stay well under what one stored message may hold, and
+// a replay need not hold one huge event (caller holds mu).
+func (r *recorder) addSplit(at time.Duration, code string, data []byte) {
+	for len(data) > 0 {
+		n := len(data)
+		if n > eventBytes {
+			if n = utf8Cut(data[:eventBytes]); n == 0 {
+				n = eventBytes // not text: cut anywhere
+			}
+		}
+		r.add(at, code, data[:n])
+		data = data[n:]
 	}
 }
 
@@ -253,7 +292,7 @@ func (r *recorder) typed(p []byte) {
 
 // resized records a new terminal size.
 func (r *recorder) resized(sz wire.Size) {
-	r.event(transcript.Resize, []byte(transcript.Size(int(sz.Cols), int(sz.Rows))))
+	r.event(transcript.Resize, []byte(transcript.Size(min(int(sz.Cols), maxRecordedSize), min(int(sz.Rows), maxRecordedSize))))
 }
 
 // flush publishes what is buffered.
@@ -271,19 +310,15 @@ func (r *recorder) flushLocked() {
 	r.reap()
 	for rest := r.buf; len(rest) > 0; {
 		n := len(rest)
-		if n > transcript.MaxMessage {
+		if n > maxTranscriptMsg {
 			// Whole lines only: a message ends at a line's end.
-			if n = bytes.LastIndexByte(rest[:transcript.MaxMessage], '\n') + 1; n == 0 {
+			if n = bytes.LastIndexByte(rest[:maxTranscriptMsg], '\n') + 1; n == 0 {
 				n = bytes.IndexByte(rest, '\n') + 1
 			}
 		}
-		h := r.first
-		if h == nil {
-			h = nats.Header{}
-		}
-		h.Set(wire.EncodingHeader, wire.EncodingS2)
-		// The packed copy is the message's until storage answers (reap).
-		msg := &nats.Msg{Subject: r.subject, Data: transcript.Pack(packBuffers.get(), rest[:n]), Header: h}
+		// A copy of its own size: the message is kept until storage
+		// answers, and the buffer goes back to the pool now.
+		msg := &nats.Msg{Subject: r.subject, Data: append([]byte(nil), rest[:n]...), Header: r.first}
 		r.first = nil
 		ack, err := r.js.PublishMsgAsync(msg)
 		if err != nil {
@@ -307,16 +342,18 @@ func (r *recorder) reap() {
 	for _, ack := range r.pending {
 		select {
 		case <-ack.Ok():
-			packBuffers.put(ack.Msg().Data)
 		case err := <-ack.Err():
-			r.failed(err, unpackedLen(ack.Msg()))
+			r.failed(err, len(ack.Msg().Data))
 		default:
+			// The answered ones' slots are cleared: the futures keep
+			// their messages.
+			clear(r.pending[:done])
 			r.pending = r.pending[done:]
 			return
 		}
 		done++
 	}
-	r.pending = r.pending[:0]
+	r.pending = nil
 }
 
 // settle waits for storage's answer to each of pending (without the
@@ -328,20 +365,11 @@ func (r *recorder) settle(pending []jetstream.PubAckFuture) {
 		select {
 		case <-ack.Ok():
 		case err := <-ack.Err():
-			r.failed(err, unpackedLen(ack.Msg()))
+			r.failed(err, len(ack.Msg().Data))
 		case <-deadline.C:
-			r.failed(context.DeadlineExceeded, unpackedLen(ack.Msg()))
+			r.failed(context.DeadlineExceeded, len(ack.Msg().Data))
 		}
 	}
-}
-
-// unpackedLen is how many bytes of transcript a stored message holds.
-func unpackedLen(m *nats.Msg) int {
-	lines, err := transcript.Unpack(m.Header.Get(wire.EncodingHeader), m.Data, transcript.MaxMessage)
-	if err != nil {
-		return len(m.Data)
-	}
-	return len(lines)
 }
 
 func (r *recorder) failed(err error, n int) {
@@ -362,7 +390,7 @@ func (r *recorder) close() {
 	}
 	r.closed = true
 	r.batchDone()
-	r.record(r.redact.Flush())
+	r.recordAll(r.redact.Flush())
 	if len(r.tail) > 0 {
 		// The process ended inside a character: what it wrote is all there is.
 		r.add(time.Since(r.start), transcript.Output, r.tail)

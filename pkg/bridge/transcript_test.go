@@ -11,7 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
-	"github.com/meshery/terminal-apiserver/pkg/transcript"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
@@ -31,11 +30,7 @@ func (h *harness) transcript(uid types.UID) []string {
 		}
 		n := 0
 		for m := range batch.Messages() {
-			lines, err := transcript.Unpack(m.Headers().Get(wire.EncodingHeader), m.Data(), transcript.MaxMessage)
-			if err != nil {
-				h.t.Fatal(err)
-			}
-			all.Write(lines)
+			all.Write(m.Data())
 			n++
 		}
 		if n == 0 {

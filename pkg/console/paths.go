@@ -21,7 +21,8 @@ const name = `[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?`
 // may, so it forwards only what the console needs to show the topology and
 // its terminals. Reading pods and workloads is what the topology shows;
 // sessions are created, read, attached to and deleted, and their
-// transcripts read (the Replay tab; no follow, no uid: see ui/replay.ts); access reviews
+// transcripts read (the Replay tab; its query is the API's to check, and
+// what RBAC grants the user either way); access reviews
 // decide which buttons appear, and the self-review names the user (whose
 // sessions are theirs to reattach).
 var routes = []route{

@@ -17,9 +17,8 @@
 //	terminal.<uid>.resize   a Size as JSON (core NATS)
 //	terminal.<uid>.viewers  viewer Presence as JSON (core NATS): id, state, user, mode
 //	terminal.<uid>.cast     the transcript: asciicast v2 lines (pkg/transcript), in order, the header
-//	                        first (headers NamespaceHeader, NameHeader), each message's lines S2-packed
-//	                        (EncodingHeader), then an empty message with EndHeader; in the
-//	                        TranscriptStream, kept after the session is deleted
+//	                        first (headers NamespaceHeader, NameHeader), then an empty message with
+//	                        EndHeader; in the TranscriptStream, kept after the session is deleted
 //
 // The exec side holds a session's lease in the LeaseBucket while it runs
 // it. Session objects themselves live in the storage streams of
@@ -142,10 +141,6 @@ const (
 	// EndHeader marks a transcript's last message, empty, sent when the
 	// session's process has ended.
 	EndHeader = "Terminal-End"
-	// EncodingHeader says how a transcript message's lines are packed:
-	// EncodingS2 (pkg/transcript.Pack), or absent for the lines as they are.
-	EncodingHeader = "Terminal-Encoding"
-	EncodingS2     = "s2"
 )
 
 // MaxFrame is the most output one frame carries.

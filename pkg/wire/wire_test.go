@@ -27,8 +27,6 @@ func TestContract(t *testing.T) {
 		NamespaceHeader:  "Terminal-Namespace",
 		NameHeader:       "Terminal-Name",
 		EndHeader:        "Terminal-End",
-		EncodingHeader:   "Terminal-Encoding",
-		EncodingS2:       "s2",
 	} {
 		if got != want {
 			t.Errorf("got %q, want %q", got, want)

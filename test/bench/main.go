@@ -173,7 +173,7 @@ func (e *env) printTranscriptCost(ctx context.Context) error {
 		row(fmt.Sprintf("keystroke echo p%d (n=%d)", p, len(eOn)), pct(eOn, p), pct(eOff, p), ratio(float64(at(eOn, p)), float64(at(eOff, p))))
 	}
 	mib := func(v float64) string { return fmt.Sprintf("%.1f MiB/s", v) }
-	row(fmt.Sprintf("bulk output (%d MiB), median", *transcriptMiB), mib(median(tOn)), mib(median(tOff)), ratio(median(tOn), median(tOff)))
+	row(fmt.Sprintf("text output (%d MiB of base64), median", *transcriptMiB), mib(median(tOn)), mib(median(tOff)), ratio(median(tOn), median(tOff)))
 	cpu := func(rs []transcriptRound) time.Duration {
 		var ds []time.Duration
 		for _, r := range rs {

@@ -33,7 +33,12 @@ func TestAuditAndCloseLogNameTheUser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	name := uniqueName("audit")
-	created := createSession(t, "alice", framework.NewSession("team-a", name, "shell-demo"))
+	// A pod of the test's own: the exec the audit log shows is this
+	// session's, not another test's into a shared pod.
+	pod := podWith("team-a", name, "main")
+	createPod(t, pod)
+	waitPodRunning(t, "team-a", pod.Name)
+	created := createSession(t, "alice", framework.NewSession("team-a", name, pod.Name))
 	waitPhase(t, "team-a", name, v1alpha1.TerminalSessionRunning)
 	typed := fmt.Sprintf("echo audit-%s\nexit 3\n", marker())
 	var out bytes.Buffer
@@ -62,7 +67,7 @@ func TestAuditAndCloseLogNameTheUser(t *testing.T) {
 		}
 	}
 	if create.Level != auditv1.LevelRequest || create.RequestObject == nil ||
-		!strings.Contains(string(create.RequestObject.Raw), `"pod":"shell-demo"`) {
+		!strings.Contains(string(create.RequestObject.Raw), fmt.Sprintf(`"pod":%q`, pod.Name)) {
 		t.Errorf("the create is audited at level %s without the spec naming the pod: %v", create.Level, create.RequestObject)
 	}
 	if create.ResponseStatus == nil || create.ResponseStatus.Code != 201 {
@@ -77,9 +82,8 @@ func TestAuditAndCloseLogNameTheUser(t *testing.T) {
 			return e.AuditID == create.AuditID && e.Verb == "create"
 		})
 		execEv = findAudit(t, os.Getenv("KUBE_AUDIT_LOG"), func(e *auditv1.Event) bool {
-			return refersTo(e, "pods", "exec", "shell-demo") && e.ObjectRef.Namespace == "team-a" &&
-				e.ImpersonatedUser != nil && e.ImpersonatedUser.Username == "alice" &&
-				e.RequestReceivedTimestamp.After(created.CreationTimestamp.Add(-time.Second))
+			return refersTo(e, "pods", "exec", pod.Name) && e.ObjectRef.Namespace == "team-a" &&
+				e.ImpersonatedUser != nil && e.ImpersonatedUser.Username == "alice"
 		})
 		return front != nil && execEv != nil, nil
 	})
@@ -101,9 +105,9 @@ func TestAuditAndCloseLogNameTheUser(t *testing.T) {
 		})
 		return closed != nil, nil
 	})
-	pod, _ := closed["pod"].(map[string]any)
-	if closed["user"] != "alice" || closed["uid"] != string(created.UID) || pod["name"] != "shell-demo" ||
-		closed["container"] != created.Spec.Target.Container || closed["reason"] != v1alpha1.ReasonExited ||
+	target, _ := closed["pod"].(map[string]any)
+	if closed["user"] != "alice" || closed["uid"] != string(created.UID) || target["name"] != pod.Name ||
+		closed["container"] != "main" || closed["reason"] != v1alpha1.ReasonExited ||
 		closed["exitCode"] != float64(3) {
 		t.Errorf("closing line %v", closed)
 	}

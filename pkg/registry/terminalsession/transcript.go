@@ -257,11 +257,7 @@ func (t *transcriptStream) copy(ctx context.Context, cons jetstream.Consumer, w 
 		if m.Headers().Get(wire.EndHeader) != "" {
 			return nil
 		}
-		lines, err := transcript.Unpack(m.Headers().Get(wire.EncodingHeader), m.Data(), transcript.MaxMessage)
-		if err != nil {
-			return err
-		}
-		if _, err := w.Write(lines); err != nil {
+		if _, err := w.Write(m.Data()); err != nil {
 			return err
 		}
 		meta, err := m.Metadata()

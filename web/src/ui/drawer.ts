@@ -74,7 +74,9 @@ export class Drawer {
     const existing = this.tabs.find((t) => t.replay?.name === s.metadata.name && t.replay.namespace === ns);
     this.el.hidden = false;
     if (existing) {
+      // Asked again: what was recorded since comes too.
       this.activate(existing, false);
+      void existing.replay?.start();
       return;
     }
     const view = new ReplayView(ns, s.metadata.name);

@@ -24,8 +24,13 @@ export class ReplayView {
     this.panel = h("div", { class: "replay" }, this.status, this.box);
   }
 
-  /** start reads what was recorded so far and shows it, paused at the start. */
+  /** start reads what was recorded so far and shows it, paused at the start; again, it reads it anew. */
   async start(): Promise<void> {
+    this.player?.dispose();
+    this.player = null;
+    this.box.replaceChildren();
+    this.status.setAttribute("role", "status");
+    this.status.textContent = "loading the transcript…";
     let cast: string;
     try {
       cast = await transcript(this.namespace, this.name, this.abort.signal);
@@ -35,7 +40,11 @@ export class ReplayView {
       this.status.setAttribute("role", "alert");
       return;
     }
-    const [header] = cast.split("\n", 1);
+    const [header, first] = cast.split("\n", 2);
+    if (!first) {
+      this.status.textContent = `Nothing of ${this.name} is recorded yet.`;
+      return;
+    }
     let when = "";
     try {
       const ts = JSON.parse(header).timestamp;

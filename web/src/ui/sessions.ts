@@ -113,7 +113,7 @@ export class Sessions {
     const uid = s.metadata.uid ?? s.metadata.name;
     let g = this.grants.get(uid);
     if (!g) {
-      g = grantsFor(s);
+      g = grantsFor(s, mine);
       this.grants.set(uid, g);
     }
     void g.then((gr) => {
@@ -137,16 +137,19 @@ export class Sessions {
  * join with create pods/exec on the target to type, observe (or what join
  * needs) to watch.
  */
-async function grantsFor(s: TerminalSession): Promise<Grants> {
+async function grantsFor(s: TerminalSession, mine: boolean): Promise<Grants> {
   const namespace = s.metadata.namespace;
   const session = (verb: string) => canI({ namespace, verb, group: "terminal.meshery.io", resource: "terminalsessions", name: s.metadata.name });
-  const [join, observe, exec, transcript, replay] = await Promise.all([
+  const transcript = canI({ namespace, verb: "get", group: "terminal.meshery.io", resource: "terminalsessions", subresource: "transcript", name: s.metadata.name });
+  // One's own session needs no grant to attach or replay.
+  if (mine) return { join: false, observe: false, transcript: await transcript, replay: false };
+  const [join, observe, exec, mayRead, replay] = await Promise.all([
     session("join"),
     session("observe"),
     canI({ namespace, verb: "create", resource: "pods", subresource: "exec", name: s.spec.target.pod }),
-    canI({ namespace, verb: "get", group: "terminal.meshery.io", resource: "terminalsessions", subresource: "transcript", name: s.metadata.name }),
+    transcript,
     session("replay"),
   ]);
   const mayJoin = join && exec;
-  return { join: mayJoin, observe: observe || mayJoin, transcript, replay };
+  return { join: mayJoin, observe: observe || mayJoin, transcript: mayRead, replay };
 }
