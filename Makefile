@@ -22,16 +22,17 @@ down:
 web:
 	hack/build-web.sh
 
-# Every command under cmd/ into _output/bin/, after the console they embed.
+# Every command under cmd/ into _output/bin/, after the console they embed,
+# stamped with their version (hack/version.sh; --version prints it).
 build: web
 	@mkdir -p _output/bin
-	@if compgen -G 'cmd/*/*.go' >/dev/null; then go build -o _output/bin/ ./cmd/...; \
+	@if compgen -G 'cmd/*/*.go' >/dev/null; then go build -ldflags "$$(hack/version.sh)" -o _output/bin/ ./cmd/...; \
 	else echo "nothing to build: no commands under cmd/ yet"; fi
 
 # The kubectl plugin (kubectl terminal ...) into $(go env GOPATH)/bin; make up
 # also puts it in _output/bin, on the PATH it prints.
 install:
-	go install ./cmd/kubectl-terminal
+	go install -ldflags "$$(hack/version.sh)" ./cmd/kubectl-terminal
 
 test: verify unit fuzz-short e2e test-node
 

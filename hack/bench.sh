@@ -33,7 +33,7 @@ go run ./test/bench ${BENCH_ARGS:-}
 source hack/lib/web.sh
 web_deps
 chromium_deps
-go build -o _output/bin/kubectl-terminal ./cmd/kubectl-terminal
+go build -ldflags "$(hack/version.sh)" -o _output/bin/kubectl-terminal ./cmd/kubectl-terminal
 (
   cd web
   node build.mjs --bench

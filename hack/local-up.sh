@@ -695,10 +695,12 @@ up_terminal_apiserver() {
   [[ -n ${TERMINAL_APISERVER_NATS_PORT:-} ]] || pick_port TERMINAL_APISERVER_NATS_PORT 16422
   log "building terminal-apiserver"
   mkdir -p "$ROOT/_output/bin"
-  (cd "$ROOT" && go build -o _output/bin/terminal-apiserver ./cmd/terminal-apiserver)
+  local ldflags
+  ldflags=$("$ROOT/hack/version.sh")
+  (cd "$ROOT" && go build -ldflags "$ldflags" -o _output/bin/terminal-apiserver ./cmd/terminal-apiserver)
   # The kubectl plugin, on the PATH that up prints.
   if [[ -d $ROOT/cmd/kubectl-terminal ]]; then
-    (cd "$ROOT" && go build -o _output/bin/kubectl-terminal ./cmd/kubectl-terminal)
+    (cd "$ROOT" && go build -ldflags "$ldflags" -o _output/bin/kubectl-terminal ./cmd/kubectl-terminal)
   fi
 
   local bin=$ROOT/_output/bin/terminal-apiserver

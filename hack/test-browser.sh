@@ -37,7 +37,7 @@ fi
 source "$STATE_ENV"
 [[ ${LOCAL_NODE:-real} == real ]] || die "the browser tests need the real node (LOCAL_NODE=real make up)"
 # The plugin the tests run, built from this tree (make up builds it too).
-go build -o "$ROOT/_output/bin/kubectl-terminal" ./cmd/kubectl-terminal
+go build -ldflags "$(hack/version.sh)" -o "$ROOT/_output/bin/kubectl-terminal" ./cmd/kubectl-terminal
 # kubectl: the pinned one make up built, not whatever the machine has.
 export PATH=$TOOLS_BIN:$ROOT/_output/bin:$PATH REPO_ROOT=$ROOT KUBECTL_TERMINAL=$ROOT/_output/bin/kubectl-terminal
 rm -rf "$ROOT/_output/browser"

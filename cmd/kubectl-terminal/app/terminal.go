@@ -28,6 +28,7 @@ import (
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	clientset "github.com/meshery/terminal-apiserver/pkg/generated/clientset/versioned"
+	"github.com/meshery/terminal-apiserver/pkg/version"
 )
 
 // NewCommand is `kubectl terminal`.
@@ -44,6 +45,7 @@ func NewCommand(streams genericclioptions.IOStreams) *cobra.Command {
 		Example: "  kubectl terminal shell-demo\n  kubectl terminal deploy/web -c app -- sh\n" +
 			"  kubectl terminal ls\n  kubectl terminal ui --open\n  kubectl terminal replay shell-demo-x7k2p --speed 2\n  kubectl terminal attach shell-demo-x7k2p\n  kubectl terminal close shell-demo-x7k2p",
 		Args:          cobra.MinimumNArgs(1),
+		Version:       version.Get().String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -85,6 +87,7 @@ func NewCommand(streams genericclioptions.IOStreams) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE:  func(cmd *cobra.Command, args []string) error { return o.close(cmd.Context(), args[0]) },
 	}
+	cmd.SetVersionTemplate("kubectl-terminal {{.Version}}\n")
 	cmd.AddCommand(attach, ls, closeCmd, o.uiCommand(), o.replayCommand())
 	return cmd
 }

@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	basecompatibility "k8s.io/component-base/compatibility"
 	logsapi "k8s.io/component-base/logs/api/v1"
+
 	// --logging-format=json, for log pipelines that index fields.
 	_ "k8s.io/component-base/logs/json/register"
 	baseversion "k8s.io/component-base/version"
@@ -42,6 +43,7 @@ import (
 	"github.com/meshery/terminal-apiserver/pkg/kvstore"
 	"github.com/meshery/terminal-apiserver/pkg/metrics"
 	"github.com/meshery/terminal-apiserver/pkg/registry/terminalsession"
+	"github.com/meshery/terminal-apiserver/pkg/version"
 )
 
 // Options are terminal-apiserver's flags.
@@ -64,6 +66,8 @@ type Options struct {
 	ComponentGlobalsRegistry basecompatibility.ComponentGlobalsRegistry
 	// Logs are component-base's logging flags (--logging-format, -v).
 	Logs *logsapi.LoggingConfiguration
+	// PrintVersion: print the build's version and exit.
+	PrintVersion bool
 }
 
 func init() {
@@ -219,6 +223,10 @@ func NewCommand(ctx context.Context) *cobra.Command {
 			return o.ComponentGlobalsRegistry.Set()
 		},
 		RunE: func(c *cobra.Command, _ []string) error {
+			if o.PrintVersion {
+				_, err := fmt.Fprintln(c.OutOrStdout(), "terminal-apiserver", version.Get())
+				return err
+			}
 			if err := o.Validate(); err != nil {
 				return err
 			}
@@ -234,6 +242,7 @@ func NewCommand(ctx context.Context) *cobra.Command {
 	o.Recommended.AddFlags(fs)
 	o.NATS.AddFlags(fs)
 	logsapi.AddFlags(o.Logs, fs)
+	fs.BoolVar(&o.PrintVersion, "version", false, "Print the version, commit and build, and exit.")
 	fs.IntVar(&o.MaxSessionsPerUser, "max-sessions-per-user", o.MaxSessionsPerUser,
 		"Open (Pending or Running) sessions one user may have across all namespaces; more get 429. 0: no limit.")
 	fs.StringSliceVar(&o.AllowedOrigins, "allowed-origins", o.AllowedOrigins,

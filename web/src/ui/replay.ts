@@ -54,7 +54,7 @@ export class ReplayView {
     }
     this.status.textContent = `Transcript of ${this.name}${when}: output only, with its timing. Space plays and pauses; arrows seek.`;
     // Pauses longer than 2 s play as 2 s, as asciinema's --idle-time-limit.
-    this.player = AsciinemaPlayer.create({ data: cast }, this.box, { fit: "width", idleTimeLimit: 2, controls: true, preload: true });
+    this.player = AsciinemaPlayer.create({ data: cast }, this.box, { fit: "both", idleTimeLimit: 2, controls: true, preload: true });
   }
 
   dispose(): void {
