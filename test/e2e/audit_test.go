@@ -66,9 +66,12 @@ func TestAuditAndCloseLogNameTheUser(t *testing.T) {
 			t.Errorf("%s audited with object %+v", what, e.ObjectRef)
 		}
 	}
-	if create.Level != auditv1.LevelRequest || create.RequestObject == nil ||
+	if create.Level != auditv1.LevelRequestResponse || create.RequestObject == nil ||
 		!strings.Contains(string(create.RequestObject.Raw), fmt.Sprintf(`"pod":%q`, pod.Name)) {
 		t.Errorf("the create is audited at level %s without the spec naming the pod: %v", create.Level, create.RequestObject)
+	}
+	if create.ResponseObject == nil || !strings.Contains(string(create.ResponseObject.Raw), fmt.Sprintf(`"uid":%q`, created.UID)) {
+		t.Errorf("the create's audit event lacks the created session's UID: %v", create.ResponseObject)
 	}
 	if create.ResponseStatus == nil || create.ResponseStatus.Code != 201 {
 		t.Errorf("the create's audited response: %+v", create.ResponseStatus)
