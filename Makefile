@@ -1,7 +1,7 @@
 # Entry points; the work is in hack/. `make test` is what CI runs (.ci/run).
 SHELL := /usr/bin/env bash
 
-.PHONY: all tools up down web build install test verify unit fuzz fuzz-short e2e test-node test-browser bench
+.PHONY: all tools up down web build install image test verify unit fuzz fuzz-short e2e test-node test-browser bench
 
 all: build
 
@@ -34,6 +34,11 @@ build: web
 install:
 	go install -ldflags "$$(hack/version.sh)" ./cmd/kubectl-terminal
 
+# terminal-apiserver's container image as a tarball, built with Go alone
+# (hack/build-image.sh); IMAGE_REPO and IMAGE_TAG name it.
+image:
+	hack/build-image.sh
+
 test: verify unit fuzz-short e2e test-node
 
 verify:
@@ -41,6 +46,8 @@ verify:
 
 unit:
 	go test -race ./pkg/... ./cmd/...
+	cd hack/ociimage && go test ./...
+	hack/build-image.sh
 	hack/build-web.sh --test
 
 # Every fuzz target for FUZZTIME (default 60s) each; make test runs 2000 inputs

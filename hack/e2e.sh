@@ -45,6 +45,15 @@ fi
 "$ROOT/hack/local-up.sh"
 # shellcheck disable=SC1090
 source "$STATE_ENV"
+# terminal-apiserver's image (make image) in the node's containerd, for the
+# tests that run it in a real runtime (test/e2e/image_test.go).
+if [[ ${LOCAL_NODE:-real} == real ]]; then
+  # shellcheck source=hack/lib/node.sh
+  source "$ROOT/hack/lib/node.sh"
+  read -r image image_file < <("$ROOT/hack/build-image.sh")
+  node_ctr images import "$image_file" >/dev/null
+  export TERMINAL_APISERVER_IMAGE=$image
+fi
 # Debian's asciinema, which plays the transcripts the tests record.
 install_debian_packages asciinema
 # A real nats-server (the version go.mod pins) for the tests of NATS with TLS and users.

@@ -20,6 +20,8 @@ fi
 
 echo ">> go vet ./..." >&2
 go vet ./...
+# The image builder is a module of its own (hack/ociimage/go.mod).
+(cd hack/ociimage && go vet ./...)
 
 echo ">> hack/build-web.sh --verify" >&2
 hack/build-web.sh --verify

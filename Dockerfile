@@ -1,0 +1,20 @@
+# terminal-apiserver's image for those who build with Docker. `make image` builds
+# the same image without Docker (hack/build-image.sh, hack/ociimage): a static
+# binary at /terminal-apiserver, CA certificates, user 65532, no shell.
+#   docker build --build-arg VERSION=$(git describe --tags --always) -t terminal-apiserver .
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+RUN CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath \
+      -ldflags "-s -w -buildid= $(VERSION=${VERSION} hack/version.sh)" \
+      -o /out/terminal-apiserver ./cmd/terminal-apiserver
+
+# distroless/static: CA certificates, /etc/passwd with nonroot (65532), no shell.
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/terminal-apiserver /terminal-apiserver
+USER 65532:65532
+EXPOSE 8443
+ENTRYPOINT ["/terminal-apiserver"]
