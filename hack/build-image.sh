@@ -13,6 +13,9 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=hack/lib/local.sh
+source hack/lib/local.sh
+[[ -f /etc/ssl/certs/ca-certificates.crt ]] || install_debian_packages ca-certificates >&2
 IMAGE_REPO=${IMAGE_REPO:-ghcr.io/meshery/terminal-apiserver}
 ldflags=$(hack/version.sh)
 version=$(sed -E 's/.*pkg\/version\.version=([^ ]+).*/\1/' <<<"$ldflags")
