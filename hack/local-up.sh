@@ -599,7 +599,7 @@ seed_cluster() {
   # terminal-apiserver's namespace, identity and RBAC: the same files as a real cluster.
   local f
   for f in 00-namespace 01-serviceaccount 02-rbac-delegation 03-rbac-server 04-rbac-user-roles; do
-    k apply -f "$ROOT/artifacts/deploy/$f.yaml" >/dev/null
+    k apply -f "$ROOT/artifacts/deploy/base/$f.yaml" >/dev/null
   done
   # ServiceAccount admission refuses pods until the namespace's `default` ServiceAccount
   # exists; the controller-manager makes it shortly after the namespace.
@@ -726,7 +726,7 @@ up_terminal_apiserver() {
     '--transcript-redact=eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+'
     # Audit and logs as a real cluster's deployment has them (artifacts/deploy),
     # to a file that e2e reads beside kube-apiserver's (docs/audit.md).
-    --audit-policy-file="$ROOT/artifacts/deploy/audit-policy.yaml"
+    --audit-policy-file="$ROOT/artifacts/deploy/base/audit-policy.yaml"
     --audit-log-path="$LOG_DIR/terminal-apiserver-audit.log"
     --audit-log-maxsize=100
     --audit-log-maxbackup=1
@@ -736,7 +736,7 @@ up_terminal_apiserver() {
   # Restart only when the binary, its audit policy or its flags changed: sessions in NATS survive a
   # restart anyway, but an unchanged server need not drop its viewers.
   local state
-  state="$(sha256sum "$bin" "$ROOT/artifacts/deploy/audit-policy.yaml" | cut -d' ' -f1 | tr '\n' ' ') ${args[*]}"
+  state="$(sha256sum "$bin" "$ROOT/artifacts/deploy/base/audit-policy.yaml" | cut -d' ' -f1 | tr '\n' ' ') ${args[*]}"
   if [[ ${TERMINAL_APISERVER_RESTART:-} != 1 ]] && pid_of terminal-apiserver >/dev/null && [[ -f $LOCAL_DIR/terminal-apiserver.state &&
     $(<"$LOCAL_DIR/terminal-apiserver.state") == "$state" ]]; then
     log "terminal-apiserver already running with this binary"
