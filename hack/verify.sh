@@ -26,6 +26,9 @@ go vet ./...
 echo ">> hack/build-web.sh --verify" >&2
 hack/build-web.sh --verify
 
+echo ">> hack/verify-chart.sh" >&2
+hack/verify-chart.sh
+
 if [[ -x hack/verify-codegen.sh ]]; then
   echo ">> hack/verify-codegen.sh" >&2
   hack/verify-codegen.sh

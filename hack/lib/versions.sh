@@ -16,3 +16,11 @@ ETCD_VERSION=$(tool_version go.etcd.io/etcd/server/v3)
 KWOK_VERSION=v0.8.0
 [[ -n $KUBE_VERSION && -n $ETCD_VERSION ]] || { echo "hack/tools/go.mod does not require k8s.io/kubernetes and etcd" >&2; exit 1; }
 TOOLS_BIN=${TOOLS_BIN:-$ROOT/_output/tools/kube-$KUBE_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin}
+
+# Helm, for the chart's lint and render checks (hack/test-chart.sh): built from
+# its module with `go install`, like kwok, into a folder keyed by its version.
+HELM_VERSION=v3.22.0
+HELM_BIN=$ROOT/_output/tools/helm-$HELM_VERSION/bin/helm
+ensure_helm() {
+  [[ -x $HELM_BIN ]] || GOBIN=$(dirname "$HELM_BIN") go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+}

@@ -1,14 +1,17 @@
 package e2e
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
 )
 
-// The manifests for a real cluster, in both overlays, are accepted by a real
+// The manifests for a real cluster, in both overlays of the kustomize base and
+// both certificate modes of the Helm chart, are accepted by a real
 // kube-apiserver, admission included. cert-manager's Issuer and Certificate
 // need its CRDs, which this offline cluster does not have: those kinds are
 // checked by parsing only. The self-signed overlay's certificates are made by
@@ -20,11 +23,28 @@ func TestManifestsServerDryRun(t *testing.T) {
 	if out, err := script.CombinedOutput(); err != nil {
 		t.Fatalf("generate-certs.sh: %v\n%s", err, out)
 	}
-	for _, overlay := range []string{"cert-manager", "self-signed"} {
-		t.Run(overlay, func(t *testing.T) {
-			rendered := mustKubectl(t, "admin", "", "kustomize", "artifacts/deploy/overlays/"+overlay)
+	// The Helm chart, rendered by hack/test-chart.sh (hack/e2e.sh runs it),
+	// in the same two modes.
+	chart := func(mode string) string {
+		b, err := os.ReadFile(filepath.Join(env.root, "_output/chart", mode+".yaml"))
+		if err != nil {
+			t.Fatalf("%v (hack/test-chart.sh renders the chart)", err)
+		}
+		return string(b)
+	}
+	for _, c := range []struct{ name, overlay, rendered string }{
+		{"kustomize/cert-manager", "cert-manager", mustKubectl(t, "admin", "", "kustomize", "artifacts/deploy/overlays/cert-manager")},
+		{"kustomize/self-signed", "self-signed", mustKubectl(t, "admin", "", "kustomize", "artifacts/deploy/overlays/self-signed")},
+		{"helm/cert-manager", "cert-manager", chart("cert-manager")},
+		{"helm/self-signed", "self-signed", chart("self-signed")},
+	} {
+		overlay, rendered := c.overlay, c.rendered
+		t.Run(c.name, func(t *testing.T) {
 			var core, certManager []string
 			for _, doc := range strings.Split(rendered, "\n---\n") {
+				if strings.TrimSpace(strings.TrimLeft(doc, "-")) == "" {
+					continue
+				}
 				if strings.Contains(doc, "apiVersion: cert-manager.io/") {
 					certManager = append(certManager, doc)
 				} else {
@@ -36,7 +56,6 @@ func TestManifestsServerDryRun(t *testing.T) {
 			}
 			out := mustKubectl(t, "admin", strings.Join(core, "\n---\n"), "apply", "--dry-run=server", "-f", "-")
 			want := []string{
-				"namespace/terminal-system",
 				"serviceaccount/terminal-apiserver",
 				"clusterrolebinding.rbac.authorization.k8s.io/terminal-apiserver:system:auth-delegator",
 				"rolebinding.rbac.authorization.k8s.io/terminal-apiserver-auth-reader",
@@ -47,6 +66,13 @@ func TestManifestsServerDryRun(t *testing.T) {
 			}
 			if overlay == "self-signed" {
 				want = append(want, "secret/terminal-apiserver-serving", "secret/nats-tls")
+			}
+			if strings.HasPrefix(c.name, "helm/") {
+				// The chart generates NATS's password (kustomize takes yours);
+				// helm install --create-namespace makes the namespace.
+				want = append(want, "secret/nats-auth", "statefulset.apps/nats", "configmap/terminal-apiserver-audit-policy")
+			} else {
+				want = append(want, "namespace/terminal-system")
 			}
 			for _, w := range want {
 				if !strings.Contains(out, w) {
