@@ -2,13 +2,15 @@
 # the same image without Docker (hack/build-image.sh, hack/ociimage): a static
 # binary at /terminal-apiserver, CA certificates, user 65532, no shell.
 #   docker build --build-arg VERSION=$(git describe --tags --always) -t terminal-apiserver .
-FROM golang:1.26 AS build
+FROM --platform=$BUILDPLATFORM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-ARG VERSION=dev
-RUN CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath \
+# Empty: hack/version.sh says "dev" (no .git in the context) unless given one.
+ARG VERSION=
+ARG TARGETOS=linux TARGETARCH=amd64
+RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath \
       -ldflags "-s -w -buildid= $(VERSION=${VERSION} hack/version.sh)" \
       -o /out/terminal-apiserver ./cmd/terminal-apiserver
 

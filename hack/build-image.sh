@@ -19,17 +19,19 @@ source hack/lib/local.sh
 IMAGE_REPO=${IMAGE_REPO:-ghcr.io/meshery/terminal-apiserver}
 ldflags=$(hack/version.sh)
 version=$(sed -E 's/.*pkg\/version\.version=([^ ]+).*/\1/' <<<"$ldflags")
-# Tags may not hold '+'; a dev version (a short commit) is a valid tag as it is.
-tag=${IMAGE_TAG:-${version//+/-}}
+# A tag is [A-Za-z0-9_.-], at most 128 characters: anything else in a version
+# becomes '-'.
+tag=${IMAGE_TAG:-$(tr -c 'A-Za-z0-9_.\n-' '-' <<<"$version" | cut -c1-128)}
+arch=$(go env GOARCH)
 commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 created=$(git log -1 --format=%cI 2>/dev/null || echo 1970-01-01T00:00:00Z)
 out=_output/images
-mkdir -p "$out/linux_amd64"
-CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags "-s -w -buildid= $ldflags" \
-  -o "$out/linux_amd64/terminal-apiserver" ./cmd/terminal-apiserver
+mkdir -p "$out/linux_$arch"
+CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath -ldflags "-s -w -buildid= $ldflags" \
+  -o "$out/linux_$arch/terminal-apiserver" ./cmd/terminal-apiserver
 file="$out/terminal-apiserver-$tag.tar"
-(cd hack/ociimage && go run . -binary "$ROOT/$out/linux_amd64/terminal-apiserver" \
+(cd hack/ociimage && go run . -arch "$arch" -binary "$ROOT/$out/linux_$arch/terminal-apiserver" \
   -ca-certs /etc/ssl/certs/ca-certificates.crt -tag "$IMAGE_REPO:$tag" -version "$version" -revision "$commit" \
   -created "$created" -out "$ROOT/$file")
-(cd hack/ociimage && IMAGE_FILE="$ROOT/$file" go test -count=1 -run 'TestImageAsARuntimeSeesIt|TestTarballCarriesTheTag' . >/dev/null)
+(cd hack/ociimage && IMAGE_FILE="$ROOT/$file" IMAGE_REF="$IMAGE_REPO:$tag" go test -count=1 -run 'TestImageAsARuntimeSeesIt|TestTarballCarriesTheTag' . >/dev/null)
 echo "$IMAGE_REPO:$tag $ROOT/$file"

@@ -15,4 +15,12 @@ mkdir -p "$out"
 "$HELM_BIN" lint --strict "$chart" --set certManager.enabled=true
 "$HELM_BIN" template terminal-apiserver "$chart" --namespace terminal-system --kube-version "${KUBE_VERSION#v}" >"$out/self-signed.yaml"
 "$HELM_BIN" template terminal-apiserver "$chart" --namespace terminal-system --kube-version "${KUBE_VERSION#v}" --set certManager.enabled=true >"$out/cert-manager.yaml"
+# Installed in another namespace, nothing of it names terminal-system (NATS
+# routes, certificate names, RBAC subjects, the APIService's Service).
+for mode in false true; do
+  if "$HELM_BIN" template terminal-apiserver "$chart" --namespace elsewhere --kube-version "${KUBE_VERSION#v}" \
+    --set certManager.enabled=$mode | grep -n terminal-system >&2; then
+    die "the chart installed in namespace elsewhere (certManager.enabled=$mode) still names terminal-system"
+  fi
+done
 log "chart rendered: $out/self-signed.yaml, $out/cert-manager.yaml"

@@ -34,6 +34,7 @@ type Spec struct {
 	Version  string
 	Revision string
 	Source   string
+	Arch     string // GOARCH of the binary
 	Created  time.Time
 }
 
@@ -51,6 +52,7 @@ func main() {
 	flag.StringVar(&s.Tag, "tag", "", "image reference, e.g. ghcr.io/meshery/terminal-apiserver:v0.1.0")
 	flag.StringVar(&s.Version, "version", "", "version label")
 	flag.StringVar(&s.Revision, "revision", "", "commit label")
+	flag.StringVar(&s.Arch, "arch", "amd64", "the binary's GOARCH (the image's architecture)")
 	flag.StringVar(&s.Source, "source", "https://github.com/meshery/terminal-apiserver", "source label")
 	flag.StringVar(&created, "created", "", "creation time (RFC 3339; the commit's, for a reproducible image)")
 	flag.StringVar(&out, "out", "", "tarball to write")
@@ -97,6 +99,8 @@ func Build(s Spec) (v1.Image, error) {
 		{name: "etc/", mode: 0o755 | dir},
 		{name: "etc/passwd", mode: 0o644, data: []byte("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n")},
 		{name: "etc/group", mode: 0o644, data: []byte("root:x:0:\nnonroot:x:65532:\n")},
+		// Go's resolver reads /etc/hosts before DNS only when told so.
+		{name: "etc/nsswitch.conf", mode: 0o644, data: []byte("hosts: files dns\n")},
 		{name: "etc/ssl/", mode: 0o755 | dir},
 		{name: "etc/ssl/certs/", mode: 0o755 | dir},
 		{name: certsPath[1:], mode: 0o644, data: certs},
@@ -112,7 +116,7 @@ func Build(s Spec) (v1.Image, error) {
 		return nil, err
 	}
 	cfg := &v1.ConfigFile{
-		Architecture: "amd64",
+		Architecture: s.Arch,
 		OS:           "linux",
 		Created:      v1.Time{Time: s.Created},
 		Config: v1.Config{

@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,9 +21,14 @@ import (
 // its script, as a user would, and its APIService verifies them.
 func TestManifestsServerDryRun(t *testing.T) {
 	t.Parallel()
-	script := exec.Command("artifacts/deploy/overlays/self-signed/generate-certs.sh")
-	script.Dir = env.root
-	if out, err := script.CombinedOutput(); err != nil {
+	// A copy of artifacts/deploy: the script writes into its overlay, and a
+	// developer's own generated/ stays as it was.
+	deploy := filepath.Join(t.TempDir(), "deploy")
+	if out, err := exec.Command("cp", "-r", filepath.Join(env.root, "artifacts/deploy"), deploy).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	_ = os.RemoveAll(filepath.Join(deploy, "overlays/self-signed/generated"))
+	if out, err := exec.Command(filepath.Join(deploy, "overlays/self-signed/generate-certs.sh")).CombinedOutput(); err != nil {
 		t.Fatalf("generate-certs.sh: %v\n%s", err, out)
 	}
 	// The Helm chart, rendered by hack/test-chart.sh (hack/e2e.sh runs it),
@@ -33,8 +41,8 @@ func TestManifestsServerDryRun(t *testing.T) {
 		return string(b)
 	}
 	for _, c := range []struct{ name, overlay, rendered string }{
-		{"kustomize/cert-manager", "cert-manager", mustKubectl(t, "admin", "", "kustomize", "artifacts/deploy/overlays/cert-manager")},
-		{"kustomize/self-signed", "self-signed", mustKubectl(t, "admin", "", "kustomize", "artifacts/deploy/overlays/self-signed")},
+		{"kustomize/cert-manager", "cert-manager", mustKubectl(t, "admin", "", "kustomize", filepath.Join(deploy, "overlays/cert-manager"))},
+		{"kustomize/self-signed", "self-signed", mustKubectl(t, "admin", "", "kustomize", filepath.Join(deploy, "overlays/self-signed"))},
 		{"helm/cert-manager", "cert-manager", chart("cert-manager")},
 		{"helm/self-signed", "self-signed", chart("self-signed")},
 	} {
@@ -101,6 +109,9 @@ func TestManifestsServerDryRun(t *testing.T) {
 			if overlay == "self-signed" && api.Spec.CABundle == "" || overlay == "cert-manager" && api.Metadata.Annotations["cert-manager.io/inject-ca-from"] == "" {
 				t.Errorf("the %s overlay's APIService has no CA to verify with: %+v", overlay, api)
 			}
+			if overlay == "self-signed" {
+				verifyGeneratedCerts(t, core, api.Spec.CABundle)
+			}
 			for _, doc := range certManager {
 				var obj struct {
 					APIVersion, Kind string
@@ -116,4 +127,53 @@ func TestManifestsServerDryRun(t *testing.T) {
 		})
 	}
 	mustKubectl(t, "alice", "", "apply", "--dry-run=server", "-f", "artifacts/examples/session.yaml")
+}
+
+// verifyGeneratedCerts checks the generated certificates as their clients
+// will: the serving certificate against the APIService's caBundle for the
+// name the aggregator dials, NATS's for its Service and a cluster route's
+// name, as server and as client (routes authenticate both ways).
+func verifyGeneratedCerts(t *testing.T, docs []string, caBundle string) {
+	t.Helper()
+	ca, err := base64.StdEncoding.DecodeString(caBundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(ca) {
+		t.Fatal("the APIService's caBundle holds no certificate")
+	}
+	secrets := map[string]map[string]string{}
+	for _, doc := range docs {
+		var sec struct {
+			Kind     string
+			Metadata struct{ Name string }
+			Data     map[string]string
+		}
+		if yaml.Unmarshal([]byte(doc), &sec) == nil && sec.Kind == "Secret" {
+			secrets[sec.Metadata.Name] = sec.Data
+		}
+	}
+	check := func(secret string, usage x509.ExtKeyUsage, names ...string) {
+		pemData, err := base64.StdEncoding.DecodeString(secrets[secret]["tls.crt"])
+		if err != nil {
+			t.Fatalf("%s: %v", secret, err)
+		}
+		block, _ := pem.Decode(pemData)
+		if block == nil {
+			t.Fatalf("%s: no certificate in tls.crt", secret)
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatalf("%s: %v", secret, err)
+		}
+		for _, n := range names {
+			if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, DNSName: n, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+				t.Errorf("%s does not verify for %s (%v): %v", secret, n, usage, err)
+			}
+		}
+	}
+	check("terminal-apiserver-serving", x509.ExtKeyUsageServerAuth, "terminal-apiserver.terminal-system.svc")
+	check("nats-tls", x509.ExtKeyUsageServerAuth, "nats.terminal-system.svc", "nats-0.nats-headless.terminal-system.svc")
+	check("nats-tls", x509.ExtKeyUsageClientAuth, "nats-1.nats-headless.terminal-system.svc")
 }

@@ -10,7 +10,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 out=generated
 mkdir -p "$out"
 chmod 700 "$out"
-ns=${NAMESPACE:-terminal-system}
+# The namespace the base installs into (its names are in the SANs).
+ns=terminal-system
 
 key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$out/$1.key" 2>/dev/null; chmod 600 "$out/$1.key"; }
 
