@@ -5,17 +5,15 @@
 #
 #   _output/images/terminal-apiserver-VERSION.tar   tagged IMAGE_REPO:VERSION
 #
-# A static binary (CGO off, -trimpath, stamped with its version), Debian's CA
-# certificates, the non-root user 65532, no shell; reproducible: the same commit
-# makes the same image digest. The image is then read back and checked
+# A static binary (CGO off, -trimpath, stamped with its version), Mozilla's CA
+# certificates at the version hack/ociimage/go.sum pins (not the build machine's),
+# the non-root user 65532, no shell; reproducible: the same commit and Go version
+# make the same image digest. The image is then read back and checked
 # (hack/ociimage's tests on the file written). The Dockerfile builds the same
 # image with Docker, for those who do.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-# shellcheck source=hack/lib/local.sh
-source hack/lib/local.sh
-[[ -f /etc/ssl/certs/ca-certificates.crt ]] || install_debian_packages ca-certificates >&2
 IMAGE_REPO=${IMAGE_REPO:-ghcr.io/meshery/terminal-apiserver}
 ldflags=$(hack/version.sh)
 version=$(sed -E 's/.*pkg\/version\.version=([^ ]+).*/\1/' <<<"$ldflags")
@@ -31,7 +29,7 @@ CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath -ldflags "-s -w -buildi
   -o "$out/linux_$arch/terminal-apiserver" ./cmd/terminal-apiserver
 file="$out/terminal-apiserver-$tag.tar"
 (cd hack/ociimage && go run . -arch "$arch" -binary "$ROOT/$out/linux_$arch/terminal-apiserver" \
-  -ca-certs /etc/ssl/certs/ca-certificates.crt -tag "$IMAGE_REPO:$tag" -version "$version" -revision "$commit" \
+  -tag "$IMAGE_REPO:$tag" -version "$version" -revision "$commit" \
   -created "$created" -out "$ROOT/$file")
 (cd hack/ociimage && IMAGE_FILE="$ROOT/$file" IMAGE_REF="$IMAGE_REPO:$tag" go test -count=1 -run 'TestImageAsARuntimeSeesIt|TestTarballCarriesTheTag' . >/dev/null)
 echo "$IMAGE_REPO:$tag $ROOT/$file"

@@ -1,7 +1,8 @@
 // Command ociimage writes terminal-apiserver's container image as a tarball
 // that `ctr images import` and `docker load` take, with Go alone: no Docker
-// engine, no base image to pull. The image is the static binary, CA
-// certificates, and /etc/passwd naming the non-root user 65532; no shell.
+// engine, no base image to pull. The image is the static binary, Mozilla's CA
+// certificates (pinned in go.sum), and /etc/passwd naming the non-root user
+// 65532; no shell.
 // Every file has the commit's time and root or 65532 as owner, so the same
 // inputs make the same image, digest and all (hack/build-image.sh).
 //
@@ -13,6 +14,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
@@ -24,12 +26,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"golang.org/x/crypto/x509roots/fallback/bundle"
 )
 
 // Spec is what goes into the image.
 type Spec struct {
 	Binary   string // the static binary, installed as /terminal-apiserver
-	CACerts  string // a PEM bundle, installed as /etc/ssl/certs/ca-certificates.crt
+	CACerts  string // a PEM bundle for /etc/ssl/certs/ca-certificates.crt; "": Mozilla's, pinned in go.sum
 	Tag      string // e.g. ghcr.io/meshery/terminal-apiserver:v0.1.0
 	Version  string
 	Revision string
@@ -48,7 +51,7 @@ func main() {
 	var s Spec
 	var out, created string
 	flag.StringVar(&s.Binary, "binary", "", "static terminal-apiserver binary (linux)")
-	flag.StringVar(&s.CACerts, "ca-certs", "/etc/ssl/certs/ca-certificates.crt", "CA certificates bundle (PEM)")
+	flag.StringVar(&s.CACerts, "ca-certs", "", "CA certificates bundle (PEM); empty: Mozilla's roots from golang.org/x/crypto/x509roots/fallback, the version go.sum pins")
 	flag.StringVar(&s.Tag, "tag", "", "image reference, e.g. ghcr.io/meshery/terminal-apiserver:v0.1.0")
 	flag.StringVar(&s.Version, "version", "", "version label")
 	flag.StringVar(&s.Revision, "revision", "", "commit label")
@@ -91,7 +94,7 @@ func Build(s Spec) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	certs, err := os.ReadFile(s.CACerts)
+	certs, err := caBundle(s.CACerts)
 	if err != nil {
 		return nil, err
 	}
@@ -147,6 +150,24 @@ func Build(s Spec) (v1.Image, error) {
 	}
 	// Append stamps no time of its own, but be sure: the commit's.
 	return mutate.CreatedAt(img, cfg.Created)
+}
+
+// caBundle is the PEM bundle at path, or the NSS (Mozilla) roots that
+// golang.org/x/crypto/x509roots/fallback carries at the version go.sum pins:
+// the same roots on every machine, whatever its own trust store holds (a
+// corporate CA a build host added would otherwise ship in the image). Roots
+// with constraints PEM cannot express (distrust after a date) are left out.
+func caBundle(path string) ([]byte, error) {
+	if path != "" {
+		return os.ReadFile(path)
+	}
+	var b []byte
+	for r := range bundle.Roots() {
+		if r.Constraint == nil {
+			b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.Certificate})...)
+		}
+	}
+	return b, nil
 }
 
 const dir = 1 << 31

@@ -2,6 +2,8 @@ package main
 
 import (
 	"archive/tar"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"io"
 	"os"
@@ -36,15 +38,11 @@ func buildOwn(t *testing.T) (v1.Image, string) {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "terminal-apiserver")
-	certs := filepath.Join(dir, "ca.pem")
 	if err := os.WriteFile(bin, []byte("\x7fELF stand-in"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(certs, []byte("-----BEGIN CERTIFICATE-----\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	out := filepath.Join(dir, "image.tar")
-	if err := run(Spec{Binary: bin, CACerts: certs, Tag: "ghcr.io/meshery/terminal-apiserver:v0.0.0-test", Version: "v0.0.0-test", Arch: "amd64",
+	if err := run(Spec{Binary: bin, Tag: "ghcr.io/meshery/terminal-apiserver:v0.0.0-test", Version: "v0.0.0-test", Arch: "amd64",
 		Revision: "0123abcd", Source: "https://github.com/meshery/terminal-apiserver"}, "2026-11-29T20:00:00Z", out); err != nil {
 		t.Fatal(err)
 	}
@@ -86,6 +84,7 @@ func TestImageAsARuntimeSeesIt(t *testing.T) {
 		t.Fatalf("%d layers, %d diff IDs; want 2 (base files, binary)", len(layers), len(cfg.RootFS.DiffIDs))
 	}
 	files := map[string]*tar.Header{}
+	var certs []byte
 	for _, l := range layers {
 		rc, err := l.Uncompressed()
 		if err != nil {
@@ -101,6 +100,11 @@ func TestImageAsARuntimeSeesIt(t *testing.T) {
 				t.Fatal(err)
 			}
 			files["/"+strings.TrimSuffix(h.Name, "/")] = h
+			if h.Name == "etc/ssl/certs/ca-certificates.crt" {
+				if certs, err = io.ReadAll(tr); err != nil {
+					t.Fatal(err)
+				}
+			}
 		}
 		rc.Close()
 	}
@@ -110,6 +114,21 @@ func TestImageAsARuntimeSeesIt(t *testing.T) {
 	}
 	if files["/etc/ssl/certs/ca-certificates.crt"] == nil || files["/etc/passwd"] == nil || files["/etc/nsswitch.conf"] == nil {
 		t.Errorf("no CA certificates or /etc/passwd: %v", keys(files))
+	}
+	// The roots parse, and are a trust store's worth (Mozilla's has ~150).
+	n := 0
+	for rest := certs; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+			t.Fatalf("a CA certificate does not parse: %v", err)
+		}
+		n++
+	}
+	if n < 100 {
+		t.Errorf("%d CA certificates in the image, want a trust store's", n)
 	}
 	for _, shell := range []string{"/bin/sh", "/bin/bash", "/bin/busybox", "/usr/bin/env"} {
 		if files[shell] != nil {
