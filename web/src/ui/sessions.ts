@@ -23,7 +23,7 @@ export class Sessions {
   private items = new Map<string, TerminalSession>();
   // Grants by session UID: a session's grants do not change while the
   // page shows it, except by an RBAC change, which a reload picks up.
-  private grants = new Map<string, Promise<Grants>>();
+  private grants = new Map<string, { at: number; grants: Promise<Grants>; none?: boolean }>();
 
   constructor(
     private readonly me: () => string,
@@ -111,12 +111,16 @@ export class Sessions {
       else td.append(h("span", { class: "muted" }, "open"));
     }
     const uid = s.metadata.uid ?? s.metadata.name;
-    let g = this.grants.get(uid);
-    if (!g) {
-      g = grantsFor(s, mine);
-      this.grants.set(uid, g);
+    let entry = this.grants.get(uid);
+    // No way to attach is asked again at the next render after 5 s: a RoleBinding
+    // made a moment ago may not have reached the authorizer yet.
+    if (!entry || (entry.none && Date.now() - entry.at > 5000)) {
+      const e: { at: number; grants: Promise<Grants>; none?: boolean } = { at: Date.now(), grants: grantsFor(s, mine) };
+      void e.grants.then((gr) => (e.none = !gr.join && !gr.observe));
+      this.grants.set(uid, e);
+      entry = e;
     }
-    void g.then((gr) => {
+    void entry.grants.then((gr) => {
       if (!ended && !mine) {
         if (gr.join) td.append(h("button", { type: "button", "aria-label": `Join ${label}`, onclick: () => this.open(s, "join") }, "Join"));
         if (gr.observe) td.append(h("button", { type: "button", "aria-label": `Observe ${label}`, onclick: () => this.open(s, "observe") }, "Observe"));
