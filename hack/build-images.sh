@@ -7,6 +7,9 @@
 #   terminal.local/busybox:1   busybox-static with every applet (sh, env, ps, top, nc, wget, ...)
 #   terminal.local/bash:1      the busybox image plus Debian's bash and its libraries
 #   terminal.local/static:1    one static Go binary and nothing else: no shell
+#   terminal.local/nats:1      nats-server at the version go.mod pins, as the official
+#                              image runs it (entrypoint nats-server, flags as args), for
+#                              the in-cluster install (hack/test-incluster.sh)
 #
 # The tarballs are reproducible (sorted entries, zero times and owners, fixed
 # config) and cached in NODE_IMAGES_DIR, keyed by this script, the sources and the
@@ -20,6 +23,7 @@ done
 
 key=$( {
   cat "$0" "$ROOT"/hack/images/pause/pause.c "$ROOT"/hack/images/static/main.go
+  grep nats-server "$ROOT/go.mod"
   dpkg-query -W -f '${Package} ${Version}\n' busybox-static bash libc6 libtinfo6 2>/dev/null || true
   go version
 } | sha256sum | cut -c1-12)
@@ -33,16 +37,16 @@ mkdir -p "$NODE_IMAGES_DIR"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# image NAME ROOTFS CMD-JSON: writes NODE_IMAGES_DIR/NAME.tar.
+# image NAME ROOTFS CMD-JSON [ENTRYPOINT-JSON]: writes NODE_IMAGES_DIR/NAME.tar.
 image() {
-  local name=$1 rootfs=$2 cmd=$3 dir=$work/$1-archive
+  local name=$1 rootfs=$2 cmd=$3 entrypoint=${4:-null} dir=$work/$1-archive
   mkdir -p "$dir"
   tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu \
     -C "$rootfs" -cf "$dir/layer.tar" .
   local diff config
   diff=$(sha256sum "$dir/layer.tar" | cut -d' ' -f1)
-  printf '{"architecture":"amd64","os":"linux","created":"1970-01-01T00:00:00Z","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":%s},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
-    "$cmd" "$diff" >"$dir/config.json"
+  printf '{"architecture":"amd64","os":"linux","created":"1970-01-01T00:00:00Z","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Entrypoint":%s,"Cmd":%s},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+    "$entrypoint" "$cmd" "$diff" >"$dir/config.json"
   config=$(sha256sum "$dir/config.json" | cut -d' ' -f1)
   mv "$dir/config.json" "$dir/$config.json"
   printf '[{"Config":"%s.json","RepoTags":["terminal.local/%s:1"],"Layers":["layer.tar"]}]' "$config" "$name" >"$dir/manifest.json"
@@ -93,6 +97,14 @@ st=$work/static/rootfs
 mkdir -p "$st"
 (cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -buildid=" -o "$st/static" ./hack/images/static)
 image static "$st" '["/static"]'
+
+# nats: the server alone, at /usr/local/bin as in the official image (the
+# StatefulSet's preStop hook runs `nats-server -sl=ldm=...` by PATH).
+nt=$work/nats/rootfs
+mkdir -p "$nt/usr/local/bin" "$nt/tmp"
+chmod 1777 "$nt/tmp"
+(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -buildid=" -o "$nt/usr/local/bin/nats-server" github.com/nats-io/nats-server/v2)
+image nats "$nt" '["--config","/etc/nats/nats-server.conf"]' '["nats-server"]'
 
 touch "$NODE_IMAGES_DIR/done"
 echo "$NODE_IMAGES_DIR"

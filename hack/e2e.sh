@@ -10,6 +10,7 @@
 #   E2E_REUSE=1   use (or start) the running control plane and leave it running
 #   E2E_ARGS      extra `go test` arguments, e.g. E2E_ARGS='-run TestAttach -v'
 #   E2E_BROWSER=0 leave out the browser tests (hack/test-browser.sh)
+#   E2E_INCLUSTER=0 leave out the in-cluster install (hack/test-incluster.sh)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -71,4 +72,10 @@ go test ./test/e2e/... -count=1 -timeout 20m ${E2E_ARGS:-}
 # it, for a quick e2e run while working on something else).
 if [[ ${E2E_BROWSER:-1} == 1 ]]; then
   "$ROOT/hack/test-browser.sh"
+fi
+# terminal-apiserver installed in the cluster from artifacts/deploy and tested
+# through the aggregation layer. Last: it takes the APIService over from the
+# server the other suites use, and gives it back when done.
+if [[ ${E2E_INCLUSTER:-1} == 1 ]]; then
+  "$ROOT/hack/test-incluster.sh"
 fi

@@ -37,9 +37,8 @@ kill_kwok_leftovers
 # Verify: the ports we used are free and no process of ours still listens anywhere
 # (that would include whatever port terminal-apiserver's embedded NATS opened).
 busy=()
-for var in ETCD_PORT ETCD_PEER_PORT KUBE_APISERVER_PORT KUBE_CONTROLLER_MANAGER_PORT \
-  KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT TERMINAL_APISERVER_NATS_PORT \
-      KUBELET_PORT KUBELET_HEALTHZ_PORT KUBE_PROXY_HEALTHZ_PORT KUBE_PROXY_METRICS_PORT; do
+for var in "${PORT_VARS[@]}"; do
+  [[ $var != KUBECTL_PROXY_PORT ]] || continue # not ours: make up never listens on it
   port=${!var:-}
   [[ -z $port ]] || ! port_in_use "$port" || busy+=("$var=$port")
 done

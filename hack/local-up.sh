@@ -13,7 +13,7 @@
 #   ETCD_PORT ETCD_PEER_PORT KUBE_APISERVER_PORT KUBE_CONTROLLER_MANAGER_PORT
 #   KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT TERMINAL_APISERVER_NATS_PORT
 #   KUBELET_PORT KUBELET_HEALTHZ_PORT KUBE_PROXY_HEALTHZ_PORT KUBE_PROXY_METRICS_PORT
-#   KUBECTL_PROXY_PORT (not listened on: the origin allowed for `kubectl proxy --www`)
+#   COREDNS_READY_PORT KUBECTL_PROXY_PORT (not listened on: the origin allowed for `kubectl proxy --www`)
 #       ports on 127.0.0.1; a port given explicitly must be free, a default that is
 #       taken is replaced by the next free one. The choice is saved in _output/local/env.sh.
 #   SKIP_TERMINAL_APISERVER=1      bring up the cluster only
@@ -115,6 +115,7 @@ pick_ports() {
   pick_port KUBELET_HEALTHZ_PORT 16348
   pick_port KUBE_PROXY_HEALTHZ_PORT 16356
   pick_port KUBE_PROXY_METRICS_PORT 16349
+  pick_port COREDNS_READY_PORT 16181
   # Not listened on by make up: the port of `kubectl proxy --www` serving the
   # browser console, whose origin terminal-apiserver allows (docs/console.md).
   pick_port KUBECTL_PROXY_PORT 8001
@@ -147,6 +148,7 @@ export KUBELET_PORT=$KUBELET_PORT
 export KUBELET_HEALTHZ_PORT=$KUBELET_HEALTHZ_PORT
 export KUBE_PROXY_HEALTHZ_PORT=$KUBE_PROXY_HEALTHZ_PORT
 export KUBE_PROXY_METRICS_PORT=$KUBE_PROXY_METRICS_PORT
+export COREDNS_READY_PORT=$COREDNS_READY_PORT
 export KUBECTL_PROXY_PORT=$KUBECTL_PROXY_PORT
 export LOCAL_NODE='$LOCAL_NODE'
 export TERMINAL_APISERVER_NATS_URL='nats://127.0.0.1:$TERMINAL_APISERVER_NATS_PORT'
@@ -337,13 +339,20 @@ EOF
 }
 
 start_kube_apiserver() {
-  local KWOK_FEATURE_GATES=""
-  [[ $LOCAL_NODE != kwok ]] || KWOK_FEATURE_GATES=ExtendWebSocketsToKubelet=false
+  local KWOK_FEATURE_GATES="" address=()
+  if [[ $LOCAL_NODE == kwok ]]; then
+    KWOK_FEATURE_GATES=ExtendWebSocketsToKubelet=false
+    address=(--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --endpoint-reconciler-type none)
+  else
+    local ip
+    ip=$(node_ip)
+    [[ -n $ip ]] || die "no non-loopback IPv4 address: pods reach kube-apiserver there"
+    address=(--bind-address 0.0.0.0 --advertise-address "$ip")
+  fi
   write_audit_policy
   start kube-apiserver "$TOOLS_BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --bind-address 127.0.0.1 \
-    --advertise-address 127.0.0.1 \
+    "${address[@]}" \
     --secure-port "$KUBE_APISERVER_PORT" \
     --cert-dir "$LOCAL_DIR/kube-apiserver-certs" \
     --tls-cert-file "$PKI_DIR/kube-apiserver.crt" \
@@ -366,7 +375,6 @@ start_kube_apiserver() {
     --kubelet-client-key "$PKI_DIR/kube-apiserver-kubelet-client.key" \
     --kubelet-certificate-authority "$PKI_DIR/ca.crt" \
     --kubelet-preferred-address-types InternalIP \
-    --endpoint-reconciler-type none \
     ${KWOK_FEATURE_GATES:+--feature-gates "$KWOK_FEATURE_GATES"} \
     --allow-privileged=true \
     --audit-policy-file "$LOCAL_DIR/audit-policy.yaml" \
@@ -376,8 +384,12 @@ start_kube_apiserver() {
   # Why some of these:
   #   --kubelet-preferred-address-types=InternalIP: kwok node names don't resolve; their
   #     InternalIP is 127.0.0.1 and the kubelet port is kwok's.
-  #   --endpoint-reconciler-type=none: the kubernetes Service's endpoints would be
-  #     127.0.0.1, which the Endpoints API refuses.
+  #   Addresses: with kwok, 127.0.0.1 only, and --endpoint-reconciler-type=none (the
+  #     kubernetes Service's endpoints would be 127.0.0.1, which the Endpoints API
+  #     refuses). With the real node, pods reach kube-apiserver through the
+  #     kubernetes Service (10.96.0.1, in its certificate), whose endpoint is the
+  #     node's address: it listens on every address, as kubeadm's does, and
+  #     still requires a client certificate or token for anything but discovery.
   #   ExtendWebSocketsToKubelet=false (LOCAL_NODE=kwok only): kwok refuses the v5
   #     WebSocket handshake, so kube-apiserver must translate WebSocket exec from
   #     clients into SPDY to kwok. A real kubelet speaks it.
@@ -765,7 +777,7 @@ up_terminal_apiserver() {
 cluster_up() {
   local c
   [[ -f $STATE_ENV ]] || return 1
-  local node=(containerd kubelet kube-proxy)
+  local node=(containerd coredns kubelet kube-proxy)
   [[ $LOCAL_NODE != kwok ]] || node=(kwok)
   for c in etcd kube-apiserver kube-controller-manager kube-scheduler "${node[@]}"; do
     pid_of "$c" >/dev/null || return 1
@@ -804,9 +816,7 @@ main() {
       log "found a partly running control plane: stopping it first"
       "$ROOT/hack/local-down.sh"
     fi
-    unset ETCD_PORT ETCD_PEER_PORT KUBE_APISERVER_PORT KUBE_CONTROLLER_MANAGER_PORT \
-      KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT TERMINAL_APISERVER_NATS_PORT \
-      KUBELET_PORT KUBELET_HEALTHZ_PORT KUBE_PROXY_HEALTHZ_PORT KUBE_PROXY_METRICS_PORT KUBECTL_PROXY_PORT
+    unset "${PORT_VARS[@]}"
     # Ports given by the caller (saved before sourcing the state file) still apply.
     local v
     for v in "${!USER_PORT_@}"; do printf -v "${v#USER_PORT_}" '%s' "${!v}"; done
@@ -840,9 +850,7 @@ EOF
 }
 
 # Remember ports the caller set explicitly, before the state file's values shadow them.
-for _v in ETCD_PORT ETCD_PEER_PORT KUBE_APISERVER_PORT KUBE_CONTROLLER_MANAGER_PORT \
-  KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT TERMINAL_APISERVER_NATS_PORT \
-      KUBELET_PORT KUBELET_HEALTHZ_PORT KUBE_PROXY_HEALTHZ_PORT KUBE_PROXY_METRICS_PORT KUBECTL_PROXY_PORT; do
+for _v in "${PORT_VARS[@]}"; do
   if [[ -n ${!_v:-} ]]; then printf -v "USER_PORT_$_v" '%s' "${!_v}"; fi
 done
 unset _v

@@ -17,7 +17,14 @@ STATE_ENV=$LOCAL_DIR/env.sh
 # The components in start order; local-down stops them in reverse.
 # The real node's (hack/lib/node.sh) are stopped by stop_node first, which
 # also removes what they leave behind.
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok containerd kubelet kube-proxy terminal-apiserver)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok containerd coredns kubelet kube-proxy terminal-apiserver)
+
+# The ports local-up picks (and saves in STATE_ENV); local-down checks they are
+# free again. KUBECTL_PROXY_PORT is picked but not listened on by make up.
+PORT_VARS=(ETCD_PORT ETCD_PEER_PORT KUBE_APISERVER_PORT KUBE_CONTROLLER_MANAGER_PORT
+  KUBE_SCHEDULER_PORT KWOK_PORT TERMINAL_APISERVER_PORT TERMINAL_APISERVER_NATS_PORT
+  KUBELET_PORT KUBELET_HEALTHZ_PORT KUBE_PROXY_HEALTHZ_PORT KUBE_PROXY_METRICS_PORT
+  COREDNS_READY_PORT KUBECTL_PROXY_PORT)
 
 log() { printf '>> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

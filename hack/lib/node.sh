@@ -97,6 +97,57 @@ start_containerd() {
   done
 }
 
+# start_coredns: the cluster DNS, as kubeadm's CoreDNS serves it (the
+# kubernetes plugin, zone cluster.local), run as a process on the node like
+# kube-proxy and listening on the node's address, which the kubelet gives pods
+# as their nameserver. Nothing outside cluster.local is answered: this machine
+# is offline. The in-cluster install (hack/test-incluster.sh) needs it: NATS
+# servers route to each other by their StatefulSet names, and the server finds
+# NATS by its Service's.
+start_coredns() {
+  local ip=$1
+  ensure_coredns
+  new_cert ca coredns "/CN=system:coredns" clientAuth
+  kubeconfig "$LOCAL_DIR/coredns.kubeconfig" coredns coredns
+  chmod 600 "$PKI_DIR/coredns.key" "$LOCAL_DIR/coredns.kubeconfig"
+  # What kubeadm grants CoreDNS.
+  k apply -f - >/dev/null <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: system:coredns
+rules:
+- {apiGroups: [""], resources: [endpoints, services, pods, namespaces], verbs: [list, watch]}
+- {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: system:coredns
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:coredns}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: system:coredns}
+EOF
+  cat >"$NODE_DIR/Corefile" <<EOF
+# Written by hack/lib/node.sh.
+.:53 {
+    bind $ip
+    errors
+    ready 127.0.0.1:$COREDNS_READY_PORT
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $LOCAL_DIR/coredns.kubeconfig coredns
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 5
+    }
+    cache 5
+}
+EOF
+  start coredns "$COREDNS_BIN" -conf "$NODE_DIR/Corefile"
+  wait_for "$TIMEOUT" "CoreDNS ready" coredns \
+    curl -fsS --max-time 2 "http://127.0.0.1:$COREDNS_READY_PORT/ready"
+}
+
 write_kubelet_config() {
   local ip=$1
   mkdir -p "$NODE_DIR/kubelet"
@@ -129,6 +180,9 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
 registerNode: true
+# CoreDNS (start_coredns) on the node's address.
+clusterDNS: [$ip]
+clusterDomain: cluster.local
 EOF
 }
 
@@ -233,6 +287,7 @@ start_node() {
     mv "$NODE_DIR/sysctl.saved.tmp" "$NODE_DIR/sysctl.saved"
   fi
   start_containerd
+  start_coredns "$(node_ip)"
   start_kubelet
   start_kube_proxy
 }
@@ -249,6 +304,7 @@ stop_node() {
     iptables -t nat -S KUBE-SERVICES >/dev/null 2>&1 || rm -f "$NODE_DIR/kube-proxy.rules"
   fi
   stop_component kubelet
+  stop_component coredns
   local runc_root=$NODE_DIR/runc/k8s.io id shim_pids=() socks=() pid
   if [[ -d $runc_root ]]; then
     for id in $(runc --root "$runc_root" list -q 2>/dev/null); do

@@ -24,3 +24,11 @@ HELM_BIN=$ROOT/_output/tools/helm-$HELM_VERSION/bin/helm
 ensure_helm() {
   [[ -x $HELM_BIN ]] || GOBIN=$(dirname "$HELM_BIN") go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
+
+# CoreDNS, the local node's cluster DNS (hack/lib/node.sh): built from its
+# module with `go install` like helm, into a folder keyed by its version.
+COREDNS_VERSION=v1.15.0
+COREDNS_BIN=$ROOT/_output/tools/coredns-$COREDNS_VERSION/bin/coredns
+ensure_coredns() {
+  [[ -x $COREDNS_BIN ]] || CGO_ENABLED=0 GOBIN=$(dirname "$COREDNS_BIN") go install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
+}

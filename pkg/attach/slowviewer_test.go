@@ -20,7 +20,7 @@ import (
 // relayOnNATS is a Relay on an in-process NATS with the bridge's IO stream.
 func relayOnNATS(t *testing.T) *Relay {
 	t.Helper()
-	b, err := broker.Start(broker.Config{MemoryOnly: true, Name: "stream-test"})
+	b, err := broker.Start(context.Background(), broker.Config{MemoryOnly: true, Name: "stream-test"})
 	if err != nil {
 		t.Fatal(err)
 	}

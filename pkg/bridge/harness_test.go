@@ -63,7 +63,7 @@ func newHarness(t *testing.T) *harness {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	nb, err := broker.Start(broker.Config{DataDir: t.TempDir(), Name: "bridge-" + t.Name()})
+	nb, err := broker.Start(context.Background(), broker.Config{DataDir: t.TempDir(), Name: "bridge-" + t.Name()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ import (
 func TestOutputFloodLeavesRoomForObjects(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	b, err := broker.Start(broker.Config{DataDir: t.TempDir(), MaxStore: 32 << 20, Name: "bridge-flood-test"})
+	b, err := broker.Start(context.Background(), broker.Config{DataDir: t.TempDir(), MaxStore: 32 << 20, Name: "bridge-flood-test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,7 @@ func BenchmarkRecorder(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			out := benchOutput(c.kind)
-			nb, err := broker.Start(broker.Config{DataDir: b.TempDir(), Name: "bench"})
+			nb, err := broker.Start(context.Background(), broker.Config{DataDir: b.TempDir(), Name: "bench"})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"k8s.io/klog/v2"
 )
 
 // Config says where NATS is. An empty URL starts an embedded server.
@@ -48,6 +49,11 @@ type Config struct {
 
 	// Name identifies this client in NATS monitoring.
 	Name string
+	// StartTimeout is how long Start waits for an external NATS to accept
+	// the connection and serve JetStream (0: it does not wait). A fresh
+	// install applies NATS and this server at once: waiting for NATS beats
+	// exiting and being restarted with a growing back-off.
+	StartTimeout time.Duration
 }
 
 // Broker is a live NATS connection with JetStream.
@@ -59,7 +65,7 @@ type Broker struct {
 }
 
 // Start connects to NATS, starting the embedded server first if needed.
-func Start(cfg Config) (*Broker, error) {
+func Start(ctx context.Context, cfg Config) (*Broker, error) {
 	b := &Broker{}
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
@@ -98,19 +104,56 @@ func Start(cfg Config) (*Broker, error) {
 			opts = append(opts, nats.RootCAs(cfg.TLSCAFile))
 		}
 	}
+	if err := b.connect(ctx, url, cfg.StartTimeout, opts); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// connect dials NATS and waits until JetStream answers, retrying both for
+// up to wait.
+func (b *Broker) connect(ctx context.Context, url string, wait time.Duration, opts []nats.Option) error {
+	deadline := time.Now().Add(wait)
+	for attempt := 0; ; attempt++ {
+		err := b.tryConnect(ctx, url, opts)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		if attempt == 0 {
+			klog.InfoS("Waiting for NATS", "url", displayURL(url), "err", err, "for", wait)
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (b *Broker) tryConnect(ctx context.Context, url string, opts []nats.Option) error {
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		b.Close()
-		return nil, fmt.Errorf("connect to NATS %q: %w", displayURL(url), err)
+		return fmt.Errorf("connect to NATS %q: %w", displayURL(url), err)
 	}
-	b.Conn = nc
 	js, err := jetstream.New(nc)
 	if err != nil {
-		b.Close()
-		return nil, fmt.Errorf("jetstream: %w", err)
+		nc.Close()
+		return fmt.Errorf("jetstream: %w", err)
 	}
-	b.JetStream = js
-	return b, nil
+	// A cluster serves JetStream once its servers have elected a meta
+	// leader; until then the server could create no stream.
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := js.AccountInfo(actx); err != nil {
+		nc.Close()
+		return fmt.Errorf("JetStream at NATS %q: %w", displayURL(url), err)
+	}
+	b.Conn, b.JetStream = nc, js
+	return nil
 }
 
 func displayURL(url string) string {

@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	b, err := broker.Start(broker.Config{DataDir: dir, Name: "kvstore-test"})
+	b, err := broker.Start(context.Background(), broker.Config{DataDir: dir, Name: "kvstore-test"})
 	if err != nil {
 		panic(err)
 	}

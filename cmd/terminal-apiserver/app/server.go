@@ -3,6 +3,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/healthz"
@@ -26,6 +28,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	basecompatibility "k8s.io/component-base/compatibility"
 	logsapi "k8s.io/component-base/logs/api/v1"
+	"k8s.io/klog/v2"
 
 	// --logging-format=json, for log pipelines that index fields.
 	_ "k8s.io/component-base/logs/json/register"
@@ -84,6 +87,7 @@ type NATSOptions struct {
 	ListenTLSCertFile, ListenTLSKeyFile                string
 	DataDir, ListenAddress                             string
 	StreamReplicas                                     int
+	StartTimeout                                       time.Duration
 	WatchHistory                                       int
 	WatchHistoryBytes                                  int
 	ScrollbackFrames                                   int
@@ -110,6 +114,8 @@ func (o *NATSOptions) AddFlags(fs *pflag.FlagSet) {
 		"Sessions survive restarts as long as this directory does.")
 	fs.StringVar(&o.ListenAddress, "nats-listen-address", o.ListenAddress, "host:port on which the embedded NATS server "+
 		"accepts clients (other replicas, the nats CLI). Empty: in-process only.")
+	fs.DurationVar(&o.StartTimeout, "nats-start-timeout", o.StartTimeout, "How long to wait at start for --nats-url to "+
+		"accept the connection and serve JetStream before exiting (NATS may be starting too, as on a fresh install).")
 	fs.IntVar(&o.StreamReplicas, "nats-stream-replicas", o.StreamReplicas, "Replicas of each JetStream stream; 3 on a "+
 		"production cluster.")
 	fs.Int64Var(&o.OutputBytes, "output-stream-bytes", o.OutputBytes, "Bytes of output kept for all sessions together "+
@@ -146,6 +152,9 @@ func (o *NATSOptions) Validate() []error {
 	if o.StreamReplicas < 1 || o.StreamReplicas > 5 {
 		errs = append(errs, fmt.Errorf("--nats-stream-replicas must be between 1 and 5, got %d", o.StreamReplicas))
 	}
+	if o.StartTimeout < 0 {
+		errs = append(errs, fmt.Errorf("--nats-start-timeout must not be negative, got %s", o.StartTimeout))
+	}
 	if o.OutputBytes < 64<<20 {
 		errs = append(errs, fmt.Errorf("--output-stream-bytes must be at least 64 MiB, got %d", o.OutputBytes))
 	}
@@ -171,6 +180,7 @@ func NewOptions() *Options {
 			User:           "terminal-apiserver",
 			DataDir:        "/var/lib/terminal-apiserver/nats",
 			StreamReplicas: 1,
+			StartTimeout:   2 * time.Minute,
 			WatchHistory:   10000,
 			// 10,000 changes of a typical session (2-3 KiB) fit; the
 			// bound is for large objects.
@@ -358,7 +368,7 @@ func (o *Options) Run(ctx context.Context) error {
 		return fmt.Errorf("--nats-password-file: %w", err)
 	}
 	hostname, _ := os.Hostname()
-	b, err := broker.Start(broker.Config{
+	b, err := broker.Start(ctx, broker.Config{
 		URL:               o.NATS.URL,
 		CredsFile:         o.NATS.CredsFile,
 		NKeySeedFile:      o.NATS.NKeySeedFile,
@@ -372,6 +382,7 @@ func (o *Options) Run(ctx context.Context) error {
 		DataDir:           o.NATS.DataDir,
 		ListenAddress:     o.NATS.ListenAddress,
 		Name:              "terminal-apiserver-" + hostname,
+		StartTimeout:      o.NATS.StartTimeout,
 	})
 	if err != nil {
 		return err
@@ -417,7 +428,7 @@ func (o *Options) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		br, err := bridge.New(hook, bridge.Config{
+		brCfg := bridge.Config{
 			Conn:             b.Conn,
 			JetStream:        b.JetStream,
 			KubeConfig:       kubeConfig,
@@ -428,9 +439,21 @@ func (o *Options) Run(ctx context.Context) error {
 			Replicas:         o.NATS.StreamReplicas,
 			Limits:           o.Sessions,
 			Transcripts:      o.Transcripts,
+		}
+		// NATS servers that have just formed a cluster may take a while to
+		// place a stream's replicas: retry for --nats-start-timeout, as at
+		// connect, rather than exit and be restarted with a back-off.
+		var br *bridge.Bridge
+		var lastErr error
+		err = wait.PollUntilContextTimeout(hook, time.Second, max(o.NATS.StartTimeout, time.Second), true, func(ctx context.Context) (bool, error) {
+			if br, lastErr = bridge.New(ctx, brCfg); lastErr != nil {
+				klog.InfoS("Waiting for NATS to create the bridge's streams", "err", lastErr)
+				return false, nil
+			}
+			return true, nil
 		})
 		if err != nil {
-			return err
+			return errors.Join(err, lastErr)
 		}
 		ctx, cancel := context.WithCancel(hook)
 		stopping.Lock()
