@@ -55,7 +55,7 @@ install_objects() {
 uninstall() {
   local objs
   mapfile -t objs < <(install_objects 2>/dev/null || true)
-  ((${#objs[@]} == 0)) || k -n "$NS" delete --ignore-not-found --wait=true --timeout=120s "${objs[@]}" >/dev/null || true
+  ((${#objs[@]} == 0)) || k -n "$NS" delete --ignore-not-found --cascade=foreground --wait=true --timeout=120s "${objs[@]}" >/dev/null || true
   k -n "$NS" delete secret --ignore-not-found nats-auth >/dev/null || true
   k -n "$NS" delete pvc --ignore-not-found data-nats-0 data-nats-1 data-nats-2 >/dev/null || true
   k delete pv --ignore-not-found terminal-local-nats-0 terminal-local-nats-1 terminal-local-nats-2 >/dev/null || true
@@ -73,6 +73,12 @@ on_exit() {
     for pod in $(k -n "$NS" get pods -o name 2>/dev/null); do
       echo "----- $pod -----" >&2
       k -n "$NS" logs "$pod" --all-containers --tail 30 >&2 || true
+      # A container that restarted: why its last run ended.
+      if k -n "$NS" logs "$pod" --previous --tail 1 >/dev/null 2>&1; then
+        echo "----- $pod, the run before its last restart -----" >&2
+        k -n "$NS" logs "$pod" --previous --tail 30 >&2 || true
+        k -n "$NS" get "$pod" -o go-template='{{range .status.containerStatuses}}{{.name}}: {{.lastState}}{{"\n"}}{{end}}' >&2 || true
+      fi
     done
   fi
   if [[ ${INCLUSTER_KEEP:-0} != 1 ]]; then

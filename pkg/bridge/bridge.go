@@ -135,6 +135,9 @@ type Bridge struct {
 
 	mu      sync.Mutex
 	running map[types.UID]*session
+	// drainBy is when the sessions still running are closed (Drain); zero
+	// until Drain, and from then on no session is claimed.
+	drainBy time.Time
 	shells  map[string]string // pod UID/container -> shell found there
 	wg      sync.WaitGroup
 }
@@ -485,9 +488,10 @@ func (b *Bridge) claimPending(ctx context.Context, s *v1alpha1.TerminalSession) 
 	}
 	b.mu.Lock()
 	_, mine := b.running[s.UID]
+	draining := !b.drainBy.IsZero()
 	b.mu.Unlock()
-	if mine {
-		return
+	if mine || draining {
+		return // a draining replica leaves new sessions to the others
 	}
 	rev, ok, err := b.leases.claim(ctx, string(s.UID))
 	if err != nil {
@@ -516,6 +520,8 @@ func (b *Bridge) claimPending(ctx context.Context, s *v1alpha1.TerminalSession) 
 	sess.leaseRev.Store(rev)
 	sess.touch()
 	b.mu.Lock()
+	// Claimed as the drain began: run it, and tell it (runClaimed).
+	sess.drainBy = b.drainBy
 	b.running[s.UID] = sess
 	b.mu.Unlock()
 	b.wg.Add(1)
@@ -590,8 +596,15 @@ func (b *Bridge) runClaimed(s *session) {
 	defer b.pods.watch(ctx, s.obj.Namespace)()
 	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPub()
-	s.out = newOutput(pubCtx, b.publishOutput(s.subj, s), maxFrame, maxBuffered)
-	s.out.live = s.followers.send
+	out := newOutput(pubCtx, b.publishOutput(s.subj, s), maxFrame, maxBuffered)
+	out.live = s.followers.send
+	s.mu.Lock()
+	s.out = out
+	drainBy := s.drainBy
+	s.mu.Unlock()
+	if !drainBy.IsZero() {
+		s.drainUntil(drainBy)
+	}
 
 	metrics.SessionsOpened.Inc()
 	metrics.SessionsOpen.Inc()

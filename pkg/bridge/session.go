@@ -80,6 +80,10 @@ type session struct {
 	followers     followers
 	// rec records the transcript once the exec is open (nil: none).
 	rec *recorder
+	// drainBy is when the replica's drain closes the session (zero: not
+	// draining); drainTold, whether its viewers have been told.
+	drainBy   time.Time
+	drainTold bool
 }
 
 func (s *session) touch() { s.activity.Store(s.b.clock.Now().UnixNano()) }

@@ -101,13 +101,39 @@ type keyState struct {
 // errConflict means the key changed since the expected revision.
 var errConflict = errors.New("revision conflict")
 
+// streamRequestTimeout bounds one stream request of createStream.
+const streamRequestTimeout = 10 * time.Second
+
+// createStream creates or updates a stream, asking again until ctx ends: a
+// NATS cluster that has just started drops the requests it gets before
+// its servers have elected a JetStream meta leader (the request then times
+// out), and may refuse a replicated stream until its peers have joined.
+func createStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	for attempt := 0; ; attempt++ {
+		rctx, cancel := context.WithTimeout(ctx, streamRequestTimeout)
+		stream, err := js.CreateOrUpdateStream(rctx, cfg)
+		cancel()
+		if err == nil {
+			return stream, nil
+		}
+		if attempt == 0 {
+			klog.InfoS("Waiting for JetStream to create a stream", "stream", cfg.Name, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Second):
+		}
+	}
+}
+
 func openBackend(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (*backend, error) {
 	cfg.defaults()
 	storageType := jetstream.FileStorage
 	if cfg.Memory {
 		storageType = jetstream.MemoryStorage
 	}
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	stream, err := createStream(ctx, js, jetstream.StreamConfig{
 		Name:              cfg.Name,
 		Description:       "terminal-apiserver objects: one subject per key, the stream sequence is the resourceVersion",
 		Subjects:          []string{cfg.Subject + ".>"},

@@ -160,8 +160,13 @@ const (
 	EventStarted EventType = "started"
 	// EventClosed: the session ended; Reason (one of the API's reasons:
 	// Exited, Deleted, IdleTimeout, MaxDuration, Detached, TargetGone,
-	// ExecFailed, BridgeLost), Message and, for Exited, ExitCode say how.
+	// ExecFailed, BridgeLost, ServerShutdown), Message and, for Exited,
+	// ExitCode say how.
 	EventClosed EventType = "closed"
+	// EventDraining: the replica running the session is shutting down;
+	// the session ends by Deadline (RFC 3339) unless it ends first. Sent
+	// once; the session's output carries the same notice for people.
+	EventDraining EventType = "draining"
 )
 
 // Event is what the control subject carries.
@@ -171,6 +176,7 @@ type Event struct {
 	ExitCode *int32    `json:"exitCode,omitempty"`
 	Reason   string    `json:"reason,omitempty"`
 	Message  string    `json:"message,omitempty"`
+	Deadline string    `json:"deadline,omitempty"`
 }
 
 // Size is what the resize subject carries.

@@ -28,6 +28,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -74,7 +75,6 @@ func kubeClient(t *testing.T, context string) *kubernetes.Clientset {
 // The two replicas of the deployment run the image make built, and the
 // APIService sends the group to their Service, verifying their certificate.
 func TestServedByTheDeployment(t *testing.T) {
-	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	admin := kubeClient(t, "admin")
@@ -144,25 +144,10 @@ func runningPods(ctx context.Context, t *testing.T, admin *kubernetes.Clientset,
 // form one JetStream cluster (their routes found by DNS and authenticated
 // by certificate), and the server's streams keep three replicas.
 func TestNATSIsAClusterWithTLSAndAPassword(t *testing.T) {
-	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	admin := kubeClient(t, "admin")
-	secret, err := admin.CoreV1().Secrets(env.namespace).Get(ctx, "nats-auth", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	password := strings.TrimSpace(string(secret.Data["password"]))
-	caPEM, err := os.ReadFile(env.caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(caPEM) {
-		t.Fatalf("no certificate in %s", env.caFile)
-	}
-	// The name the server dials (--nats-url); the test dials each pod's address.
-	secure := nats.Secure(&tls.Config{RootCAs: roots, ServerName: "nats." + env.namespace + ".svc", MinVersion: tls.VersionTLS12})
+	password, secure := natsCredentials(ctx, t, admin)
 	for _, p := range runningPods(ctx, t, admin, "app.kubernetes.io/name=nats", 3) {
 		addr := net.JoinHostPort(p.Status.PodIP, "4222")
 		t.Run(p.Name, func(t *testing.T) {
@@ -189,16 +174,7 @@ func TestNATSIsAClusterWithTLSAndAPassword(t *testing.T) {
 		})
 	}
 	// The streams the servers made, each on all three NATS servers.
-	p := runningPods(ctx, t, admin, "app.kubernetes.io/name=nats", 3)[0]
-	nc, err := nats.Connect("tls://"+net.JoinHostPort(p.Status.PodIP, "4222"), secure, nats.UserInfo("terminal-apiserver", password))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natsConn(ctx, t, admin)
 	streams := 0
 	for info := range js.ListStreams(ctx).Info() {
 		streams++
@@ -243,6 +219,45 @@ func refusesPlaintext(ctx context.Context, t *testing.T, addr string) {
 	}
 }
 
+// natsCredentials are the install's NATS password (the Secret nats-auth)
+// and the TLS settings that verify its servers (the overlay's CA, and the
+// name the server dials: the test dials pods' addresses).
+func natsCredentials(ctx context.Context, t *testing.T, admin *kubernetes.Clientset) (string, nats.Option) {
+	t.Helper()
+	secret, err := admin.CoreV1().Secrets(env.namespace).Get(ctx, "nats-auth", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(env.caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		t.Fatalf("no certificate in %s", env.caFile)
+	}
+	return strings.TrimSpace(string(secret.Data["password"])),
+		nats.Secure(&tls.Config{RootCAs: roots, ServerName: "nats." + env.namespace + ".svc", MinVersion: tls.VersionTLS12})
+}
+
+// natsConn connects to the install's NATS as the server does, through
+// the first NATS pod's address; closed when the test ends.
+func natsConn(ctx context.Context, t *testing.T, admin *kubernetes.Clientset) jetstream.JetStream {
+	t.Helper()
+	password, secure := natsCredentials(ctx, t, admin)
+	p := runningPods(ctx, t, admin, "app.kubernetes.io/name=nats", 3)[0]
+	nc, err := nats.Connect("tls://"+net.JoinHostPort(p.Status.PodIP, "4222"), secure, nats.UserInfo("terminal-apiserver", password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
 type metaCluster struct {
 	Leader      string `json:"leader"`
 	ClusterSize int    `json:"cluster_size"`
@@ -282,12 +297,53 @@ func jetStreamMeta(ctx context.Context, t *testing.T, ip string) metaCluster {
 // Alice opens a session, types, reads and closes it, through kube-apiserver
 // to the in-cluster replicas; one of them ran it and logged its close.
 func TestAliceTypesThroughTheAggregationLayer(t *testing.T) {
-	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	sh := openShell(ctx, t, "incluster")
+	sh.run(t, "echo in-cluster-$((6*7))", "in-cluster-42")
+	sh.typeLine("exit 3")
+	select {
+	case err := <-sh.done:
+		var exitErr utilexec.ExitError
+		if !errors.As(err, &exitErr) || exitErr.ExitStatus() != 3 {
+			t.Fatalf("attach ended with %v, want exit code 3; screen:\n%s", err, sh.screen.String())
+		}
+	case <-ctx.Done():
+		t.Fatalf("attach did not end after exit; screen:\n%s", sh.screen.String())
+	}
+	closed, err := framework.WaitPhase(ctx, sh.client, "team-a", sh.name, v1alpha1.TerminalSessionClosed, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if closed.Status.Reason != v1alpha1.ReasonExited || closed.Status.ExitCode == nil || *closed.Status.ExitCode != 3 {
+		t.Errorf("status %s, exit code %v, want Exited with 3", closed.Status.Reason, closed.Status.ExitCode)
+	}
+	if by := closedBy(ctx, t, kubeClient(t, "admin"), string(sh.uid)); len(by) != 1 {
+		t.Errorf("replicas that logged the session's close: %v, want exactly one", by)
+	}
+}
+
+// shell is one of alice's sessions on team-a/shell-demo with her attached
+// through kube-apiserver (WebSocket, as kubectl). A replica that stops
+// (TestRollingRestartDrainsSessions) cuts the attach streams it serves;
+// the shell then attaches again, as kubectl terminal and the console do,
+// and the output replays from the start.
+type shell struct {
+	t      *testing.T
+	ctx    context.Context
+	name   string
+	uid    types.UID
+	client clientset.Interface
+	stdin  *io.PipeWriter
+	screen *framework.Screen
+	done   chan error
+}
+
+func openShell(ctx context.Context, t *testing.T, prefix string) *shell {
+	t.Helper()
 	alice := clientset.NewForConfigOrDie(restConfig(t, "alice"))
 	sessions := alice.TerminalV1alpha1().TerminalSessions("team-a")
-	created, err := sessions.Create(ctx, framework.NewSession("team-a", fmt.Sprintf("incluster-%d", time.Now().UnixNano()), "shell-demo"), metav1.CreateOptions{})
+	created, err := sessions.Create(ctx, framework.NewSession("team-a", fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()), "shell-demo"), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,51 +353,98 @@ func TestAliceTypesThroughTheAggregationLayer(t *testing.T) {
 	if _, err := framework.WaitPhase(ctx, alice, "team-a", created.Name, v1alpha1.TerminalSessionRunning, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	exec, err := framework.Executor(restConfig(t, "alice"), framework.AttachURL(alice, "team-a", created.Name,
+	sh := &shell{t: t, ctx: ctx, name: created.Name, uid: created.UID, client: alice}
+	sh.attach()
+	return sh
+}
+
+// attach opens a new attach stream from the session's first byte.
+func (sh *shell) attach() {
+	sh.t.Helper()
+	exec, err := framework.Executor(restConfig(sh.t, "alice"), framework.AttachURL(sh.client, "team-a", sh.name,
 		&v1alpha1.TerminalSessionAttachOptions{Stdin: true, Stdout: true, TTY: true}), true)
 	if err != nil {
-		t.Fatal(err)
+		sh.t.Fatal(err)
 	}
 	stdin, typeIn := io.Pipe()
-	defer typeIn.Close()
-	var screen framework.Screen
-	done := make(chan error, 1)
+	sh.t.Cleanup(func() { typeIn.Close() })
+	sh.stdin, sh.screen, sh.done = typeIn, &framework.Screen{}, make(chan error, 1)
+	screen, done := sh.screen, sh.done
 	go func() {
-		done <- exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: &screen, Tty: true})
+		done <- exec.StreamWithContext(sh.ctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: screen, Tty: true})
 	}()
-	// A pipe write blocks until the executor reads it: type from a goroutine,
-	// so that an attach that fails shows its error.
-	go func() { _, _ = typeIn.Write([]byte("echo in-cluster-$((6*7))\n")) }()
-	err = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
-		select {
-		case err := <-done:
-			return false, fmt.Errorf("attach ended early: %v", err)
-		default:
+}
+
+// typeLine writes line from a goroutine: a pipe write blocks until the
+// executor reads it, and an attach that failed must show its error.
+func (sh *shell) typeLine(line string) {
+	w := sh.stdin
+	go func() { _, _ = w.Write([]byte(line + "\n")) }()
+}
+
+// run types cmd and waits for want on the screen, typing it again after
+// a reattach.
+func (sh *shell) run(t *testing.T, cmd, want string) {
+	t.Helper()
+	sh.until(t, want, 30*time.Second, func() { sh.typeLine(cmd) })
+}
+
+// waitScreen waits for want on the screen.
+func (sh *shell) waitScreen(t *testing.T, want string, timeout time.Duration) {
+	t.Helper()
+	sh.until(t, want, timeout, func() {})
+}
+
+// until does act and waits for want on the screen; when the attach stream
+// is cut meanwhile, it attaches again (at most twice) and acts again.
+func (sh *shell) until(t *testing.T, want string, timeout time.Duration, act func()) {
+	t.Helper()
+	for cuts := 0; ; cuts++ {
+		act()
+		var cut error
+		err := wait.PollUntilContextTimeout(sh.ctx, 20*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+			if strings.Contains(sh.screen.String(), want) {
+				return true, nil
+			}
+			select {
+			case cut = <-sh.done:
+				return false, cut
+			default:
+				return false, nil
+			}
+		})
+		if err == nil {
+			return
 		}
-		return strings.Contains(screen.String(), "in-cluster-42"), nil
-	})
-	if err != nil {
-		t.Fatalf("the command's output through attach: %v; screen:\n%s", err, screen.String())
-	}
-	go func() { _, _ = typeIn.Write([]byte("exit 3\n")) }()
-	select {
-	case err := <-done:
-		var exitErr utilexec.ExitError
-		if !errors.As(err, &exitErr) || exitErr.ExitStatus() != 3 {
-			t.Fatalf("attach ended with %v, want exit code 3; screen:\n%s", err, screen.String())
+		if cut == nil || cuts == 2 {
+			t.Fatalf("%q on the screen of %s: %v; screen:\n%s", want, sh.name, err, sh.screen.String())
 		}
-	case <-ctx.Done():
-		t.Fatalf("attach did not end after exit; screen:\n%s", screen.String())
+		t.Logf("the attach to %s was cut (%v): attaching again", sh.name, cut)
+		sh.attach()
 	}
-	closed, err := framework.WaitPhase(ctx, alice, "team-a", created.Name, v1alpha1.TerminalSessionClosed, 30*time.Second)
+}
+
+// exit ends the shell with code and checks that the session says so (and
+// the attach, unless it was cut).
+func (sh *shell) exit(t *testing.T, code int) {
+	t.Helper()
+	sh.typeLine(fmt.Sprintf("exit %d", code))
+	closed, err := framework.WaitPhase(sh.ctx, sh.client, "team-a", sh.name, v1alpha1.TerminalSessionClosed, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if closed.Status.ExitCode == nil || *closed.Status.ExitCode != 3 {
-		t.Errorf("status.exitCode %v, want 3", closed.Status.ExitCode)
+	if closed.Status.Reason != v1alpha1.ReasonExited || closed.Status.ExitCode == nil || int(*closed.Status.ExitCode) != code {
+		t.Errorf("session %s: %s with exit code %v, want Exited with %d", sh.name, closed.Status.Reason, closed.Status.ExitCode, code)
 	}
-	if by := closedBy(ctx, t, kubeClient(t, "admin"), string(created.UID)); len(by) != 1 {
-		t.Errorf("replicas that logged the session's close: %v, want exactly one", by)
+	select {
+	case err := <-sh.done:
+		// Exit code 0 is no error; a cut stream is not the shell's doing.
+		var exitErr utilexec.ExitError
+		if (code == 0 && err != nil) || (code != 0 && (!errors.As(err, &exitErr) || exitErr.ExitStatus() != code)) {
+			t.Logf("the attach to %s ended with %v (cut?), not exit code %d", sh.name, err, code)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("attach to %s did not end after exit; screen:\n%s", sh.name, sh.screen.String())
 	}
 }
 

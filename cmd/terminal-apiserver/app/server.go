@@ -71,6 +71,9 @@ type Options struct {
 	Logs *logsapi.LoggingConfiguration
 	// PrintVersion: print the build's version and exit.
 	PrintVersion bool
+	// ShutdownDrainTimeout is how long the sessions this replica runs may
+	// go on after SIGTERM (bridge.Drain).
+	ShutdownDrainTimeout time.Duration
 }
 
 func init() {
@@ -253,6 +256,10 @@ func NewCommand(ctx context.Context) *cobra.Command {
 	o.NATS.AddFlags(fs)
 	logsapi.AddFlags(o.Logs, fs)
 	fs.BoolVar(&o.PrintVersion, "version", false, "Print the version, commit and build, and exit.")
+	fs.DurationVar(&o.ShutdownDrainTimeout, "shutdown-drain-timeout", o.ShutdownDrainTimeout,
+		"On SIGTERM, how long the sessions this replica runs may go on (their viewers are told when the drain begins) "+
+			"before they are closed with the reason ServerShutdown; new sessions go to the other replicas at once. "+
+			"Keep the pod's terminationGracePeriodSeconds above it (plus --shutdown-delay-duration and a few seconds). 0: close at once.")
 	fs.IntVar(&o.MaxSessionsPerUser, "max-sessions-per-user", o.MaxSessionsPerUser,
 		"Open (Pending or Running) sessions one user may have across all namespaces; more get 429. 0: no limit.")
 	fs.StringSliceVar(&o.AllowedOrigins, "allowed-origins", o.AllowedOrigins,
@@ -342,7 +349,8 @@ func (o *Options) Validate() error {
 		}
 	}
 	for name, d := range map[string]time.Duration{
-		"--idle-timeout-default": o.Sessions.DefaultIdleTimeout, "--idle-timeout-max": o.Sessions.MaxIdleTimeout,
+		"--shutdown-drain-timeout": o.ShutdownDrainTimeout,
+		"--idle-timeout-default":   o.Sessions.DefaultIdleTimeout, "--idle-timeout-max": o.Sessions.MaxIdleTimeout,
 		"--max-duration-default": o.Sessions.DefaultMaxDuration, "--max-duration-max": o.Sessions.MaxMaxDuration,
 		"--ttl-after-closed-default":    o.Sessions.DefaultTTLAfterClosed,
 		"--detach-grace-period-default": o.Sessions.DefaultDetachGracePeriod,
@@ -398,29 +406,35 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The HTTP server drains open requests before it stops; watches would
-	// hold it until the shutdown timeout. End them once shutdown starts, and
-	// clients rewatch on another replica.
 	getter := config.RESTOptionsGetter.(*kvstore.RESTOptionsGetter)
-	server.GenericAPIServer.AddPreShutdownHookOrDie("stop-watches", func() error {
-		getter.StopWatches()
-		return nil
-	})
 	kubeConfig := config.GenericConfig.ClientConfig
-	// The bridge stops when shutdown begins and is waited for: its execs end,
-	// their sessions are reported Failed(BridgeLost) while the server can
-	// still write them, and no goroutine of it outlives the server.
+	// Shutdown, one hook so that its steps keep their order. k8s.io/apiserver
+	// runs it as SIGTERM arrives, while /readyz fails (so the Service sends
+	// new requests elsewhere) and before it stops serving:
+	//   - watches would hold the HTTP server until the shutdown timeout: end
+	//     them, and clients rewatch on another replica;
+	//   - the bridge drains: no new claims, and the sessions it runs go on
+	//     for --shutdown-drain-timeout (attach streams to them are served
+	//     meanwhile), then close with the reason ServerShutdown;
+	//   - the bridge stops and is waited for, so no goroutine of it outlives
+	//     the server.
 	var stopping sync.Mutex
 	var stopBridge context.CancelFunc
+	var running *bridge.Bridge
 	bridgeDone := make(chan struct{})
-	server.GenericAPIServer.AddPreShutdownHookOrDie("stop-bridge", func() error {
+	server.GenericAPIServer.AddPreShutdownHookOrDie("drain", func() error {
+		getter.StopWatches()
 		stopping.Lock()
-		stop := stopBridge
+		stop, br := stopBridge, running
 		stopping.Unlock()
-		if stop != nil {
-			stop()
-			<-bridgeDone
+		if stop == nil {
+			return nil
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), o.ShutdownDrainTimeout+time.Minute)
+		defer cancel()
+		br.Drain(ctx, o.ShutdownDrainTimeout)
+		stop()
+		<-bridgeDone
 		return nil
 	})
 	server.GenericAPIServer.AddPostStartHookOrDie("terminal-bridge", func(hook genericapiserver.PostStartHookContext) error {
@@ -446,6 +460,10 @@ func (o *Options) Run(ctx context.Context) error {
 		var br *bridge.Bridge
 		var lastErr error
 		err = wait.PollUntilContextTimeout(hook, time.Second, max(o.NATS.StartTimeout, time.Second), true, func(ctx context.Context) (bool, error) {
+			// Each attempt bounded: a request made before the cluster elected
+			// its meta leader is dropped, and would wait out the whole timeout.
+			ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			defer cancel()
 			if br, lastErr = bridge.New(ctx, brCfg); lastErr != nil {
 				klog.InfoS("Waiting for NATS to create the bridge's streams", "err", lastErr)
 				return false, nil
@@ -457,7 +475,7 @@ func (o *Options) Run(ctx context.Context) error {
 		}
 		ctx, cancel := context.WithCancel(hook)
 		stopping.Lock()
-		stopBridge = cancel
+		stopBridge, running = cancel, br
 		stopping.Unlock()
 		go func() {
 			defer close(bridgeDone)

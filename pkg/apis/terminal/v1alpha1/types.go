@@ -158,6 +158,10 @@ const (
 	ReasonTargetGone = "TargetGone"
 	// ReasonBridgeLost means the server lost the connection that carried the process's streams.
 	ReasonBridgeLost = "BridgeLost"
+	// ReasonServerShutdown means the server replica running the session shut down (an upgrade,
+	// a node drain) and the session was still running at the end of its drain period
+	// (terminal-apiserver's --shutdown-drain-timeout). Viewers were told when the drain began.
+	ReasonServerShutdown = "ServerShutdown"
 	// ReasonExecFailed means the exec could not be opened or broke while the pod still runs
 	// (phase Failed); the message says why.
 	ReasonExecFailed = "ExecFailed"
