@@ -389,7 +389,8 @@ start_kube_apiserver() {
   #     refuses). With the real node, pods reach kube-apiserver through the
   #     kubernetes Service (10.96.0.1, in its certificate), whose endpoint is the
   #     node's address: it listens on every address, as kubeadm's does, and
-  #     still requires a client certificate or token for anything but discovery.
+  #     still requires a client certificate or token for anything but /version,
+  #     /healthz, /livez and /readyz.
   #   ExtendWebSocketsToKubelet=false (LOCAL_NODE=kwok only): kwok refuses the v5
   #     WebSocket handshake, so kube-apiserver must translate WebSocket exec from
   #     clients into SPDY to kwok. A real kubelet speaks it.

@@ -138,8 +138,11 @@ type Bridge struct {
 	// drainBy is when the sessions still running are closed (Drain); zero
 	// until Drain, and from then on no session is claimed.
 	drainBy time.Time
-	shells  map[string]string // pod UID/container -> shell found there
-	wg      sync.WaitGroup
+	// claiming counts claims in flight (between the drain check and the
+	// session's entry in running), which Drain waits for.
+	claiming int
+	shells   map[string]string // pod UID/container -> shell found there
+	wg       sync.WaitGroup
 }
 
 // DefaultOutputBytes is the IO stream's size when Config leaves it out.
@@ -489,10 +492,21 @@ func (b *Bridge) claimPending(ctx context.Context, s *v1alpha1.TerminalSession) 
 	b.mu.Lock()
 	_, mine := b.running[s.UID]
 	draining := !b.drainBy.IsZero()
+	if !mine && !draining {
+		b.claiming++ // Drain waits for it
+	}
 	b.mu.Unlock()
 	if mine || draining {
 		return // a draining replica leaves new sessions to the others
 	}
+	claimed := false
+	defer func() {
+		if !claimed {
+			b.mu.Lock()
+			b.claiming--
+			b.mu.Unlock()
+		}
+	}()
 	rev, ok, err := b.leases.claim(ctx, string(s.UID))
 	if err != nil {
 		klog.ErrorS(err, "Claiming a session failed", "session", klog.KObj(s))
@@ -520,9 +534,12 @@ func (b *Bridge) claimPending(ctx context.Context, s *v1alpha1.TerminalSession) 
 	sess.leaseRev.Store(rev)
 	sess.touch()
 	b.mu.Lock()
-	// Claimed as the drain began: run it, and tell it (runClaimed).
+	// Claimed as the drain began: the other replicas, which lost this
+	// claim, will not try again, so run it; Drain tells and closes it.
 	sess.drainBy = b.drainBy
 	b.running[s.UID] = sess
+	b.claiming--
+	claimed = true
 	b.mu.Unlock()
 	b.wg.Add(1)
 	go func() {

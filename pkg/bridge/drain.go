@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -36,23 +37,22 @@ func (b *Bridge) Drain(ctx context.Context, period time.Duration) {
 	b.drainBy = deadline
 	b.mu.Unlock()
 	running := b.sessions()
-	if len(running) > 0 {
-		klog.InfoS("Draining sessions before shutdown", "sessions", len(running), "period", period)
-	}
+	klog.InfoS("Draining before shutdown", "sessions", len(running), "period", period)
+	// Told side by side: one session whose output or NATS is slow must not
+	// hold up the others, nor the deadline.
+	var tells sync.WaitGroup
+	defer tells.Wait()
 	if period > 0 {
 		for _, s := range running {
-			s.drainUntil(deadline)
+			tells.Go(func() { s.drainUntil(deadline) })
 		}
 	}
 	tick := time.NewTicker(drainPoll)
 	defer tick.Stop()
-	closing := false
-	for len(b.sessions()) > 0 {
-		if !closing && !b.clock.Now().Before(deadline) {
-			closing = true
-			left := b.sessions()
-			klog.InfoS("Drain period over: closing the sessions left", "sessions", len(left))
-			for _, s := range left {
+	for b.busy() {
+		if !b.clock.Now().Before(deadline) {
+			// Every tick: a claim that was in flight may have added one.
+			for _, s := range b.sessions() {
 				s.cancel(&closeCause{reason: v1alpha1.ReasonServerShutdown, phase: v1alpha1.TerminalSessionClosed,
 					message: fmt.Sprintf("the server running this session (%s) shut down after draining for %s", b.cfg.Holder, period)})
 			}
@@ -65,11 +65,11 @@ func (b *Bridge) Drain(ctx context.Context, period time.Duration) {
 	}
 }
 
-// draining says whether Drain has begun; claims are refused from then on.
-func (b *Bridge) draining() bool {
+// busy says whether a session runs here, or a claim is in flight.
+func (b *Bridge) busy() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return !b.drainBy.IsZero()
+	return len(b.running) > 0 || b.claiming > 0
 }
 
 // drainUntil tells the session's viewers, once, that it ends by deadline
@@ -80,7 +80,9 @@ func (s *session) drainUntil(deadline time.Time) {
 	if s.drainBy.IsZero() {
 		s.drainBy = deadline
 	}
-	out, tell := s.out, s.out != nil && !s.drainTold
+	// A deadline already past (no drain period) is not announced: the
+	// session is being closed.
+	out, tell := s.out, s.out != nil && !s.drainTold && deadline.After(s.b.clock.Now())
 	s.drainTold = s.drainTold || tell
 	s.mu.Unlock()
 	if tell {

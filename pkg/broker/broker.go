@@ -5,6 +5,8 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -120,7 +122,8 @@ func (b *Broker) connect(ctx context.Context, url string, wait time.Duration, op
 		if err == nil {
 			return nil
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		// A wrong password or certificate does not heal by waiting.
+		if time.Now().After(deadline) || ctx.Err() != nil || permanent(err) {
 			return err
 		}
 		if attempt == 0 {
@@ -132,6 +135,17 @@ func (b *Broker) connect(ctx context.Context, url string, wait time.Duration, op
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// permanent says whether a connection error is one of configuration:
+// credentials or certificates that NATS refused, or that do not verify.
+func permanent(err error) bool {
+	var verify *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+		errors.As(err, &verify) || errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid)
 }
 
 func (b *Broker) tryConnect(ctx context.Context, url string, opts []nats.Option) error {

@@ -87,3 +87,27 @@ func TestStartGivesUp(t *testing.T) {
 		t.Errorf("a cancelled Start took %s", took)
 	}
 }
+
+// A password NATS refuses is not waited out: it does not heal.
+func TestStartDoesNotWaitOutAWrongPassword(t *testing.T) {
+	port := freePort(t)
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true,
+		Username: "terminal-apiserver", Password: "right"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	defer s.Shutdown()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS did not start")
+	}
+	began := time.Now()
+	_, err = Start(context.Background(), Config{URL: "nats://127.0.0.1:" + strconv.Itoa(port), User: "terminal-apiserver",
+		Password: "wrong", Name: "auth-test", StartTimeout: time.Minute})
+	if err == nil {
+		t.Fatal("connected with a wrong password")
+	}
+	if took := time.Since(began); took > 10*time.Second {
+		t.Errorf("gave up after %s, want at once: %v", took, err)
+	}
+}

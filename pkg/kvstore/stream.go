@@ -109,6 +109,7 @@ const streamRequestTimeout = 10 * time.Second
 // its servers have elected a JetStream meta leader (the request then times
 // out), and may refuse a replicated stream until its peers have joined.
 func createStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	var said error // the last answer that was not a timeout: the likelier cause
 	for attempt := 0; ; attempt++ {
 		rctx, cancel := context.WithTimeout(ctx, streamRequestTimeout)
 		stream, err := js.CreateOrUpdateStream(rctx, cfg)
@@ -116,11 +117,17 @@ func createStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 		if err == nil {
 			return stream, nil
 		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			said = err
+		}
 		if attempt == 0 {
 			klog.InfoS("Waiting for JetStream to create a stream", "stream", cfg.Name, "err", err)
 		}
 		select {
 		case <-ctx.Done():
+			if said != nil {
+				return nil, said
+			}
 			return nil, err
 		case <-time.After(time.Second):
 		}

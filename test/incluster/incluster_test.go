@@ -428,10 +428,23 @@ func (sh *shell) until(t *testing.T, want string, timeout time.Duration, act fun
 // the attach, unless it was cut).
 func (sh *shell) exit(t *testing.T, code int) {
 	t.Helper()
-	sh.typeLine(fmt.Sprintf("exit %d", code))
-	closed, err := framework.WaitPhase(sh.ctx, sh.client, "team-a", sh.name, v1alpha1.TerminalSessionClosed, 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
+	var closed *v1alpha1.TerminalSession
+	for try := 0; closed == nil; try++ {
+		// A cut stream would swallow what is typed: attach again first.
+		select {
+		case cut := <-sh.done:
+			t.Logf("the attach to %s was cut (%v): attaching again", sh.name, cut)
+			sh.attach()
+		default:
+		}
+		sh.typeLine(fmt.Sprintf("exit %d", code))
+		s, err := framework.WaitPhase(sh.ctx, sh.client, "team-a", sh.name, v1alpha1.TerminalSessionClosed, 15*time.Second)
+		switch {
+		case err == nil:
+			closed = s
+		case try == 2:
+			t.Fatal(err)
+		}
 	}
 	if closed.Status.Reason != v1alpha1.ReasonExited || closed.Status.ExitCode == nil || int(*closed.Status.ExitCode) != code {
 		t.Errorf("session %s: %s with exit code %v, want Exited with %d", sh.name, closed.Status.Reason, closed.Status.ExitCode, code)

@@ -2,13 +2,13 @@ package incluster
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -41,9 +41,9 @@ func TestRollingRestartDrainsSessions(t *testing.T) {
 	exits, stays := openShell(ctx, t, "drain-exits"), openShell(ctx, t, "drain-stays")
 	exits.run(t, "echo before-$((2*3))", "before-6")
 	stays.run(t, "echo before-$((3*3))", "before-9")
-	exitsPod := runBy(ctx, t, leases, exits.uid)
-	if !old[exitsPod] || !old[runBy(ctx, t, leases, stays.uid)] {
-		t.Fatalf("sessions run by %s and %s, want replicas of %v", exitsPod, runBy(ctx, t, leases, stays.uid), old)
+	exitsPod, staysPod := runBy(ctx, t, leases, exits.uid), runBy(ctx, t, leases, stays.uid)
+	if !old[exitsPod] || !old[staysPod] {
+		t.Fatalf("sessions run by %s and %s, want replicas of %v", exitsPod, staysPod, old)
 	}
 
 	// kubectl rollout restart: a new template, so a new ReplicaSet.
@@ -51,19 +51,19 @@ func TestRollingRestartDrainsSessions(t *testing.T) {
 	if _, err := admin.AppsV1().Deployments(env.namespace).Patch(ctx, "terminal-apiserver", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	began := time.Now()
 
 	// The shell on a draining replica still works, and ends by itself.
 	// (A stream served by a stopping replica may be cut: the shell then
 	// attaches again, as kubectl terminal does.)
-	waitTerminating(ctx, t, admin, exitsPod)
+	waitDraining(ctx, t, admin, exitsPod)
 	exits.waitScreen(t, "the server running this session is shutting down", 30*time.Second)
 	exits.run(t, "echo draining-$((4*4))", "draining-16")
 	exits.exit(t, 4)
 
 	// Once no old replica is left to claim, a new session runs at once, on a new replica.
+	drainBegan := map[string]time.Time{}
 	for name := range old {
-		waitTerminating(ctx, t, admin, name)
+		drainBegan[name] = waitDraining(ctx, t, admin, name)
 	}
 	created := time.Now()
 	after := openShell(ctx, t, "drain-after")
@@ -84,8 +84,8 @@ func TestRollingRestartDrainsSessions(t *testing.T) {
 	if closed.Status.Reason != v1alpha1.ReasonServerShutdown {
 		t.Errorf("the shell left open: %s (%s), want ServerShutdown", closed.Status.Reason, closed.Status.Message)
 	}
-	if open := closed.Status.ClosedAt.Sub(began); open < 25*time.Second {
-		t.Errorf("the shell left open was closed %s after the restart began, before its 30 s drain", open.Round(time.Millisecond))
+	if open := closed.Status.ClosedAt.Sub(drainBegan[staysPod]); open < 28*time.Second {
+		t.Errorf("the shell left open was closed %s after its replica began to drain, before its 30 s drain period", open.Round(time.Millisecond))
 	}
 	if !hasEvent(ctx, t, admin, closed, v1alpha1.ReasonServerShutdown) || !hasEvent(ctx, t, admin, closed, "Draining") {
 		t.Error("no Draining and ServerShutdown Events for the shell left open")
@@ -132,19 +132,32 @@ func runBy(ctx context.Context, t *testing.T, leases jetstream.KeyValue, uid typ
 	return holder[:len(holder)-37]
 }
 
-// waitTerminating waits for the pod to be deleted or on its way out.
-func waitTerminating(ctx context.Context, t *testing.T, admin *kubernetes.Clientset, name string) {
+// waitDraining waits for the replica in pod name to log that it began to
+// drain (its SIGTERM), and returns when it did (the log line's time).
+func waitDraining(ctx context.Context, t *testing.T, admin *kubernetes.Clientset, name string) time.Time {
 	t.Helper()
+	var began time.Time
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		p, err := admin.CoreV1().Pods(env.namespace).Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return true, nil
+		logs, err := admin.CoreV1().Pods(env.namespace).GetLogs(name, &corev1.PodLogOptions{}).DoRaw(ctx)
+		if err != nil {
+			return false, nil
 		}
-		return err == nil && p.DeletionTimestamp != nil, nil
+		for _, line := range strings.Split(string(logs), "\n") {
+			var rec struct {
+				TS  float64 `json:"ts"` // milliseconds since the epoch
+				Msg string  `json:"msg"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "Draining before shutdown" {
+				began = time.UnixMilli(int64(rec.TS))
+				return true, nil
+			}
+		}
+		return false, nil
 	})
 	if err != nil {
-		t.Fatalf("pod %s not terminating: %v", name, err)
+		t.Fatalf("replica %s did not begin to drain: %v", name, err)
 	}
+	return began
 }
 
 // hasEvent says whether the session has a Kubernetes Event with reason.

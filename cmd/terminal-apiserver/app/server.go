@@ -259,7 +259,7 @@ func NewCommand(ctx context.Context) *cobra.Command {
 	fs.DurationVar(&o.ShutdownDrainTimeout, "shutdown-drain-timeout", o.ShutdownDrainTimeout,
 		"On SIGTERM, how long the sessions this replica runs may go on (their viewers are told when the drain begins) "+
 			"before they are closed with the reason ServerShutdown; new sessions go to the other replicas at once. "+
-			"Keep the pod's terminationGracePeriodSeconds above it (plus --shutdown-delay-duration and a few seconds). 0: close at once.")
+			"Keep the pod's terminationGracePeriodSeconds at least 20 s above it (the manifests: 5m and 330 s). 0: close at once.")
 	fs.IntVar(&o.MaxSessionsPerUser, "max-sessions-per-user", o.MaxSessionsPerUser,
 		"Open (Pending or Running) sessions one user may have across all namespaces; more get 429. 0: no limit.")
 	fs.StringSliceVar(&o.AllowedOrigins, "allowed-origins", o.AllowedOrigins,
@@ -411,30 +411,41 @@ func (o *Options) Run(ctx context.Context) error {
 	// Shutdown, one hook so that its steps keep their order. k8s.io/apiserver
 	// runs it as SIGTERM arrives, while /readyz fails (so the Service sends
 	// new requests elsewhere) and before it stops serving:
+	//   - the bridge drains: no new claims, and the sessions it runs go on
+	//     for --shutdown-drain-timeout (attach streams and watches are served
+	//     meanwhile: the bridge's own informer watches through this server),
+	//     then close with the reason ServerShutdown;
 	//   - watches would hold the HTTP server until the shutdown timeout: end
 	//     them, and clients rewatch on another replica;
-	//   - the bridge drains: no new claims, and the sessions it runs go on
-	//     for --shutdown-drain-timeout (attach streams to them are served
-	//     meanwhile), then close with the reason ServerShutdown;
 	//   - the bridge stops and is waited for, so no goroutine of it outlives
 	//     the server.
+	// The pod's terminationGracePeriodSeconds must cover the drain and
+	// drainSlack.
+	const drainSlack = 20 * time.Second
 	var stopping sync.Mutex
 	var stopBridge context.CancelFunc
 	var running *bridge.Bridge
+	shuttingDown := false
 	bridgeDone := make(chan struct{})
 	server.GenericAPIServer.AddPreShutdownHookOrDie("drain", func() error {
-		getter.StopWatches()
 		stopping.Lock()
 		stop, br := stopBridge, running
+		shuttingDown = true // a bridge not started yet never will be
 		stopping.Unlock()
-		if stop == nil {
-			return nil
+		if stop != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), o.ShutdownDrainTimeout+drainSlack)
+			defer cancel()
+			br.Drain(ctx, o.ShutdownDrainTimeout)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), o.ShutdownDrainTimeout+time.Minute)
-		defer cancel()
-		br.Drain(ctx, o.ShutdownDrainTimeout)
-		stop()
-		<-bridgeDone
+		getter.StopWatches()
+		if stop != nil {
+			stop()
+			select {
+			case <-bridgeDone:
+			case <-time.After(drainSlack):
+				klog.InfoS("The bridge did not stop in time; exiting anyway")
+			}
+		}
 		return nil
 	})
 	server.GenericAPIServer.AddPostStartHookOrDie("terminal-bridge", func(hook genericapiserver.PostStartHookContext) error {
@@ -459,7 +470,7 @@ func (o *Options) Run(ctx context.Context) error {
 		// connect, rather than exit and be restarted with a back-off.
 		var br *bridge.Bridge
 		var lastErr error
-		err = wait.PollUntilContextTimeout(hook, time.Second, max(o.NATS.StartTimeout, time.Second), true, func(ctx context.Context) (bool, error) {
+		err = wait.PollUntilContextTimeout(hook, time.Second, max(o.NATS.StartTimeout, 15*time.Second), true, func(ctx context.Context) (bool, error) {
 			// Each attempt bounded: a request made before the cluster elected
 			// its meta leader is dropped, and would wait out the whole timeout.
 			ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -470,11 +481,20 @@ func (o *Options) Run(ctx context.Context) error {
 			}
 			return true, nil
 		})
+		if hook.Err() != nil {
+			return nil // shutting down while it waited: nothing to report
+		}
 		if err != nil {
 			return errors.Join(err, lastErr)
 		}
 		ctx, cancel := context.WithCancel(hook)
 		stopping.Lock()
+		if shuttingDown {
+			stopping.Unlock()
+			cancel()
+			close(bridgeDone)
+			return nil
+		}
 		stopBridge, running = cancel, br
 		stopping.Unlock()
 		go func() {
