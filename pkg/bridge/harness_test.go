@@ -290,6 +290,8 @@ type fakeExec struct {
 	input  bytes.Buffer
 	sizes  []wire.Size
 	inputs int // bytes typed before the first resize, -1 until then
+	// typedAt: the bytes typed before each resize.
+	typedAt []int
 }
 
 func newFakeExec(s *v1alpha1.TerminalSession, command []string, tty bool) *fakeExec {
@@ -315,6 +317,7 @@ func (f *fakeExec) Resize(sz wire.Size) error {
 		f.inputs = f.input.Len()
 	}
 	f.sizes = append(f.sizes, sz)
+	f.typedAt = append(f.typedAt, f.input.Len())
 	return nil
 }
 

@@ -69,7 +69,10 @@ type session struct {
 	// Until then only the terminal size is written: the runtime applies a
 	// resize asynchronously, and input typed ahead would reach the shell
 	// before its terminal has the spec's size.
-	inputOpen     bool
+	inputOpen bool
+	// applied is the last size taken for the stream: sent again when
+	// input opens (see openInput).
+	applied       *wire.Size
 	viewers       map[string]viewer
 	unviewedSince time.Time
 	lastStatus    time.Time
@@ -157,6 +160,9 @@ func (s *session) write() {
 			in = s.input
 			s.input, s.inputBytes = nil, 0
 		}
+		if size != nil {
+			s.applied = size
+		}
 		s.size = nil
 		if size == nil && len(in) == 0 {
 			s.writing = false
@@ -197,14 +203,25 @@ func (s *session) write() {
 	}
 }
 
-// openInput lets queued and further input through to the process.
+// openInput lets queued and further input through to the process, behind
+// the terminal's size sent once more. The runtime may have dropped the
+// first: containerd ignores a resize that reaches an exec before its
+// process has a console, and the terminal then stays 0x0 until the next
+// resize (CI's stty size saw it, even with input held for the prompt).
+// By now the process runs, and the writer sends the size before the
+// input.
 func (s *session) openInput() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.inputOpen {
-		s.inputOpen = true
-		s.startWriter()
+	if s.inputOpen {
+		return
 	}
+	s.inputOpen = true
+	if s.size == nil && s.applied != nil {
+		sz := *s.applied
+		s.size = &sz
+	}
+	s.startWriter()
 }
 
 // presence records a viewer's announcement.
