@@ -41,3 +41,10 @@ go build -ldflags "$(hack/version.sh)" -o _output/bin/kubectl-terminal ./cmd/kub
   PATH=$TOOLS_BIN:$ROOT/_output/bin:$PATH REPO_ROOT=$ROOT KUBECTL_TERMINAL=$ROOT/_output/bin/kubectl-terminal \
     node _output/bench/latency.mjs ${CONSOLE_BENCH_ARGS:-}
 )
+
+# Last, the in-cluster install (artifacts/deploy/overlays/local, which takes
+# the APIService from make up's server and gives it back): its containers'
+# memory and CPU as the kubelet measures them, for the manifests' requests
+# and limits (docs/benchmarks.md). SIZING_ARGS, e.g. '-sizing-idle 100'.
+# shellcheck disable=SC2086 # SIZING_ARGS is a list of flags.
+INCLUSTER_SERVER_ARGS=--max-sessions-per-user=0 hack/test-incluster.sh go run ./test/bench -sizing ${SIZING_ARGS:-}

@@ -22,6 +22,10 @@
 #
 #   INCLUSTER_ARGS   extra `go test` arguments, e.g. INCLUSTER_ARGS='-v'
 #   INCLUSTER_KEEP=1 leave the install running (make up puts the local server back)
+#   INCLUSTER_SERVER_ARGS  extra flags for the in-cluster server (a list)
+#
+# hack/test-incluster.sh COMMAND... runs COMMAND with the install in place
+# and the same environment instead of the tests (make bench's sizing).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -106,6 +110,12 @@ node_ctr images tag --force "$image" ghcr.io/meshery/terminal-apiserver:local >/
 rm -rf "$WORK"
 mkdir -p "$WORK"
 cp -r artifacts/deploy "$WORK/deploy"
+for arg in ${INCLUSTER_SERVER_ARGS:-}; do
+  cat >>"$WORK/deploy/overlays/local/kustomization.yaml" <<EOF
+- target: {kind: Deployment, name: terminal-apiserver}
+  patch: '[{"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "$arg"}]'
+EOF
+done
 "$WORK/deploy/overlays/self-signed/generate-certs.sh" >/dev/null
 k kustomize "$WORK/deploy/overlays/local" >"$WORK/install.yaml"
 uninstall # what an interrupted run left
@@ -146,8 +156,12 @@ until [[ $(k get apiservice v1alpha1.terminal.meshery.io -o go-template='{{.spec
   sleep 0.5
 done
 
-# 3. The tests.
+# 3. The tests (or the command given).
+export INCLUSTER_NAMESPACE=$NS INCLUSTER_DEPLOY_DIR=$WORK/deploy INCLUSTER_KUBECTL=$TOOLS_BIN/kubectl
+if (($# > 0)); then
+  "$@"
+  exit
+fi
 log "testing the in-cluster install"
-export INCLUSTER_NAMESPACE=$NS INCLUSTER_CA_FILE=$WORK/deploy/overlays/self-signed/generated/ca.crt
 # shellcheck disable=SC2086 # INCLUSTER_ARGS is a list of flags.
 go test ./test/incluster/... -count=1 -timeout 10m ${INCLUSTER_ARGS:-}

@@ -1,11 +1,14 @@
 package metrics
 
 import (
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 
 	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/component-base/metrics/testutil"
+	"sigs.k8s.io/yaml"
 )
 
 func TestRegisterServesEveryMetricWithItsPrefix(t *testing.T) {
@@ -38,5 +41,57 @@ func TestRegisterServesEveryMetricWithItsPrefix(t *testing.T) {
 terminal_nats_connected 1
 `), "terminal_nats_connected"); err != nil {
 		t.Error(err)
+	}
+}
+
+// The alert rules an operator installs (artifacts/monitoring) name only
+// metrics this server serves.
+func TestAlertRulesNameServedMetrics(t *testing.T) {
+	Register(func() bool { return true })
+	SessionsClosed.WithLabelValues("ExecFailed").Inc()
+	JetStreamErrors.WithLabelValues(PublishTranscript).Inc()
+	SetupDuration.Observe(1)
+	EchoDuration.Observe(0.001)
+	families, err := legacyregistry.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := map[string]bool{}
+	for _, f := range families {
+		served[f.GetName()] = true
+	}
+	raw, err := os.ReadFile("../../artifacts/monitoring/prometheus-rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules struct {
+		Spec struct {
+			Groups []struct {
+				Rules []struct {
+					Alert string `json:"alert"`
+					Expr  string `json:"expr"`
+				} `json:"rules"`
+			} `json:"groups"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal(raw, &rules); err != nil {
+		t.Fatal(err)
+	}
+	named := 0
+	for _, g := range rules.Spec.Groups {
+		for _, r := range g.Rules {
+			if r.Alert == "" || r.Expr == "" {
+				t.Errorf("rule %q has no alert name or expression", r.Alert)
+			}
+			for _, m := range regexp.MustCompile(namespace+`_[a-z_]+`).FindAllString(r.Expr, -1) {
+				named++
+				if !served[strings.TrimSuffix(m, "_bucket")] {
+					t.Errorf("alert %s names %s, which /metrics does not serve", r.Alert, m)
+				}
+			}
+		}
+	}
+	if named == 0 {
+		t.Error("no rule names a terminal_ metric")
 	}
 }

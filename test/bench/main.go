@@ -83,6 +83,14 @@ func run() error {
 	e := &env{cfg: cfg}
 	e.kube = kubernetes.NewForConfigOrDie(cfg)
 	e.sessions = clientset.NewForConfigOrDie(cfg)
+	if *sizing {
+		ctx := context.Background()
+		if err := e.createPod(ctx); err != nil {
+			return err
+		}
+		defer e.deletePod()
+		return e.sizeInCluster(ctx)
+	}
 	if e.nc, e.js, err = framework.NATS(); err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -44,15 +45,22 @@ import (
 var env struct {
 	kubeconfig string
 	namespace  string // the install's
-	caFile     string // the self-signed overlay's CA (NATS's and the server's certificates)
+	// deployDir is the copy of artifacts/deploy that was applied, with
+	// the self-signed overlay's generated/ (its CA signs NATS's and the
+	// server's certificates).
+	deployDir string
+	caFile    string
+	kubectl   string
 }
 
 func TestMain(m *testing.M) {
 	env.kubeconfig = os.Getenv("KUBECONFIG")
 	env.namespace = os.Getenv("INCLUSTER_NAMESPACE")
-	env.caFile = os.Getenv("INCLUSTER_CA_FILE")
-	if env.kubeconfig == "" || env.namespace == "" || env.caFile == "" {
-		fmt.Fprintln(os.Stderr, "incluster: KUBECONFIG, INCLUSTER_NAMESPACE and INCLUSTER_CA_FILE are unset; run through hack/test-incluster.sh")
+	env.deployDir = os.Getenv("INCLUSTER_DEPLOY_DIR")
+	env.caFile = filepath.Join(env.deployDir, "overlays", "self-signed", "generated", "ca.crt")
+	env.kubectl = os.Getenv("INCLUSTER_KUBECTL")
+	if env.kubeconfig == "" || env.namespace == "" || env.deployDir == "" || env.kubectl == "" {
+		fmt.Fprintln(os.Stderr, "incluster: KUBECONFIG, INCLUSTER_NAMESPACE, INCLUSTER_DEPLOY_DIR and INCLUSTER_KUBECTL are unset; run through hack/test-incluster.sh")
 		os.Exit(2)
 	}
 	os.Exit(m.Run())

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -64,6 +65,9 @@ func TestRollingRestartDrainsSessions(t *testing.T) {
 	drainBegan := map[string]time.Time{}
 	for name := range old {
 		drainBegan[name] = waitDraining(ctx, t, admin, name)
+	}
+	if drainBegan[staysPod].IsZero() {
+		t.Fatalf("replica %s, which runs a session, is gone before its drain period ended", staysPod)
 	}
 	created := time.Now()
 	after := openShell(ctx, t, "drain-after")
@@ -133,12 +137,18 @@ func runBy(ctx context.Context, t *testing.T, leases jetstream.KeyValue, uid typ
 }
 
 // waitDraining waits for the replica in pod name to log that it began to
-// drain (its SIGTERM), and returns when it did (the log line's time).
+// drain (its SIGTERM), and returns when it did (the log line's time); zero
+// if the pod is gone, as a replica that runs no session goes at once.
 func waitDraining(ctx context.Context, t *testing.T, admin *kubernetes.Clientset, name string) time.Time {
 	t.Helper()
 	var began time.Time
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		logs, err := admin.CoreV1().Pods(env.namespace).GetLogs(name, &corev1.PodLogOptions{}).DoRaw(ctx)
+		if apierrors.IsNotFound(err) {
+			if _, err := admin.CoreV1().Pods(env.namespace).Get(ctx, name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+				return true, nil
+			}
+		}
 		if err != nil {
 			return false, nil
 		}
