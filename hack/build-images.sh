@@ -10,11 +10,18 @@
 #   terminal.local/nats:1      nats-server at the version go.mod pins, as the official
 #                              image runs it (entrypoint nats-server, flags as args), for
 #                              the in-cluster install (hack/test-incluster.sh)
+#   terminal.local/nats-box:1  the busybox image plus the nats CLI (natscli, pinned
+#                              below), as natsio/nats-box: backups of the in-cluster
+#                              install's JetStream (test/incluster)
 #
 # The tarballs are reproducible (sorted entries, zero times and owners, fixed
 # config) and cached in NODE_IMAGES_DIR, keyed by this script, the sources and the
 # package versions; a second run is a no-op. Prints NODE_IMAGES_DIR.
 set -euo pipefail
+
+# The nats CLI in nats-box: the release whose `nats backup` reads what the
+# nats-server go.mod pins writes.
+NATSCLI_VERSION=v0.5.0
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 for tool in gcc busybox bash sha256sum tar; do
@@ -24,6 +31,7 @@ done
 key=$( {
   cat "$0" "$ROOT"/hack/images/pause/pause.c "$ROOT"/hack/images/static/main.go
   grep nats-server "$ROOT/go.mod"
+  echo "natscli $NATSCLI_VERSION"
   dpkg-query -W -f '${Package} ${Version}\n' busybox-static bash libc6 libtinfo6 2>/dev/null || true
   go version
 } | sha256sum | cut -c1-12)
@@ -105,6 +113,16 @@ mkdir -p "$nt/usr/local/bin" "$nt/tmp"
 chmod 1777 "$nt/tmp"
 (cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -buildid=" -o "$nt/usr/local/bin/nats-server" github.com/nats-io/nats-server/v2)
 image nats "$nt" '["--config","/etc/nats/nats-server.conf"]' '["nats-server"]'
+
+# nats-box: busybox (a shell, tar for kubectl cp) and the nats CLI, built
+# once into the Go cache.
+nb=$work/nats-box/rootfs
+mkdir -p "$(dirname "$nb")"
+cp -a "$bb" "$nb"
+mkdir -p "$nb/usr/local/bin"
+(cd "$work" && GOBIN="$nb/usr/local/bin" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w -buildid=" \
+  "github.com/nats-io/natscli/nats@$NATSCLI_VERSION")
+image nats-box "$nb" '["sh"]'
 
 touch "$NODE_IMAGES_DIR/done"
 echo "$NODE_IMAGES_DIR"

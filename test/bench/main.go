@@ -551,11 +551,14 @@ func readBulk(ctx context.Context, exec remotecommand.Executor) (float64, error)
 // readings compare live memory rather than points in the GC cycle.
 type memStats struct{ rss, heapStack, goroutines float64 }
 
-func serverMemory() (memStats, error) {
-	if _, err := serverGet("/debug/pprof/heap?gc=1"); err != nil {
+func serverMemory() (memStats, error) { return replicaMemory(localServer()) }
+
+// replicaMemory is serverMemory of the replica at addr (host:port).
+func replicaMemory(addr string) (memStats, error) {
+	if _, err := replicaGet(addr, "/debug/pprof/heap?gc=1"); err != nil {
 		return memStats{}, err
 	}
-	metrics, err := serverMetrics()
+	metrics, err := replicaMetrics(addr)
 	if err != nil {
 		return memStats{}, err
 	}
@@ -572,8 +575,10 @@ func serverMemory() (memStats, error) {
 
 // serverMetrics reads the server's /metrics: the series without labels
 // and the sums of those with labels, by name.
-func serverMetrics() (map[string]float64, error) {
-	b, err := serverGet("/metrics")
+func serverMetrics() (map[string]float64, error) { return replicaMetrics(localServer()) }
+
+func replicaMetrics(addr string) (map[string]float64, error) {
+	b, err := replicaGet(addr, "/metrics")
 	if err != nil {
 		return nil, err
 	}
@@ -593,8 +598,12 @@ func serverMetrics() (map[string]float64, error) {
 	return m, nil
 }
 
-// serverGet reads path from the server's own port as the cluster admin.
-func serverGet(path string) ([]byte, error) {
+// localServer is make up's server's address.
+func localServer() string { return "127.0.0.1:" + os.Getenv("TERMINAL_APISERVER_PORT") }
+
+// replicaGet reads path from a server's port (make up's, or an in-cluster
+// replica's) as the cluster admin.
+func replicaGet(addr, path string) ([]byte, error) {
 	pki := filepath.Join(os.Getenv("LOCAL_DIR"), "pki")
 	cert, err := tls.LoadX509KeyPair(filepath.Join(pki, "admin.crt"), filepath.Join(pki, "admin.key"))
 	if err != nil {
@@ -604,11 +613,11 @@ func serverGet(path string) ([]byte, error) {
 	// of the server's, counted by settled.
 	c := &http.Client{Timeout: time.Minute, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{
 		Certificates: []tls.Certificate{cert},
-		// Loopback to the server's own port; its certificate names the
+		// A server's own port, by address; its certificate names the
 		// in-cluster Service.
 		InsecureSkipVerify: true, //nolint:gosec
 	}}}
-	resp, err := c.Get("https://127.0.0.1:" + os.Getenv("TERMINAL_APISERVER_PORT") + path)
+	resp, err := c.Get("https://" + addr + path)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -150,6 +151,41 @@ func (e *env) sizeInCluster(ctx context.Context) error {
 	row("RSS at rest", mib(rest.server.rss), mib(rest.nats.rss))
 	row("CPU at rest", fmt.Sprintf("%.1f millicores", serverIdle/1e6), fmt.Sprintf("%.1f millicores", natsIdle/1e6))
 
+	// The replicas' live memory after a forced collection, as the rest
+	// of make bench reads it, to set beside the kubelet's figures (which
+	// include what the collector has yet to free), each with the sessions
+	// it runs.
+	type replica struct {
+		mem  memStats
+		open float64
+	}
+	replicas := func() ([]replica, error) {
+		var rs []replica
+		for _, p := range pods.Items {
+			addr := net.JoinHostPort(p.Status.PodIP, "8443")
+			m, err := replicaMemory(addr)
+			if err != nil {
+				return nil, fmt.Errorf("replica %s: %w", p.Name, err)
+			}
+			metrics, err := replicaMetrics(addr)
+			if err != nil {
+				return nil, fmt.Errorf("replica %s: %w", p.Name, err)
+			}
+			rs = append(rs, replica{m, metrics["terminal_sessions_open"]})
+		}
+		return rs, nil
+	}
+	sum := func(rs []replica) (m memStats) {
+		for _, r := range rs {
+			m.rss, m.heapStack = m.rss+r.mem.rss, m.heapStack+r.mem.heapStack
+		}
+		return m
+	}
+	restLive, err := replicas()
+	if err != nil {
+		return err
+	}
+
 	names, err := e.openIdle(ctx, *sizingIdle, "sizing")
 	defer e.closeIdle(names)
 	if err != nil {
@@ -164,6 +200,24 @@ func (e *env) sizeInCluster(ctx context.Context) error {
 	row(fmt.Sprintf("working set per idle session (n=%d)", len(names)), kib((open.server.workingSet-rest.server.workingSet)/n), kib((open.nats.workingSet-rest.nats.workingSet)/n))
 	row("RSS per idle session", kib((open.server.rss-rest.server.rss)/n), kib((open.nats.rss-rest.nats.rss)/n))
 	row(fmt.Sprintf("working set with %d idle sessions", len(names)), mib(open.server.workingSet), mib(open.nats.workingSet))
+	openLive, err := replicas()
+	if err != nil {
+		return err
+	}
+	row("  after a forced GC: RSS per idle session", kib((sum(openLive).rss-sum(restLive).rss)/n), "-")
+	row("  live heap and stacks per idle session", kib((sum(openLive).heapStack-sum(restLive).heapStack)/n), "-")
+	// Split into what the replica running a session holds for it and what
+	// every replica holds for every session (its informer's and watch
+	// history's copies of the object): heap_r = run*open_r + each*n.
+	d0, d1 := openLive[0].mem.heapStack-restLive[0].mem.heapStack, openLive[1].mem.heapStack-restLive[1].mem.heapStack
+	s0, s1 := openLive[0].open, openLive[1].open
+	fmt.Printf("  replicas run %.0f and %.0f of them; their live heap and stacks grew %.1f and %.1f MiB\n", s0, s1, d0/(1<<20), d1/(1<<20))
+	if s0-s1 > n/5 || s1-s0 > n/5 {
+		run := (d0 - d1) / (s0 - s1)
+		each := (d0 - run*s0) / n
+		row("  held by the replica running it", kib(run), "-")
+		row("  held by every replica", kib(each), "-")
+	}
 
 	// CPU per MiB of output read through attach: rounds of text output,
 	// the readings from before the round to after its end.
