@@ -110,14 +110,22 @@ node_ctr images tag --force "$image" ghcr.io/meshery/terminal-apiserver:local >/
 rm -rf "$WORK"
 mkdir -p "$WORK"
 cp -r artifacts/deploy "$WORK/deploy"
-for arg in ${INCLUSTER_SERVER_ARGS:-}; do
-  cat >>"$WORK/deploy/overlays/local/kustomization.yaml" <<EOF
-- target: {kind: Deployment, name: terminal-apiserver}
-  patch: '[{"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "$arg"}]'
-EOF
-done
+# The overlay applied: overlays/local, or one over it adding the server flags.
+OVERLAY=$WORK/deploy/overlays/local
+read -r -a server_args <<<"${INCLUSTER_SERVER_ARGS:-}"
+if ((${#server_args[@]} > 0)); then
+  OVERLAY=$WORK/deploy/overlays/local-args
+  mkdir -p "$OVERLAY"
+  q="'" # YAML single quotes: a quote inside is doubled
+  {
+    printf 'resources: [../local]\npatches:\n'
+    for arg in "${server_args[@]}"; do
+      printf -- "- target: {kind: Deployment, name: terminal-apiserver}\n  patch: |-\n    - op: add\n      path: /spec/template/spec/containers/0/args/-\n      value: '%s'\n" "${arg//$q/$q$q}"
+    done
+  } >"$OVERLAY/kustomization.yaml"
+fi
 "$WORK/deploy/overlays/self-signed/generate-certs.sh" >/dev/null
-k kustomize "$WORK/deploy/overlays/local" >"$WORK/install.yaml"
+k kustomize "$OVERLAY" >"$WORK/install.yaml"
 uninstall # what an interrupted run left
 
 # The Secret an operator creates before applying (artifacts/README.md).
@@ -145,7 +153,7 @@ done | k apply -f - >/dev/null
 
 # make up's server registered a Service of this name as an ExternalName.
 k -n "$NS" delete service terminal-apiserver --ignore-not-found >/dev/null
-log "applying artifacts/deploy/overlays/local"
+log "applying artifacts/deploy/overlays/local${server_args[*]:+ with the server flags ${server_args[*]}}"
 k apply --server-side --force-conflicts -f "$WORK/install.yaml" >/dev/null
 k -n "$NS" rollout status statefulset/nats --timeout "${TIMEOUT}s"
 k -n "$NS" rollout status deployment/terminal-apiserver --timeout "${TIMEOUT}s"
@@ -157,7 +165,7 @@ until [[ $(k get apiservice v1alpha1.terminal.meshery.io -o go-template='{{.spec
 done
 
 # 3. The tests (or the command given).
-export INCLUSTER_NAMESPACE=$NS INCLUSTER_DEPLOY_DIR=$WORK/deploy INCLUSTER_KUBECTL=$TOOLS_BIN/kubectl
+export INCLUSTER_NAMESPACE=$NS INCLUSTER_DEPLOY_DIR=$WORK/deploy INCLUSTER_OVERLAY=$OVERLAY INCLUSTER_KUBECTL=$TOOLS_BIN/kubectl
 if (($# > 0)); then
   "$@"
   exit

@@ -469,8 +469,12 @@ func (b *Bridge) checkOrphan(ctx context.Context, s *v1alpha1.TerminalSession) {
 	if err != nil || held {
 		return
 	}
-	b.markClosed(ctx, s, wire.Event{Type: wire.EventClosed, Reason: v1alpha1.ReasonBridgeLost,
-		Message: "the replica running this session's exec stopped renewing its lease"}, v1alpha1.TerminalSessionFailed)
+	if b.markClosed(ctx, s, wire.Event{Type: wire.EventClosed, Reason: v1alpha1.ReasonBridgeLost,
+		Message: "the replica running this session's exec stopped renewing its lease"}, v1alpha1.TerminalSessionFailed) {
+		// Counted here, by the replica that found it: the one that ran it
+		// was killed or cut off, and counts nothing.
+		metrics.SessionsClosed.WithLabelValues(v1alpha1.ReasonBridgeLost).Inc()
+	}
 }
 
 // sync acts on a session's latest state: a session being deleted ends its

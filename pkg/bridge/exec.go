@@ -171,8 +171,10 @@ func (b *Bridge) run(s *session) (exitCode int32, err error) {
 		s.rec = newRecorder(b.js, s.subj, b.cfg.Transcripts, s.obj.Namespace, s.obj.Name, time.Now(), castHeader(s, command))
 	}
 	// With a size to apply first, input waits for the process's first
-	// output (a shell's prompt), or inputHold at most: by then the runtime
-	// has applied it. Without one, nothing is gained by waiting.
+	// output (a shell's prompt), or inputHold at most: by then the process
+	// runs, and openInput sends the size again before the input. Without
+	// one, nothing is gained by waiting (openInput still sends again a
+	// viewer's resize that came before the first output).
 	hold := s.tty && s.size != nil
 	s.inputOpen = !hold
 	s.startWriter()

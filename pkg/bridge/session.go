@@ -70,9 +70,10 @@ type session struct {
 	// resize asynchronously, and input typed ahead would reach the shell
 	// before its terminal has the spec's size.
 	inputOpen bool
-	// applied is the last size taken for the stream: sent again when
-	// input opens (see openInput).
+	// applied is the last size taken for the stream: sent again once the
+	// process has started (see openInput), which resent says.
 	applied       *wire.Size
+	resent        bool
 	viewers       map[string]viewer
 	unviewedSince time.Time
 	lastStatus    time.Time
@@ -203,20 +204,21 @@ func (s *session) write() {
 	}
 }
 
-// openInput lets queued and further input through to the process, behind
-// the terminal's size sent once more. The runtime may have dropped the
-// first: containerd ignores a resize that reaches an exec before its
-// process has a console, and the terminal then stays 0x0 until the next
-// resize (CI's stty size saw it, even with input held for the prompt).
-// By now the process runs, and the writer sends the size before the
-// input.
+// openInput is called at the process's first output (or inputHold): it
+// lets queued and further input through, behind the terminal's size sent
+// once more. The runtime may have dropped the first: containerd ignores a
+// resize that reaches an exec before its process has a console, and the
+// terminal then stays 0x0 until the next resize (CI's stty size saw it,
+// even with input held for the prompt). That holds for a viewer's resize
+// sent early as much as for the spec's size. By now the process runs,
+// and the writer sends the size before the input.
 func (s *session) openInput() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.inputOpen {
+	if s.resent {
 		return
 	}
-	s.inputOpen = true
+	s.resent, s.inputOpen = true, true
 	if s.size == nil && s.applied != nil {
 		sz := *s.applied
 		s.size = &sz

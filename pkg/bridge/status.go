@@ -18,7 +18,7 @@ import (
 
 // updateStatus applies mutate to the current status and writes it, unless
 // mutate says there is nothing to write.
-func (b *Bridge) updateStatus(ctx context.Context, s *v1alpha1.TerminalSession, mutate func(*v1alpha1.TerminalSessionStatus) bool) {
+func (b *Bridge) updateStatus(ctx context.Context, s *v1alpha1.TerminalSession, mutate func(*v1alpha1.TerminalSessionStatus) bool) (wrote bool) {
 	c := b.cfg.Sessions.TerminalV1alpha1().TerminalSessions(s.Namespace)
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := c.Get(ctx, s.Name, metav1.GetOptions{})
@@ -32,11 +32,13 @@ func (b *Bridge) updateStatus(ctx context.Context, s *v1alpha1.TerminalSession, 
 			return nil
 		}
 		_, err = c.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		wrote = err == nil
 		return err
 	})
 	if err != nil && ctx.Err() == nil && !apierrors.IsNotFound(err) {
 		klog.ErrorS(err, "Updating session status failed", "session", klog.KObj(s))
 	}
+	return wrote
 }
 
 func (b *Bridge) markRunning(ctx context.Context, s *v1alpha1.TerminalSession, command []string) {
@@ -56,10 +58,11 @@ func (b *Bridge) markRunning(ctx context.Context, s *v1alpha1.TerminalSession, c
 		command, s.Spec.Target.Container, s.Spec.Target.Pod, ptr.Deref(s.Status.Owner, v1alpha1.SessionOwner{}).Username)
 }
 
-// markClosed records the end of a session that is still open.
-func (b *Bridge) markClosed(ctx context.Context, s *v1alpha1.TerminalSession, ev wire.Event, phase v1alpha1.TerminalSessionPhase) {
+// markClosed records the end of a session that is still open; false if
+// it was closed already (by another replica) or could not be written.
+func (b *Bridge) markClosed(ctx context.Context, s *v1alpha1.TerminalSession, ev wire.Event, phase v1alpha1.TerminalSessionPhase) bool {
 	now := metav1.Now()
-	b.updateStatus(ctx, s, func(st *v1alpha1.TerminalSessionStatus) bool {
+	wrote := b.updateStatus(ctx, s, func(st *v1alpha1.TerminalSessionStatus) bool {
 		if st.Phase == v1alpha1.TerminalSessionClosed || st.Phase == v1alpha1.TerminalSessionFailed {
 			return false // final
 		}
@@ -71,4 +74,5 @@ func (b *Bridge) markClosed(ctx context.Context, s *v1alpha1.TerminalSession, ev
 		eventtype = corev1.EventTypeWarning
 	}
 	b.record(s, eventtype, ev.Reason, "Close", "%s", ev.Message)
+	return wrote
 }

@@ -5,12 +5,16 @@ package broker
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -31,6 +35,12 @@ type Config struct {
 	// listening on TCP (ListenAddress), they are what it requires of every
 	// client, this process's own included.
 	User, Password string
+	// PasswordFile, if set, holds Password (read at start). With URL it
+	// is read again at every connection, so that a rotated password (a
+	// Secret's volume the kubelet updated) is used from the next one
+	// without a restart, and its changes are logged when they appear
+	// (docs/operations.md, "Rotating the NATS password").
+	PasswordFile string
 	// ListenTLSCertFile and ListenTLSKeyFile make the embedded server's TCP
 	// listener speak TLS.
 	ListenTLSCertFile, ListenTLSKeyFile string
@@ -64,21 +74,40 @@ type Broker struct {
 	JetStream jetstream.JetStream
 	// Embedded is the in-process server, nil when URL was given.
 	Embedded *server.Server
+	// stop ends the password file's watch; closeOnce, Close.
+	stop      chan struct{}
+	closeOnce sync.Once
 }
+
+// passwordPoll is how often PasswordFile is checked for a change to log.
+const passwordPoll = 5 * time.Second
 
 // Start connects to NATS, starting the embedded server first if needed.
 func Start(ctx context.Context, cfg Config) (*Broker, error) {
-	b := &Broker{}
+	b := &Broker{stop: make(chan struct{})}
+	if cfg.PasswordFile != "" {
+		p, err := ReadSecretFile(cfg.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("NATS password file: %w", err)
+		}
+		cfg.Password = p
+	}
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		// The API server must keep serving through NATS restarts and
 		// leader elections: reconnect forever and let readyz report it.
 		nats.MaxReconnects(-1),
+		// Not even after a server refused the password twice: while NATS
+		// servers move to a rotated password one by one, some refuse it.
+		nats.IgnoreAuthErrorAbort(),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectBufSize(8 << 20),
 	}
 	url := cfg.URL
-	if cfg.Password != "" {
+	switch {
+	case url != "" && cfg.PasswordFile != "":
+		opts = append(opts, nats.UserInfoHandler(passwordFromFile(cfg.User, cfg.PasswordFile, cfg.Password)))
+	case cfg.Password != "":
 		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
 	}
 	if url == "" {
@@ -109,6 +138,9 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 	if err := b.connect(ctx, url, cfg.StartTimeout, opts); err != nil {
 		b.Close()
 		return nil, err
+	}
+	if url != "" && cfg.PasswordFile != "" {
+		go b.watchPassword(cfg.PasswordFile, cfg.Password)
 	}
 	return b, nil
 }
@@ -253,14 +285,83 @@ func (b *Broker) Ready(ctx context.Context) error {
 	return nil
 }
 
+// Live fails once the connection is closed for good: it reconnects
+// forever otherwise, so only a restart brings a closed one back.
+func (b *Broker) Live() error {
+	if b.Conn == nil || b.Conn.IsClosed() {
+		return errors.New("the NATS connection is closed")
+	}
+	return nil
+}
+
 // Close drains nothing: callers stop their consumers first. It closes the
 // connection and shuts the embedded server down.
 func (b *Broker) Close() {
-	if b.Conn != nil {
-		b.Conn.Close()
+	b.closeOnce.Do(func() {
+		close(b.stop)
+		if b.Conn != nil {
+			b.Conn.Close()
+		}
+		if b.Embedded != nil {
+			b.Embedded.Shutdown()
+			b.Embedded.WaitForShutdown()
+		}
+	})
+}
+
+// ReadSecretFile reads a file holding one secret (a password), without
+// the line end an editor or `kubectl create secret --from-file` leaves.
+func ReadSecretFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
 	}
-	if b.Embedded != nil {
-		b.Embedded.Shutdown()
-		b.Embedded.WaitForShutdown()
+	secret := strings.TrimRight(string(b), "\r\n")
+	if secret == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return secret, nil
+}
+
+// passwordFromFile gives nats.go the user and the file's password at every
+// connection; if the file cannot be read then (a volume being updated), the
+// last password read.
+func passwordFromFile(user, path, first string) nats.UserInfoCB {
+	var mu sync.Mutex
+	last := first
+	return func() (string, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		p, err := ReadSecretFile(path)
+		if err != nil {
+			klog.ErrorS(err, "Reading the NATS password file failed; connecting with the password read before")
+			return user, last
+		}
+		last = p
+		return user, p
+	}
+}
+
+// watchPassword logs when the password file's content changes, so that an
+// operator rotating it knows every replica has the new one before NATS is
+// told to require it. Until Close.
+func (b *Broker) watchPassword(path, first string) {
+	known := sha256.Sum256([]byte(first))
+	t := time.NewTicker(passwordPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+		}
+		p, err := ReadSecretFile(path)
+		if err != nil {
+			continue
+		}
+		if sum := sha256.Sum256([]byte(p)); sum != known {
+			known = sum
+			klog.InfoS("The NATS password file changed: the new password is used from the next connection to NATS", "file", path)
+		}
 	}
 }

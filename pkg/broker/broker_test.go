@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 // freePort is a TCP port nothing listens on at the moment.
@@ -24,7 +27,12 @@ func freePort(t *testing.T) int {
 }
 
 func startNATS(port int, dir string) (*server.Server, error) {
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
+	return serveNATS(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
+}
+
+// serveNATS starts a NATS server and waits until it takes connections.
+func serveNATS(o *server.Options) (*server.Server, error) {
+	s, err := server.NewServer(o)
 	if err != nil {
 		return nil, err
 	}
@@ -91,16 +99,12 @@ func TestStartGivesUp(t *testing.T) {
 // A password NATS refuses is not waited out: it does not heal.
 func TestStartDoesNotWaitOutAWrongPassword(t *testing.T) {
 	port := freePort(t)
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true,
+	s, err := serveNATS(&server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true,
 		Username: "terminal-apiserver", Password: "right"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Start()
 	defer s.Shutdown()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS did not start")
-	}
 	began := time.Now()
 	_, err = Start(context.Background(), Config{URL: "nats://127.0.0.1:" + strconv.Itoa(port), User: "terminal-apiserver",
 		Password: "wrong", Name: "auth-test", StartTimeout: time.Minute})
@@ -109,5 +113,59 @@ func TestStartDoesNotWaitOutAWrongPassword(t *testing.T) {
 	}
 	if took := time.Since(began); took > 10*time.Second {
 		t.Errorf("gave up after %s, want at once: %v", took, err)
+	}
+}
+
+// A password rotated on disk (a Secret's volume updated) is used from the
+// next connection, without a restart: NATS reloaded with the new password
+// closes the connection made with the old one and refuses the old
+// password, for as long as the file is not updated (here a second, many
+// refusals: nats.go would give up after two), and the client connects
+// again once it is.
+func TestAPasswordRotatedOnDiskIsUsedAtTheNextConnection(t *testing.T) {
+	port, dir := freePort(t), t.TempDir()
+	opts := func(password string) *server.Options {
+		return &server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true,
+			Users: []*server.User{{Username: "terminal-apiserver", Password: password}}}
+	}
+	s, err := serveNATS(opts("old"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown()
+	file := filepath.Join(t.TempDir(), "password")
+	if err := os.WriteFile(file, []byte("old\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Start(context.Background(), Config{URL: "nats://127.0.0.1:" + strconv.Itoa(port), User: "terminal-apiserver",
+		PasswordFile: file, Name: "rotation-test", StartTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	reconnected := make(chan struct{}, 1)
+	b.Conn.SetReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} })
+
+	if err := s.ReloadOptions(opts("new")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // NATS ahead of the file: the case under test
+	select {
+	case <-reconnected:
+		t.Fatal("connected again with the old password")
+	default:
+	}
+	if err := os.WriteFile(file, []byte("new\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-reconnected:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the client did not connect again after NATS required the new password")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := b.JetStream.AccountInfo(ctx); err != nil {
+		t.Errorf("JetStream after the rotation: %v", err)
 	}
 }

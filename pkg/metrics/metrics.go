@@ -11,6 +11,7 @@ import (
 	"k8s.io/component-base/metrics"
 	"k8s.io/component-base/metrics/legacyregistry"
 
+	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
@@ -103,6 +104,20 @@ func Register(natsConnected func() bool) {
 	once.Do(func() {
 		legacyregistry.MustRegister(SessionsOpen, SessionsOpened, SessionsClosed, ViewersAttached,
 			OutputBytes, InputBytes, SetupDuration, EchoDuration, TranscriptBytesWritten, TranscriptBytesDropped, JetStreamErrors)
+		// Every label value from 0: increase() over a series that
+		// appears with its first count would miss that count, and an
+		// alert on the first failure after a restart would not fire.
+		for _, reason := range []string{v1alpha1.ReasonExited, v1alpha1.ReasonDeleted, v1alpha1.ReasonIdleTimeout,
+			v1alpha1.ReasonMaxDuration, v1alpha1.ReasonDetached, v1alpha1.ReasonTargetGone, v1alpha1.ReasonBridgeLost,
+			v1alpha1.ReasonServerShutdown, v1alpha1.ReasonExecFailed} {
+			SessionsClosed.WithLabelValues(reason)
+		}
+		for _, op := range []string{PublishOutput, PublishEvent, PublishTranscript, Follow} {
+			JetStreamErrors.WithLabelValues(op)
+		}
+		for _, mode := range []string{ReadWrite, ReadOnly} {
+			ViewersAttached.WithLabelValues(mode)
+		}
 		legacyregistry.RawMustRegister(metrics.NewGaugeFunc(&metrics.GaugeOpts{
 			Namespace: namespace, Name: "nats_connected", StabilityLevel: metrics.ALPHA,
 			Help: "1 while this replica is connected to NATS, else 0.",

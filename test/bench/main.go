@@ -714,6 +714,17 @@ func (e *env) closeIdle(names []string) {
 	}
 }
 
+// closeIdleAndWait deletes the sessions and waits until none labelled
+// bench=label is left.
+func (e *env) closeIdleAndWait(ctx context.Context, names []string, label string) error {
+	e.closeIdle(names)
+	c := e.sessions.TerminalV1alpha1().TerminalSessions(ns)
+	return wait.PollUntilContextTimeout(ctx, time.Second, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		l, err := c.List(ctx, metav1.ListOptions{LabelSelector: "bench=" + label, Limit: 1})
+		return err == nil && len(l.Items) == 0, nil
+	})
+}
+
 // settled waits until the server runs no more goroutines than it did with
 // no sessions (and a little slack for its own housekeeping), i.e. it has
 // ended the sessions just deleted, and returns its memory then.

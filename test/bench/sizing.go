@@ -10,7 +10,10 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshery/terminal-apiserver/test/framework"
@@ -35,8 +38,12 @@ type usage struct {
 	at                        time.Time
 }
 
-// group sums the usage of the install's server and NATS containers.
-type group struct{ server, nats usage }
+// group sums the usage of the install's server and NATS containers, and
+// keeps each container's (by pod) for CPU rates from its own sample times.
+type group struct {
+	server, nats   usage
+	servers, natss map[string]usage
+}
 
 // summary is the part of the kubelet's /stats/summary read here
 // (k8s.io/kubelet/pkg/apis/stats/v1alpha1).
@@ -74,33 +81,36 @@ func stats(ctx context.Context, admin *kubernetes.Clientset, node, ns string, af
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return group{}, err
 		}
-		var g group
-		fresh, servers, natsServers := true, 0, 0
+		g := group{servers: map[string]usage{}, natss: map[string]usage{}}
+		fresh := true
 		for _, p := range s.Pods {
 			if p.PodRef.Namespace != ns {
 				continue
 			}
 			for _, c := range p.Containers {
-				var u *usage
+				var sum *usage
+				var each map[string]usage
 				switch {
 				case c.Name == "terminal-apiserver":
-					u, servers = &g.server, servers+1
+					sum, each = &g.server, g.servers
 				case c.Name == "nats" && strings.HasPrefix(p.PodRef.Name, "nats-"):
-					u, natsServers = &g.nats, natsServers+1
+					sum, each = &g.nats, g.natss
 				default:
 					continue
 				}
-				u.workingSet += c.Memory.WorkingSetBytes
-				u.rss += c.Memory.RSSBytes
-				u.cpuNanos += c.CPU.UsageCoreNanoSeconds
-				if u.at.IsZero() || c.CPU.Time.Before(u.at) {
-					u.at = c.CPU.Time
+				u := usage{workingSet: c.Memory.WorkingSetBytes, rss: c.Memory.RSSBytes, cpuNanos: c.CPU.UsageCoreNanoSeconds, at: c.CPU.Time}
+				each[p.PodRef.Name] = u
+				sum.workingSet += u.workingSet
+				sum.rss += u.rss
+				sum.cpuNanos += u.cpuNanos
+				if sum.at.IsZero() || u.at.Before(sum.at) {
+					sum.at = u.at
 				}
-				fresh = fresh && c.CPU.Time.After(after)
+				fresh = fresh && u.at.After(after)
 			}
 		}
-		if servers != 2 || natsServers != 3 {
-			return group{}, fmt.Errorf("the stats summary of node %s has %d server and %d NATS containers in %s, want 2 and 3", node, servers, natsServers, ns)
+		if len(g.servers) != 2 || len(g.natss) != 3 {
+			return group{}, fmt.Errorf("the stats summary of node %s has %d server and %d NATS containers in %s, want 2 and 3", node, len(g.servers), len(g.natss), ns)
 		}
 		if fresh {
 			return g, nil
@@ -145,41 +155,38 @@ func (e *env) sizeInCluster(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	idleRate := func(u0, u1 usage) float64 { return (u1.cpuNanos - u0.cpuNanos) / u1.at.Sub(u0.at).Seconds() }
-	serverIdle, natsIdle := idleRate(rest0.server, rest.server), idleRate(rest0.nats, rest.nats)
+	// Each container's CPU rate at rest, from its own sample times.
+	idleRates := func(from, to map[string]usage) map[string]float64 {
+		r := map[string]float64{}
+		for k, u1 := range to {
+			u0 := from[k]
+			r[k] = (u1.cpuNanos - u0.cpuNanos) / u1.at.Sub(u0.at).Seconds()
+		}
+		return r
+	}
+	total := func(r map[string]float64) (t float64) {
+		for _, v := range r {
+			t += v
+		}
+		return t
+	}
+	serverIdle, natsIdle := idleRates(rest0.servers, rest.servers), idleRates(rest0.natss, rest.natss)
 	row("working set at rest", mib(rest.server.workingSet), mib(rest.nats.workingSet))
 	row("RSS at rest", mib(rest.server.rss), mib(rest.nats.rss))
-	row("CPU at rest", fmt.Sprintf("%.1f millicores", serverIdle/1e6), fmt.Sprintf("%.1f millicores", natsIdle/1e6))
+	row("CPU at rest", fmt.Sprintf("%.1f millicores", total(serverIdle)/1e6), fmt.Sprintf("%.1f millicores", total(natsIdle)/1e6))
 
 	// The replicas' live memory after a forced collection, as the rest
 	// of make bench reads it, to set beside the kubelet's figures (which
-	// include what the collector has yet to free), each with the sessions
-	// it runs.
-	type replica struct {
-		mem  memStats
-		open float64
-	}
-	replicas := func() ([]replica, error) {
-		var rs []replica
+	// include what the collector has yet to free).
+	replicas := func() (sum memStats, err error) {
 		for _, p := range pods.Items {
-			addr := net.JoinHostPort(p.Status.PodIP, "8443")
-			m, err := replicaMemory(addr)
+			m, err := replicaMemory(net.JoinHostPort(p.Status.PodIP, "8443"))
 			if err != nil {
-				return nil, fmt.Errorf("replica %s: %w", p.Name, err)
+				return sum, fmt.Errorf("replica %s: %w", p.Name, err)
 			}
-			metrics, err := replicaMetrics(addr)
-			if err != nil {
-				return nil, fmt.Errorf("replica %s: %w", p.Name, err)
-			}
-			rs = append(rs, replica{m, metrics["terminal_sessions_open"]})
+			sum.rss, sum.heapStack = sum.rss+m.rss, sum.heapStack+m.heapStack
 		}
-		return rs, nil
-	}
-	sum := func(rs []replica) (m memStats) {
-		for _, r := range rs {
-			m.rss, m.heapStack = m.rss+r.mem.rss, m.heapStack+r.mem.heapStack
-		}
-		return m
+		return sum, nil
 	}
 	restLive, err := replicas()
 	if err != nil {
@@ -187,8 +194,8 @@ func (e *env) sizeInCluster(ctx context.Context) error {
 	}
 
 	names, err := e.openIdle(ctx, *sizingIdle, "sizing")
-	defer e.closeIdle(names)
 	if err != nil {
+		e.closeIdle(names)
 		return err
 	}
 	open, err := stats(ctx, admin, node, ns, time.Now().Add(15*time.Second))
@@ -204,19 +211,11 @@ func (e *env) sizeInCluster(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	row("  after a forced GC: RSS per idle session", kib((sum(openLive).rss-sum(restLive).rss)/n), "-")
-	row("  live heap and stacks per idle session", kib((sum(openLive).heapStack-sum(restLive).heapStack)/n), "-")
-	// Split into what the replica running a session holds for it and what
-	// every replica holds for every session (its informer's and watch
-	// history's copies of the object): heap_r = run*open_r + each*n.
-	d0, d1 := openLive[0].mem.heapStack-restLive[0].mem.heapStack, openLive[1].mem.heapStack-restLive[1].mem.heapStack
-	s0, s1 := openLive[0].open, openLive[1].open
-	fmt.Printf("  replicas run %.0f and %.0f of them; their live heap and stacks grew %.1f and %.1f MiB\n", s0, s1, d0/(1<<20), d1/(1<<20))
-	if s0-s1 > n/5 || s1-s0 > n/5 {
-		run := (d0 - d1) / (s0 - s1)
-		each := (d0 - run*s0) / n
-		row("  held by the replica running it", kib(run), "-")
-		row("  held by every replica", kib(each), "-")
+	row("  after a forced GC: RSS per idle session", kib((openLive.rss-restLive.rss)/n), "-")
+	row("  live heap and stacks per idle session", kib((openLive.heapStack-restLive.heapStack)/n), "-")
+	// The CPU rounds below run with none of them open.
+	if err := e.closeIdleAndWait(ctx, names, "sizing"); err != nil {
+		return err
 	}
 
 	// CPU per MiB of output read through attach: rounds of text output,
@@ -246,18 +245,97 @@ func (e *env) sizeInCluster(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		busy := func(u0, u1 usage, idle float64) float64 {
-			return (u1.cpuNanos - u0.cpuNanos - idle*u1.at.Sub(u0.at).Seconds()) / 1e6 / float64(*sizingMiB)
+		// The CPU beyond each container's rate at rest, per MiB.
+		busy := func(from, to map[string]usage, idle map[string]float64) float64 {
+			var ns float64
+			for k, u1 := range to {
+				u0 := from[k]
+				ns += u1.cpuNanos - u0.cpuNanos - idle[k]*u1.at.Sub(u0.at).Seconds()
+			}
+			return ns / 1e6 / float64(*sizingMiB)
 		}
-		serverMS = append(serverMS, busy(before.server, after.server, serverIdle))
-		natsMS = append(natsMS, busy(before.nats, after.nats, natsIdle))
+		serverMS = append(serverMS, busy(before.servers, after.servers, serverIdle))
+		natsMS = append(natsMS, busy(before.natss, after.natss, natsIdle))
 		rates = append(rates, rate)
 	}
 	ms := func(v float64) string { return fmt.Sprintf("%.1f ms", v) }
 	row(fmt.Sprintf("CPU per MiB of output, median of %d", *sizingRounds), ms(median(serverMS)), ms(median(natsMS)))
 	row("  per round", fmt.Sprint(round1(serverMS)), fmt.Sprint(round1(natsMS)))
 	row("  throughput through attach, MiB/s", fmt.Sprint(round1(rates)), "")
+	return e.attribute(ctx, admin, ns)
+}
+
+// attribute splits a session's live memory into what the replica running
+// it holds and what a replica that only knows of it holds (the object in
+// its informer and watch history): one replica runs them all, then a
+// second one starts beside it and loads them.
+func (e *env) attribute(ctx context.Context, admin *kubernetes.Clientset, ns string) error {
+	live := func(p corev1.Pod) (memStats, error) {
+		return replicaMemory(net.JoinHostPort(p.Status.PodIP, "8443"))
+	}
+	one, err := e.scaleServer(ctx, admin, ns, 1)
+	if err != nil {
+		return err
+	}
+	rest, err := live(one[0])
+	if err != nil {
+		return err
+	}
+	names, err := e.openIdle(ctx, *sizingIdle, "attribute")
+	defer func() { _ = e.closeIdleAndWait(ctx, names, "attribute") }()
+	if err != nil {
+		return err
+	}
+	running, err := live(one[0])
+	if err != nil {
+		return err
+	}
+	two, err := e.scaleServer(ctx, admin, ns, 2)
+	if err != nil {
+		return err
+	}
+	var knowing memStats
+	for _, p := range two {
+		if p.Name != one[0].Name {
+			if knowing, err = live(p); err != nil {
+				return err
+			}
+		}
+	}
+	n := float64(len(names))
+	fmt.Printf("\nlive heap and stacks per idle session (n=%d), after a forced GC:\n", len(names))
+	fmt.Printf("  %-60s %8.1f KiB\n", "on the replica running it (one replica running all)", (running.heapStack-rest.heapStack)/1024/n)
+	fmt.Printf("  %-60s %8.1f KiB\n", "on a replica that only knows of it (started beside it)", (knowing.heapStack-rest.heapStack)/1024/n)
 	return nil
+}
+
+// scaleServer sets the deployment's replicas and waits until that many
+// pods are ready and no other is left; it returns them.
+func (e *env) scaleServer(ctx context.Context, admin *kubernetes.Clientset, ns string, replicas int32) ([]corev1.Pod, error) {
+	patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, replicas)
+	if _, err := admin.AppsV1().Deployments(ns).Patch(ctx, "terminal-apiserver", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		return nil, err
+	}
+	var ready []corev1.Pod
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		l, err := admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=terminal-apiserver"})
+		if err != nil {
+			return false, nil
+		}
+		ready = nil
+		for _, p := range l.Items {
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && p.DeletionTimestamp == nil {
+					ready = append(ready, p)
+				}
+			}
+		}
+		return len(l.Items) == int(replicas) && len(ready) == int(replicas), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scaling terminal-apiserver to %d: %w", replicas, err)
+	}
+	return ready, nil
 }
 
 func round1(v []float64) []string {

@@ -49,8 +49,11 @@ var env struct {
 	// the self-signed overlay's generated/ (its CA signs NATS's and the
 	// server's certificates).
 	deployDir string
-	caFile    string
-	kubectl   string
+	// overlay is the kustomization applied (overlays/local in deployDir,
+	// or one over it with INCLUSTER_SERVER_ARGS).
+	overlay string
+	caFile  string
+	kubectl string
 }
 
 func TestMain(m *testing.M) {
@@ -58,9 +61,10 @@ func TestMain(m *testing.M) {
 	env.namespace = os.Getenv("INCLUSTER_NAMESPACE")
 	env.deployDir = os.Getenv("INCLUSTER_DEPLOY_DIR")
 	env.caFile = filepath.Join(env.deployDir, "overlays", "self-signed", "generated", "ca.crt")
+	env.overlay = os.Getenv("INCLUSTER_OVERLAY")
 	env.kubectl = os.Getenv("INCLUSTER_KUBECTL")
-	if env.kubeconfig == "" || env.namespace == "" || env.deployDir == "" || env.kubectl == "" {
-		fmt.Fprintln(os.Stderr, "incluster: KUBECONFIG, INCLUSTER_NAMESPACE, INCLUSTER_DEPLOY_DIR and INCLUSTER_KUBECTL are unset; run through hack/test-incluster.sh")
+	if env.kubeconfig == "" || env.namespace == "" || env.deployDir == "" || env.overlay == "" || env.kubectl == "" {
+		fmt.Fprintln(os.Stderr, "incluster: KUBECONFIG, INCLUSTER_NAMESPACE, INCLUSTER_DEPLOY_DIR, INCLUSTER_OVERLAY and INCLUSTER_KUBECTL are unset; run through hack/test-incluster.sh")
 		os.Exit(2)
 	}
 	os.Exit(m.Run())

@@ -20,8 +20,9 @@ import (
 // self-signed overlay (generate-certs.sh again, then apply again): every
 // replica serves the new certificate without restarting (the server reloads
 // it from disk once the kubelet updates the Secret's volume), a shell
-// opened before goes on, and a new attach through the aggregation layer,
-// which verifies the new certificate, works.
+// opened before goes on, and a new attach through the aggregation layer
+// (a new connection to a replica, which now presents the new certificate)
+// works.
 func TestServingCertificateRenewedWithoutARestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -45,7 +46,7 @@ func TestServingCertificateRenewedWithoutARestart(t *testing.T) {
 		t.Fatal("generate-certs.sh did not renew the serving certificate")
 	}
 	apply := exec.CommandContext(ctx, env.kubectl, "--kubeconfig", env.kubeconfig, "--context", "admin",
-		"apply", "--server-side", "--force-conflicts", "-k", filepath.Join(env.deployDir, "overlays", "local"))
+		"apply", "--server-side", "--force-conflicts", "-k", env.overlay)
 	if out, err := apply.CombinedOutput(); err != nil {
 		t.Fatalf("kubectl apply -k: %v\n%s", err, out)
 	}

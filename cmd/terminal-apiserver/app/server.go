@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"regexp"
-	"strings"
 	"sync"
 	"time"
 
@@ -371,17 +370,13 @@ func (o *Options) Run(ctx context.Context) error {
 			return fmt.Errorf("NATS data dir: %w", err)
 		}
 	}
-	password, err := readSecretFile(o.NATS.PasswordFile)
-	if err != nil {
-		return fmt.Errorf("--nats-password-file: %w", err)
-	}
 	hostname, _ := os.Hostname()
 	b, err := broker.Start(ctx, broker.Config{
 		URL:               o.NATS.URL,
 		CredsFile:         o.NATS.CredsFile,
 		NKeySeedFile:      o.NATS.NKeySeedFile,
 		User:              o.NATS.User,
-		Password:          password,
+		PasswordFile:      o.NATS.PasswordFile,
 		ListenTLSCertFile: o.NATS.ListenTLSCertFile,
 		ListenTLSKeyFile:  o.NATS.ListenTLSKeyFile,
 		TLSCertFile:       o.NATS.TLSCertFile,
@@ -545,6 +540,8 @@ func (o *Options) Config(b *broker.Broker) (*apiserver.Config, error) {
 	// Ready only while NATS answers: a replica cut off from NATS can
 	// neither store sessions nor relay terminals.
 	cfg.AddReadyzChecks(healthz.NamedCheck("nats", func(r *http.Request) error { return b.Ready(r.Context()) }))
+	// Live while the connection may still come back (it retries forever).
+	cfg.AddLivezChecks(healthz.NamedCheck("nats-connection", func(*http.Request) error { return b.Live() }))
 
 	codec, _, err := serverstorage.NewStorageCodec(serverstorage.StorageCodecConfig{
 		StorageMediaType:  "application/json",
@@ -576,21 +573,4 @@ func (o *Options) Config(b *broker.Broker) (*apiserver.Config, error) {
 			EnableGarbageCollection: true,
 		},
 	}, nil
-}
-
-// readSecretFile is a file's content without the line end an editor or
-// `kubectl create secret --from-file` leaves; "" for no file.
-func readSecretFile(path string) (string, error) {
-	if path == "" {
-		return "", nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	secret := strings.TrimRight(string(b), "\r\n")
-	if secret == "" {
-		return "", fmt.Errorf("%s is empty", path)
-	}
-	return secret, nil
 }
