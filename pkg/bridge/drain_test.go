@@ -1,13 +1,11 @@
 package bridge
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -18,26 +16,7 @@ import (
 // output is what the session's process wrote so far, as its viewers read it.
 func (h *harness) output(uid types.UID) string {
 	h.t.Helper()
-	c, err := h.nats.JetStream.OrderedConsumer(h.ctx, wire.IOStream,
-		jetstream.OrderedConsumerConfig{FilterSubjects: []string{wire.SubjectsFor(string(uid)).Out()}})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	var all bytes.Buffer
-	for {
-		batch, err := c.FetchNoWait(100)
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			all.Write(m.Data())
-			n++
-		}
-		if n == 0 {
-			return all.String()
-		}
-	}
+	return h.stored(wire.IOStream, wire.SubjectsFor(string(uid)).Out())
 }
 
 // A draining replica claims nothing more (another replica takes the new

@@ -17,8 +17,14 @@ import (
 // transcript is a session's transcript as stored: its lines.
 func (h *harness) transcript(uid types.UID) []string {
 	h.t.Helper()
-	c, err := h.nats.JetStream.OrderedConsumer(h.ctx, wire.TranscriptStream,
-		jetstream.OrderedConsumerConfig{FilterSubjects: []string{wire.SubjectsFor(string(uid)).Cast()}})
+	all := h.stored(wire.TranscriptStream, wire.SubjectsFor(string(uid)).Cast())
+	return strings.Split(strings.TrimSuffix(all, "\n"), "\n")
+}
+
+// stored is what stream holds on subject so far, its messages end to end.
+func (h *harness) stored(stream, subject string) string {
+	h.t.Helper()
+	c, err := h.nats.JetStream.OrderedConsumer(h.ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -34,10 +40,9 @@ func (h *harness) transcript(uid types.UID) []string {
 			n++
 		}
 		if n == 0 {
-			break
+			return all.String()
 		}
 	}
-	return strings.Split(strings.TrimSuffix(all.String(), "\n"), "\n")
 }
 
 func recordTranscripts(input bool, max int64) func(*Config) {
