@@ -73,6 +73,10 @@ type Options struct {
 	// ShutdownDrainTimeout is how long the sessions this replica runs may
 	// go on after SIGTERM (bridge.Drain).
 	ShutdownDrainTimeout time.Duration
+	// ShutdownDelay keeps the port open after SIGTERM, /readyz failing,
+	// while the Service's endpoints drop the replica (k8s.io/apiserver's
+	// ShutdownDelayDuration, kube-apiserver's flag of the same name).
+	ShutdownDelay time.Duration
 }
 
 func init() {
@@ -259,6 +263,10 @@ func NewCommand(ctx context.Context) *cobra.Command {
 		"On SIGTERM, how long the sessions this replica runs may go on (their viewers are told when the drain begins) "+
 			"before they are closed with the reason ServerShutdown; new sessions go to the other replicas at once. "+
 			"Keep the pod's terminationGracePeriodSeconds at least 20 s above it (the manifests: 5m and 330 s). 0: close at once.")
+	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay-duration", o.ShutdownDelay,
+		"On SIGTERM, how long to keep serving new requests with /readyz failing, so that the Service stops sending "+
+			"them here before the port closes (a replica that runs no session stops at once otherwise, and a request "+
+			"sent meanwhile is refused). Runs alongside --shutdown-drain-timeout. The manifests: 10s.")
 	fs.IntVar(&o.MaxSessionsPerUser, "max-sessions-per-user", o.MaxSessionsPerUser,
 		"Open (Pending or Running) sessions one user may have across all namespaces; more get 429. 0: no limit.")
 	fs.StringSliceVar(&o.AllowedOrigins, "allowed-origins", o.AllowedOrigins,
@@ -348,8 +356,8 @@ func (o *Options) Validate() error {
 		}
 	}
 	for name, d := range map[string]time.Duration{
-		"--shutdown-drain-timeout": o.ShutdownDrainTimeout,
-		"--idle-timeout-default":   o.Sessions.DefaultIdleTimeout, "--idle-timeout-max": o.Sessions.MaxIdleTimeout,
+		"--shutdown-drain-timeout": o.ShutdownDrainTimeout, "--shutdown-delay-duration": o.ShutdownDelay,
+		"--idle-timeout-default": o.Sessions.DefaultIdleTimeout, "--idle-timeout-max": o.Sessions.MaxIdleTimeout,
 		"--max-duration-default": o.Sessions.DefaultMaxDuration, "--max-duration-max": o.Sessions.MaxMaxDuration,
 		"--ttl-after-closed-default":    o.Sessions.DefaultTTLAfterClosed,
 		"--detach-grace-period-default": o.Sessions.DefaultDetachGracePeriod,
@@ -524,6 +532,7 @@ func (o *Options) Config(b *broker.Broker) (*apiserver.Config, error) {
 	}
 	cfg.RequestInfoResolver = apiserver.WithAttachAsCreate(genericapiserver.NewRequestInfoResolver(&cfg.Config))
 	cfg.LongRunningFunc = apiserver.LongRunning
+	cfg.ShutdownDelayDuration = o.ShutdownDelay
 	// The core-API client (--kubeconfig, else in-cluster) is the server's own identity;
 	// it asks kube-apiserver whether a user may exec into a session's target.
 	if cfg.ClientConfig == nil {
