@@ -108,8 +108,8 @@ func (o *NATSOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.NKeySeedFile, "nats-nkey-seed-file", o.NKeySeedFile, "NATS NKey seed file for --nats-url.")
 	fs.StringVar(&o.User, "nats-user", o.User, "NATS user for --nats-url; with --nats-listen-address, the user the embedded "+
 		"server requires of every client.")
-	fs.StringVar(&o.PasswordFile, "nats-password-file", o.PasswordFile, "File holding --nats-user's password. Required with "+
-		"--nats-listen-address: NATS access is exec access to every session.")
+	fs.StringVar(&o.PasswordFile, "nats-password-file", o.PasswordFile, "File holding --nats-user's password, read again at every connection to --nats-url (a rotated Secret "+
+		"needs no restart). Required with --nats-listen-address: NATS access is exec access to every session.")
 	fs.StringVar(&o.ListenTLSCertFile, "nats-listen-tls-cert-file", o.ListenTLSCertFile, "Serving certificate of the embedded "+
 		"NATS server's TCP listener (TLS).")
 	fs.StringVar(&o.ListenTLSKeyFile, "nats-listen-tls-key-file", o.ListenTLSKeyFile, "Key of --nats-listen-tls-cert-file.")
