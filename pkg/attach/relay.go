@@ -19,7 +19,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshery/terminal-apiserver/pkg/metrics"
-	"github.com/meshery/terminal-apiserver/pkg/resume"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
@@ -160,6 +159,7 @@ func (r *Relay) Serve(ctx context.Context, subj wire.Subjects, v Viewer) (*Close
 	stall.Stop()
 	defer stall.Stop()
 	out := &resumer{w: watched{w: v.Out, stall: stall, timeout: stallTimeout}, next: v.Since}
+	defer out.stop()
 	var resize <-chan wire.Size = v.Resize
 	refresh := time.NewTicker(wire.ViewerRefresh)
 	defer refresh.Stop()
@@ -177,6 +177,10 @@ func (r *Relay) Serve(ctx context.Context, subj wire.Subjects, v Viewer) (*Close
 			r.resize(subj, local, sz)
 		case f := <-live:
 			if err := out.live(f); err != nil {
+				return nil, writeErr(ctx, err)
+			}
+		case <-out.expired():
+			if err := out.giveUp(); err != nil {
 				return nil, writeErr(ctx, err)
 			}
 		case m := <-frames:
@@ -339,57 +343,4 @@ func viewerID() string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// resumer writes output from byte offset next on.
-type resumer struct {
-	w    io.Writer
-	next uint64
-}
-
-// write writes a frame from JetStream whose first byte is at offset (a
-// header value).
-func (r *resumer) write(data []byte, offset string) error {
-	start, err := strconv.ParseUint(offset, 10, 64)
-	if err != nil {
-		_, err := r.w.Write(data) // a frame without offset: nothing to resume by
-		return err
-	}
-	return r.writeAt(data, start)
-}
-
-// live writes a frame from the fast path if it continues what was written.
-// One further on is skipped: JetStream delivers what lies between, and then
-// that frame too.
-func (r *resumer) live(f wire.Frame) error {
-	if f.Offset > r.next {
-		return nil
-	}
-	return r.writeAt(f.Data, f.Offset)
-}
-
-// writeAt writes data, the output from byte start on: the part not written
-// yet, after a notice if output between was lost.
-func (r *resumer) writeAt(data []byte, start uint64) error {
-	end := start + uint64(len(data))
-	switch {
-	case end <= r.next:
-		return nil // seen before the reconnect
-	case start > r.next:
-		// The scrollback no longer holds what was asked for: say so rather
-		// than splice two distant parts of the screen together. Clients
-		// count it as the bytes it stands for when it opens an attach
-		// (package resume); in the middle of one (a viewer that fell
-		// behind) they count it as output, and their next reattach may
-		// repeat the difference: a viewer that is merely slow keeps its
-		// attach, whatever client it uses.
-		if _, err := io.WriteString(r.w, resume.Notice(start-r.next)); err != nil {
-			return err
-		}
-	case start < r.next:
-		data = data[r.next-start:]
-	}
-	r.next = end
-	_, err := r.w.Write(data)
-	return err
 }

@@ -618,6 +618,7 @@ func (b *Bridge) runClaimed(s *session) {
 	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPub()
 	out := newOutput(pubCtx, b.publishOutput(s.subj, s), maxFrame, maxBuffered)
+	out.retryable, out.retryFor = retryablePublish, outputRetryFor
 	out.live = s.followers.send
 	s.mu.Lock()
 	s.out = out

@@ -18,14 +18,23 @@ import (
 // an idle session costs no goroutine here.
 type output struct {
 	ctx context.Context
-	// publish sends a frame and returns a function that waits until it is
-	// stored. Up to window frames are in flight at once: the next is sent
-	// while earlier ones are being stored, in order.
-	publish  func(ctx context.Context, seq uint64, frame []byte) (stored func() error, err error)
+	// publish sends a frame (the offset-th byte of the output on) and
+	// returns a function that waits until it is stored. Up to window
+	// frames are in flight at once: the next is sent while earlier ones
+	// are being stored, in order.
+	publish  func(ctx context.Context, seq, offset uint64, frame []byte) (stored func() error, err error)
 	window   int
 	maxFrame int
 	maxBuf   int
 	tailWait time.Duration
+	// retryable says whether a frame whose publishing failed with this
+	// error may not have been stored but could be if sent again (the
+	// connection dropped, and its answer with it). Such frames are sent
+	// again after retryWait (doubling up to retryMost each time), for up
+	// to retryFor.
+	retryable func(error) bool
+	retryFor  time.Duration
+	retryWait time.Duration
 
 	mu       sync.Mutex
 	changed  *sync.Cond    // buf shrank, or the drainer stopped
@@ -36,6 +45,8 @@ type output struct {
 	closed   bool
 	err      error
 	seq      uint64
+	// framed counts the bytes taken into frames: the next frame's offset.
+	framed uint64
 	// written counts the bytes written: the offset of the next Write.
 	written uint64
 	// live receives each Write at once, before it is framed and published
@@ -46,7 +57,7 @@ type output struct {
 
 var errOutputClosed = errors.New("output closed")
 
-func newOutput(ctx context.Context, publish func(ctx context.Context, seq uint64, frame []byte) (func() error, error), maxFrame, maxBuf int) *output {
+func newOutput(ctx context.Context, publish func(ctx context.Context, seq, offset uint64, frame []byte) (func() error, error), maxFrame, maxBuf int) *output {
 	o := &output{
 		ctx:      ctx,
 		publish:  publish,
@@ -55,6 +66,9 @@ func newOutput(ctx context.Context, publish func(ctx context.Context, seq uint64
 		maxBuf:   maxBuf,
 		tailWait: 20 * time.Millisecond,
 		more:     make(chan struct{}, 1),
+
+		retryable: func(error) bool { return false },
+		retryWait: 50 * time.Millisecond,
 	}
 	o.changed = sync.NewCond(&o.mu)
 	return o
@@ -116,11 +130,21 @@ func (o *output) close() error {
 	return o.err
 }
 
+// flight is a frame published and not yet known to be stored.
+type flight struct {
+	seq, offset uint64
+	frame       []byte
+	stored      func() error
+}
+
+// retryMost is the longest wait between attempts to publish frames again.
+const retryMost = 2 * time.Second
+
 // drain publishes frames until the buffer is empty and every frame is
 // stored.
 func (o *output) drain() {
 	var tailDeadline time.Time
-	var inflight []func() error
+	var inflight []flight
 	fail := func(err error) {
 		o.mu.Lock()
 		o.err = err
@@ -136,13 +160,13 @@ func (o *output) drain() {
 		if frame == nil && o.pending() == 0 && len(inflight) > 0 {
 			// Nothing new: let what is in flight land, then look again.
 			o.mu.Unlock()
-			for _, stored := range inflight {
-				if err := stored(); err != nil {
+			for len(inflight) > 0 {
+				var err error
+				if inflight, err = o.land(inflight); err != nil {
 					fail(err)
 					return
 				}
 			}
-			inflight = inflight[:0]
 			continue
 		}
 		if frame == nil {
@@ -171,24 +195,74 @@ func (o *output) drain() {
 		}
 		tailDeadline = time.Time{}
 		o.seq++
-		seq := o.seq
+		f := flight{seq: o.seq, offset: o.framed, frame: frame}
+		o.framed += uint64(len(frame))
 		o.changed.Broadcast() // room for a blocked writer
 		o.mu.Unlock()
 		if len(inflight) >= o.window {
-			if err := inflight[0](); err != nil {
+			var err error
+			if inflight, err = o.land(inflight); err != nil {
 				fail(err)
 				return
 			}
-			inflight = inflight[1:]
 		}
-		stored, err := o.publish(o.ctx, seq, frame)
-		if err != nil {
-			fail(err)
-			return
+		var err error
+		if f.stored, err = o.publish(o.ctx, f.seq, f.offset, f.frame); err != nil {
+			if !o.retryable(err) {
+				fail(err)
+				return
+			}
+			f.stored = failed(err) // sent again by land
 		}
-		inflight = append(inflight, stored)
+		inflight = append(inflight, f)
 	}
 }
+
+// land waits until the oldest frame in flight is stored and returns the
+// rest. If it may have been lost (retryable), it publishes it again with
+// every frame after it, in order, until it is stored or retryFor has
+// passed: nothing after a lost frame may get ahead of it, and viewers skip
+// the copies of frames that had been stored (they go by offset).
+func (o *output) land(inflight []flight) ([]flight, error) {
+	var first time.Time
+	wait := o.retryWait
+	for {
+		err := inflight[0].stored()
+		if err == nil {
+			return inflight[1:], nil
+		}
+		if !o.retryable(err) {
+			return nil, err
+		}
+		if first.IsZero() {
+			first = time.Now()
+		} else if time.Since(first) > o.retryFor {
+			return nil, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-o.ctx.Done():
+			t.Stop()
+			return nil, o.ctx.Err()
+		case <-t.C:
+		}
+		wait = min(2*wait, retryMost)
+		for i := range inflight {
+			f := &inflight[i]
+			if f.stored, err = o.publish(o.ctx, f.seq, f.offset, f.frame); err != nil {
+				if !o.retryable(err) {
+					return nil, err
+				}
+				for j := i; j < len(inflight); j++ {
+					inflight[j].stored = failed(err)
+				}
+				break
+			}
+		}
+	}
+}
+
+func failed(err error) func() error { return func() error { return err } }
 
 func (o *output) pending() int { return len(o.buf) - o.off }
 

@@ -3,6 +3,7 @@ package bridge
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +19,7 @@ type frames struct {
 	stored chan struct{} // when set, each frame is stored when it receives
 }
 
-func (f *frames) publish(_ context.Context, seq uint64, frame []byte) (func() error, error) {
+func (f *frames) publish(_ context.Context, seq, _ uint64, frame []byte) (func() error, error) {
 	if f.gate != nil {
 		<-f.gate
 	}
@@ -139,5 +140,102 @@ func TestOutputBoundsFramesInFlight(t *testing.T) {
 	}
 	if n := f.count(); n != 3*o.window {
 		t.Fatalf("%d frames, want %d", n, 3*o.window)
+	}
+}
+
+var errLost = errors.New("connection lost, and the answer with it")
+
+// lossy publishes frames and loses every third answer (and, with
+// notStored, the frame too), as a NATS connection that drops does.
+type lossy struct {
+	mu        sync.Mutex
+	calls     int
+	notStored bool
+	stored    []flight // what storage holds, in its order
+	retried   int
+}
+
+func (l *lossy) publish(_ context.Context, seq, offset uint64, frame []byte) (func() error, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.calls++
+	lost := l.calls%3 == 0
+	if !lost || !l.notStored {
+		l.stored = append(l.stored, flight{seq: seq, offset: offset, frame: frame})
+	}
+	if lost {
+		return failed(errLost), nil
+	}
+	return func() error { return nil }, nil
+}
+
+// A frame whose answer is lost with the connection is sent again, and
+// every frame after it, in order. Frames sent behind a lost one may be
+// stored before it is sent again, but never more than the window of them:
+// a viewer that holds that many (package attach, the resumer) reads
+// exactly the output, whether the lost frames were stored or not.
+func TestOutputSendsAgainWhatALostConnectionMayNotHaveStored(t *testing.T) {
+	for _, notStored := range []bool{false, true} {
+		l := &lossy{notStored: notStored}
+		o := newOutput(context.Background(), l.publish, 5, 1<<20)
+		o.retryable = func(err error) bool { return errors.Is(err, errLost) }
+		o.retryFor, o.retryWait = time.Minute, time.Millisecond
+		var written bytes.Buffer
+		for i := range 200 {
+			p := []byte(strings.Repeat(string(rune('a'+i%26)), i%11+1))
+			written.Write(p)
+			if _, err := o.Write(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := o.close(); err != nil {
+			t.Fatalf("notStored=%v: %v", notStored, err)
+		}
+		var read []byte
+		held := map[uint64][]byte{}
+		for _, f := range l.stored {
+			held[f.offset] = f.frame
+			for progress := true; progress; {
+				progress = false
+				for off, data := range held {
+					if off > uint64(len(read)) {
+						continue
+					}
+					if end := off + uint64(len(data)); end > uint64(len(read)) {
+						read = append(read, data[uint64(len(read))-off:]...)
+					}
+					delete(held, off)
+					progress = true
+				}
+			}
+			if len(held) > o.window {
+				t.Fatalf("notStored=%v: %d frames stored ahead of a lost one, more than the window of %d", notStored, len(held), o.window)
+			}
+		}
+		if !bytes.Equal(read, written.Bytes()) {
+			t.Fatalf("notStored=%v: viewers read %d bytes, want the %d written", notStored, len(read), written.Len())
+		}
+		if l.calls <= len(l.stored) && notStored {
+			t.Fatalf("nothing was sent again")
+		}
+	}
+}
+
+// A frame that cannot be stored within retryFor fails the output, which
+// then refuses writes rather than block the process forever.
+func TestOutputGivesUpAfterRetryFor(t *testing.T) {
+	o := newOutput(context.Background(), func(context.Context, uint64, uint64, []byte) (func() error, error) {
+		return failed(errLost), nil
+	}, 5, 1<<20)
+	o.retryable = func(err error) bool { return errors.Is(err, errLost) }
+	o.retryFor = 200 * time.Millisecond
+	if _, err := o.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.close(); !errors.Is(err, errLost) {
+		t.Fatalf("close: %v, want the publish error", err)
+	}
+	if _, err := o.Write([]byte("more")); err == nil {
+		t.Fatal("a write after the output failed succeeded")
 	}
 }

@@ -3,19 +3,37 @@ package bridge
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshery/terminal-apiserver/pkg/metrics"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
-func (b *Bridge) publishOutput(subj wire.Subjects, s *session) func(ctx context.Context, seq uint64, frame []byte) (func() error, error) {
+// outputRetryFor is how long a frame that NATS may not have stored (its
+// connection dropped) is sent again before the session's output fails: a
+// NATS server's restart, a move to another server (lame duck, a rotated
+// password) or a leader election takes seconds.
+const outputRetryFor = 2 * time.Minute
+
+// retryablePublish says whether a frame that failed with err may be lost
+// only with the connection or a leader, so that sending it again may store
+// it (a copy of one stored already is skipped by viewers: they go by
+// offset).
+func retryablePublish(err error) bool {
+	return errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionReconnecting) ||
+		errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrAsyncPublishTimeout) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+func (b *Bridge) publishOutput(subj wire.Subjects, s *session) func(ctx context.Context, seq, offset uint64, frame []byte) (func() error, error) {
 	out := subj.Out()
-	// Frames are published one after the other (one drainer at a time).
-	var offset uint64
-	return func(ctx context.Context, seq uint64, frame []byte) (func() error, error) {
+	return func(ctx context.Context, seq, offset uint64, frame []byte) (func() error, error) {
 		s.touch()
 		ack, err := b.js.PublishMsgAsync(&nats.Msg{
 			Subject: out, Data: frame,
@@ -28,7 +46,6 @@ func (b *Bridge) publishOutput(subj wire.Subjects, s *session) func(ctx context.
 			metrics.JetStreamErrors.WithLabelValues(metrics.PublishOutput).Inc()
 			return nil, err
 		}
-		offset += uint64(len(frame))
 		return func() error {
 			select {
 			case <-ack.Ok():

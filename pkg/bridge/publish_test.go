@@ -5,10 +5,12 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
@@ -95,4 +97,79 @@ func TestOutputPublishedInFrames(t *testing.T) {
 	if !bytes.Equal(followed.Bytes(), written.Bytes()[start:]) {
 		t.Fatal("the local follower's output differs from what the process wrote")
 	}
+}
+
+// A NATS connection that drops while output is in flight (a NATS server's
+// restart, a move to another one, a rotated password) loses the answers
+// to the frames sent on it: they are sent again, the session keeps
+// running, and a viewer that goes by offset (holding frames stored ahead
+// of one sent again) reads exactly what the process wrote.
+func TestOutputSurvivesNATSReconnects(t *testing.T) {
+	h := newHarness(t)
+	h.startBridge("replica", nil)
+	created, f := h.running("reconnects", nil)
+	subj := wire.SubjectsFor(string(created.UID))
+
+	var written bytes.Buffer
+	written.WriteString(fakePrompt)
+	piece := bytes.Repeat([]byte("0123456789abcdef"), 2<<10) // 32 KiB
+	reconnects := 0
+	for i := 0; written.Len() < 4<<20; i++ {
+		p := append([]byte(strconv.Itoa(i)+":"), piece...)
+		written.Write(p)
+		f.write(t, p)
+		if i%8 == 7 {
+			if err := h.nats.Conn.ForceReconnect(); err != nil {
+				t.Fatal(err)
+			}
+			reconnects++
+		}
+	}
+
+	c, err := h.nats.JetStream.OrderedConsumer(h.ctx, wire.IOStream,
+		jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj.Out()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	held := map[uint64][]byte{}
+	mostHeld := 0
+	for len(got) < written.Len() {
+		m, err := c.Next(jetstream.FetchMaxWait(30 * time.Second))
+		if err != nil {
+			t.Fatalf("after %d of %d bytes (%d held): %v", len(got), written.Len(), len(held), err)
+		}
+		off, err := strconv.ParseUint(m.Headers().Get(wire.OffsetHeader), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held[off] = m.Data()
+		for progress := true; progress; {
+			progress = false
+			for o, data := range held {
+				if o > uint64(len(got)) {
+					continue
+				}
+				if end := o + uint64(len(data)); end > uint64(len(got)) {
+					got = append(got, data[uint64(len(got))-o:]...)
+				}
+				delete(held, o)
+				progress = true
+			}
+		}
+		mostHeld = max(mostHeld, len(held))
+	}
+	if !bytes.Equal(got, written.Bytes()) {
+		t.Fatal("the stored output differs from what the process wrote")
+	}
+	if mostHeld > 16 {
+		t.Errorf("%d frames were stored ahead of one sent again; viewers hold at most 16", mostHeld)
+	}
+	if f.isClosed() {
+		t.Fatal("the session's process was closed")
+	}
+	if p := h.get("reconnects").Status.Phase; p != v1alpha1.TerminalSessionRunning {
+		t.Fatalf("after %d reconnects the session is %s", reconnects, p)
+	}
+	t.Logf("%d reconnects; at most %d frames stored ahead of one sent again", reconnects, mostHeld)
 }
