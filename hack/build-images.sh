@@ -7,9 +7,10 @@
 #   terminal.local/busybox:1   busybox-static with every applet (sh, env, ps, top, nc, wget, ...)
 #   terminal.local/bash:1      the busybox image plus Debian's bash and its libraries
 #   terminal.local/static:1    one static Go binary and nothing else: no shell
-#   terminal.local/nats:1      nats-server at the version go.mod pins, as the official
-#                              image runs it (entrypoint nats-server, flags as args), for
-#                              the in-cluster install (hack/test-incluster.sh)
+#   terminal.local/nats:1      the busybox image plus nats-server at the version go.mod
+#                              pins, as nats:alpine (entrypoint nats-server, flags as
+#                              args; a shell for the StatefulSet's reloader), for the
+#                              in-cluster install (hack/test-incluster.sh)
 #   terminal.local/nats-box:1  the busybox image plus the nats CLI (natscli, pinned
 #                              below), as natsio/nats-box: backups of the in-cluster
 #                              install's JetStream (test/incluster)
@@ -106,11 +107,12 @@ mkdir -p "$st"
 (cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -buildid=" -o "$st/static" ./hack/images/static)
 image static "$st" '["/static"]'
 
-# nats: the server alone, at /usr/local/bin as in the official image (the
-# StatefulSet's preStop hook runs `nats-server -sl=ldm=...` by PATH).
+# nats: busybox and the server, at /usr/local/bin as in the official image
+# (the StatefulSet's preStop hook and reloader run nats-server by PATH).
 nt=$work/nats/rootfs
-mkdir -p "$nt/usr/local/bin" "$nt/tmp"
-chmod 1777 "$nt/tmp"
+mkdir -p "$(dirname "$nt")"
+cp -a "$bb" "$nt"
+mkdir -p "$nt/usr/local/bin"
 (cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -buildid=" -o "$nt/usr/local/bin/nats-server" github.com/nats-io/nats-server/v2)
 image nats "$nt" '["--config","/etc/nats/nats-server.conf"]' '["nats-server"]'
 

@@ -13,6 +13,10 @@ out=_output/chart
 mkdir -p "$out"
 "$HELM_BIN" lint --strict "$chart"
 "$HELM_BIN" lint --strict "$chart" --set certManager.enabled=true
+# With nats.auth.create=false (renders without lookup), the Secret is the operator's.
+if "$HELM_BIN" template terminal-apiserver "$chart" --namespace terminal-system --kube-version "${KUBE_VERSION#v}" --set nats.auth.create=false | grep -n '^  name: nats-auth$' >&2; then
+  die "nats.auth.create=false still renders the Secret nats-auth"
+fi
 "$HELM_BIN" template terminal-apiserver "$chart" --namespace terminal-system --kube-version "${KUBE_VERSION#v}" >"$out/self-signed.yaml"
 "$HELM_BIN" template terminal-apiserver "$chart" --namespace terminal-system --kube-version "${KUBE_VERSION#v}" --set certManager.enabled=true >"$out/cert-manager.yaml"
 # Installed in another namespace, nothing of it names terminal-system (NATS

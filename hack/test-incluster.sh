@@ -6,7 +6,7 @@
 #   2. artifacts/deploy/overlays/local applied server-side: the self-signed
 #      overlay (certificates from its generate-certs.sh), two server replicas,
 #      NATS as a three-server JetStream cluster with TLS, routes by mutual TLS
-#      and a password (the Secret nats-auth, made here as the README says);
+#      and a password (the Secret nats-auth, made by artifacts/operations/nats-auth.sh);
 #   3. go test ./test/incluster: NATS refuses clients without TLS or password
 #      and routes as a cluster, and alice opens a session, types, reads and
 #      closes it through kube-apiserver, served by the in-cluster replicas.
@@ -129,7 +129,7 @@ k kustomize "$OVERLAY" >"$WORK/install.yaml"
 uninstall # what an interrupted run left
 
 # The Secret an operator creates before applying (artifacts/README.md).
-k -n "$NS" create secret generic nats-auth --from-literal=password="$(openssl rand -hex 32)" >/dev/null
+NAMESPACE=$NS KUBECTL="$TOOLS_BIN/kubectl --context admin" "$ROOT/artifacts/operations/nats-auth.sh" create >/dev/null
 # NATS's volumes: a directory on the node each, owned by NATS's user (1000),
 # bound to one claim each.
 for i in 0 1 2; do

@@ -35,12 +35,15 @@ type Config struct {
 	// listening on TCP (ListenAddress), they are what it requires of every
 	// client, this process's own included.
 	User, Password string
-	// PasswordFile, if set, holds Password (read at start). With URL it
-	// is read again at every connection, so that a rotated password (a
-	// Secret's volume the kubelet updated) is used from the next one
-	// without a restart, and its changes are logged when they appear
-	// (docs/operations.md, "Rotating the NATS password").
-	PasswordFile string
+	// UserFile and PasswordFile, if set, hold User and Password (read at
+	// start). With URL they are watched: when they change (a Secret's
+	// volume the kubelet updated), the broker tries the new credentials on
+	// a connection of its own and, if NATS takes them, reconnects with
+	// them at once, so that NATS can then be told to forget the old ones
+	// without cutting anything (docs/operations.md, "Rotating the NATS
+	// credentials"). New credentials NATS refuses are not used: the
+	// connection made with the old ones is kept.
+	UserFile, PasswordFile string
 	// ListenTLSCertFile and ListenTLSKeyFile make the embedded server's TCP
 	// listener speak TLS.
 	ListenTLSCertFile, ListenTLSKeyFile string
@@ -74,23 +77,25 @@ type Broker struct {
 	JetStream jetstream.JetStream
 	// Embedded is the in-process server, nil when URL was given.
 	Embedded *server.Server
-	// stop ends the password file's watch; closeOnce, Close.
+	// stop ends the credential files' watch; closeOnce, Close.
 	stop      chan struct{}
 	closeOnce sync.Once
 }
 
-// passwordPoll is how often PasswordFile is checked for a change to log.
-const passwordPoll = 5 * time.Second
+// credentialsPoll is how often UserFile and PasswordFile are checked for
+// a change.
+var credentialsPoll = 5 * time.Second
 
 // Start connects to NATS, starting the embedded server first if needed.
 func Start(ctx context.Context, cfg Config) (*Broker, error) {
 	b := &Broker{stop: make(chan struct{})}
-	if cfg.PasswordFile != "" {
-		p, err := ReadSecretFile(cfg.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("NATS password file: %w", err)
+	creds := &credentials{userFile: cfg.UserFile, passwordFile: cfg.PasswordFile, user: cfg.User}
+	if cfg.UserFile != "" || cfg.PasswordFile != "" {
+		var err error
+		if cfg.User, cfg.Password, err = creds.read(); err != nil {
+			return nil, fmt.Errorf("NATS credentials: %w", err)
 		}
-		cfg.Password = p
+		creds.user, creds.password = cfg.User, cfg.Password
 	}
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
@@ -104,12 +109,8 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		nats.ReconnectBufSize(8 << 20),
 	}
 	url := cfg.URL
-	switch {
-	case url != "" && cfg.PasswordFile != "":
-		opts = append(opts, nats.UserInfoHandler(passwordFromFile(cfg.User, cfg.PasswordFile, cfg.Password)))
-	case cfg.Password != "":
-		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
-	}
+	watch := url != "" && (cfg.UserFile != "" || cfg.PasswordFile != "")
+	var transport []nats.Option // what a connection that tries new credentials needs
 	if url == "" {
 		srv, err := startEmbedded(cfg)
 		if err != nil {
@@ -119,28 +120,44 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		opts = append(opts, nats.InProcessServer(srv))
 	} else {
 		if cfg.CredsFile != "" {
-			opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+			transport = append(transport, nats.UserCredentials(cfg.CredsFile))
 		}
 		if cfg.NKeySeedFile != "" {
 			o, err := nats.NkeyOptionFromSeed(cfg.NKeySeedFile)
 			if err != nil {
 				return nil, fmt.Errorf("NATS nkey seed %s: %w", cfg.NKeySeedFile, err)
 			}
-			opts = append(opts, o)
+			transport = append(transport, o)
 		}
 		if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
-			opts = append(opts, nats.ClientCert(cfg.TLSCertFile, cfg.TLSKeyFile))
+			transport = append(transport, nats.ClientCert(cfg.TLSCertFile, cfg.TLSKeyFile))
 		}
 		if cfg.TLSCAFile != "" {
-			opts = append(opts, nats.RootCAs(cfg.TLSCAFile))
+			transport = append(transport, nats.RootCAs(cfg.TLSCAFile))
 		}
+		opts = append(opts, transport...)
+	}
+	switch {
+	case watch:
+		opts = append(opts, nats.UserInfoHandler(creds.current))
+	case cfg.Password != "":
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
 	}
 	if err := b.connect(ctx, url, cfg.StartTimeout, opts); err != nil {
 		b.Close()
 		return nil, err
 	}
-	if url != "" && cfg.PasswordFile != "" {
-		go b.watchPassword(cfg.PasswordFile, cfg.Password)
+	if watch {
+		try := func(user, password string) error {
+			nc, err := nats.Connect(url, append(transport, nats.Name(cfg.Name+" (new credentials)"),
+				nats.UserInfo(user, password), nats.NoReconnect(), nats.Timeout(10*time.Second))...)
+			if err != nil {
+				return err
+			}
+			nc.Close()
+			return nil
+		}
+		go b.watchCredentials(creds, try)
 	}
 	return b, nil
 }
@@ -323,31 +340,55 @@ func ReadSecretFile(path string) (string, error) {
 	return secret, nil
 }
 
-// passwordFromFile gives nats.go the user and the file's password at every
-// connection; if the file cannot be read then (a volume being updated), the
-// last password read.
-func passwordFromFile(user, path, first string) nats.UserInfoCB {
-	var mu sync.Mutex
-	last := first
-	return func() (string, string) {
-		mu.Lock()
-		defer mu.Unlock()
-		p, err := ReadSecretFile(path)
-		if err != nil {
-			klog.ErrorS(err, "Reading the NATS password file failed; connecting with the password read before")
-			return user, last
-		}
-		last = p
-		return user, p
-	}
+// credentials are the user and password of UserFile and PasswordFile (or
+// User), and the ones NATS took last, which every connection uses.
+type credentials struct {
+	userFile, passwordFile string
+
+	mu             sync.Mutex
+	user, password string
 }
 
-// watchPassword logs when the password file's content changes, so that an
-// operator rotating it knows every replica has the new one before NATS is
-// told to require it. Until Close.
-func (b *Broker) watchPassword(path, first string) {
-	known := sha256.Sum256([]byte(first))
-	t := time.NewTicker(passwordPoll)
+// read reads the files.
+func (c *credentials) read() (user, password string, err error) {
+	user = c.user
+	if c.userFile != "" {
+		if user, err = ReadSecretFile(c.userFile); err != nil {
+			return "", "", err
+		}
+	}
+	if c.passwordFile != "" {
+		if password, err = ReadSecretFile(c.passwordFile); err != nil {
+			return "", "", err
+		}
+	}
+	return user, password, nil
+}
+
+// current is nats.go's nats.UserInfoCB.
+func (c *credentials) current() (string, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.user, c.password
+}
+
+func (c *credentials) set(user, password string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.user, c.password = user, password
+}
+
+func credentialsSum(user, password string) [sha256.Size]byte {
+	return sha256.Sum256([]byte(user + "\x00" + password))
+}
+
+// watchCredentials moves the connection to the credentials in the files
+// when they change and NATS takes them (try), until Close. While NATS
+// refuses them, it says so once and keeps the connection it has.
+func (b *Broker) watchCredentials(c *credentials, try func(user, password string) error) {
+	known := credentialsSum(c.current())
+	var refused [sha256.Size]byte
+	t := time.NewTicker(credentialsPoll)
 	defer t.Stop()
 	for {
 		select {
@@ -355,13 +396,27 @@ func (b *Broker) watchPassword(path, first string) {
 			return
 		case <-t.C:
 		}
-		p, err := ReadSecretFile(path)
+		user, password, err := c.read()
 		if err != nil {
+			continue // a volume being updated, or an operator's mistake: the next poll looks again
+		}
+		sum := credentialsSum(user, password)
+		if sum == known {
 			continue
 		}
-		if sum := sha256.Sum256([]byte(p)); sum != known {
-			known = sum
-			klog.InfoS("The NATS password file changed: the new password is used from the next connection to NATS", "file", path)
+		if err := try(user, password); err != nil {
+			if sum != refused {
+				refused = sum
+				klog.ErrorS(err, "The NATS credential files changed, but NATS does not take the new credentials yet: "+
+					"staying connected with the previous ones, and trying again", "user", user)
+			}
+			continue
+		}
+		known = sum
+		c.set(user, password)
+		klog.InfoS("The NATS credential files changed and NATS takes the new credentials: reconnecting with them", "user", user)
+		if err := b.Conn.ForceReconnect(); err != nil {
+			klog.ErrorS(err, "Reconnecting to NATS with the new credentials failed")
 		}
 	}
 }

@@ -169,3 +169,99 @@ func TestAPasswordRotatedOnDiskIsUsedAtTheNextConnection(t *testing.T) {
 		t.Errorf("JetStream after the rotation: %v", err)
 	}
 }
+
+// connectedAs is the user the server's only client connection
+// authenticated as.
+func connectedAs(t *testing.T, s *server.Server) string {
+	t.Helper()
+	connz, err := s.Connz(&server.ConnzOptions{Username: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(connz.Conns) != 1 {
+		t.Fatalf("%d client connections, want 1", len(connz.Conns))
+	}
+	return connz.Conns[0].AuthorizedUser
+}
+
+// The documented rotation (docs/operations.md): NATS takes the old and
+// the new user, the files change to the new one and the client moves to
+// it by itself, NATS forgets the old one and nothing is cut. Credentials
+// NATS refuses are never moved to: the connection stays as it is.
+func TestCredentialsRotatedOnDiskAreMovedToOnceNATSTakesThem(t *testing.T) {
+	credentialsPoll = 50 * time.Millisecond
+	defer func() { credentialsPoll = 5 * time.Second }()
+	port, dir := freePort(t), t.TempDir()
+	opts := func(users ...*server.User) *server.Options {
+		return &server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true, Users: users}
+	}
+	a := &server.User{Username: "terminal-apiserver-a", Password: "old"}
+	b2 := &server.User{Username: "terminal-apiserver-b", Password: "new"}
+	s, err := serveNATS(opts(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown()
+	files := t.TempDir()
+	userFile, passwordFile := filepath.Join(files, "user"), filepath.Join(files, "password")
+	write := func(user, password string) {
+		t.Helper()
+		// As the kubelet does: both at once.
+		tmp := t.TempDir()
+		if err := os.WriteFile(filepath.Join(tmp, "user"), []byte(user), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(tmp, "password"), []byte(password+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{"user", "password"} {
+			if err := os.Rename(filepath.Join(tmp, f), filepath.Join(files, f)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write(a.Username, a.Password)
+	b, err := Start(context.Background(), Config{URL: "nats://127.0.0.1:" + strconv.Itoa(port),
+		UserFile: userFile, PasswordFile: passwordFile, Name: "rotation-test", StartTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	reconnected := make(chan struct{}, 8)
+	b.Conn.SetReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} })
+	if u := connectedAs(t, s); u != a.Username {
+		t.Fatalf("connected as %q", u)
+	}
+
+	// New credentials NATS does not know yet: refused, never used.
+	write(b2.Username, b2.Password)
+	time.Sleep(20 * credentialsPoll) // what is under test is that nothing happens
+	if u := connectedAs(t, s); u != a.Username || len(reconnected) > 0 {
+		t.Fatalf("moved to credentials NATS refuses: connected as %q, %d reconnects", u, len(reconnected))
+	}
+
+	// 1. NATS takes both: the client moves to the new user by itself.
+	if err := s.ReloadOptions(opts(a, b2)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-reconnected:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the client did not move to the new credentials")
+	}
+	if u := connectedAs(t, s); u != b2.Username {
+		t.Fatalf("after the move, connected as %q", u)
+	}
+	// 2. NATS forgets the old user: nothing is cut.
+	if err := s.ReloadOptions(opts(b2)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := b.JetStream.AccountInfo(ctx); err != nil {
+		t.Errorf("JetStream after the rotation: %v", err)
+	}
+	if len(reconnected) > 0 || b.Conn.Status() != nats.CONNECTED {
+		t.Errorf("forgetting the old user cut the connection (%s)", b.Conn.Status())
+	}
+}

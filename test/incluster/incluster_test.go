@@ -159,7 +159,7 @@ func TestNATSIsAClusterWithTLSAndAPassword(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	admin := kubeClient(t, "admin")
-	password, secure := natsCredentials(ctx, t, admin)
+	creds, secure := natsCredentials(ctx, t, admin)
 	for _, p := range runningPods(ctx, t, admin, "app.kubernetes.io/name=nats", 3) {
 		addr := net.JoinHostPort(p.Status.PodIP, "4222")
 		t.Run(p.Name, func(t *testing.T) {
@@ -170,11 +170,11 @@ func TestNATSIsAClusterWithTLSAndAPassword(t *testing.T) {
 			} else if !errors.Is(err, nats.ErrAuthorization) && !strings.Contains(strings.ToLower(err.Error()), "authorization") {
 				t.Errorf("a client without a password: %v, want an authorization violation", err)
 			}
-			if nc, err := nats.Connect("tls://"+addr, secure, nats.UserInfo("terminal-apiserver", "not-"+password), nats.Timeout(5*time.Second)); err == nil {
+			if nc, err := nats.Connect("tls://"+addr, secure, nats.UserInfo(creds.user, "not-"+creds.password), nats.Timeout(5*time.Second)); err == nil {
 				nc.Close()
 				t.Error("a client with a wrong password connected")
 			}
-			nc, err := nats.Connect("tls://"+addr, secure, nats.UserInfo("terminal-apiserver", password), nats.Timeout(5*time.Second))
+			nc, err := nats.Connect("tls://"+addr, secure, creds.option(), nats.Timeout(5*time.Second))
 			if err != nil {
 				t.Fatalf("with TLS and the password: %v", err)
 			}
@@ -231,10 +231,15 @@ func refusesPlaintext(ctx context.Context, t *testing.T, addr string) {
 	}
 }
 
-// natsCredentials are the install's NATS password (the Secret nats-auth)
-// and the TLS settings that verify its servers (the overlay's CA, and the
-// name the server dials: the test dials pods' addresses).
-func natsCredentials(ctx context.Context, t *testing.T, admin *kubernetes.Clientset) (string, nats.Option) {
+// natsUser is a NATS user and password.
+type natsUser struct{ user, password string }
+
+func (u natsUser) option() nats.Option { return nats.UserInfo(u.user, u.password) }
+
+// natsCredentials are the install's NATS user and password (the Secret
+// nats-auth) and the TLS settings that verify its servers (the overlay's
+// CA, and the name the server dials: the test dials pods' addresses).
+func natsCredentials(ctx context.Context, t *testing.T, admin *kubernetes.Clientset) (natsUser, nats.Option) {
 	t.Helper()
 	secret, err := admin.CoreV1().Secrets(env.namespace).Get(ctx, "nats-auth", metav1.GetOptions{})
 	if err != nil {
@@ -248,7 +253,7 @@ func natsCredentials(ctx context.Context, t *testing.T, admin *kubernetes.Client
 	if !roots.AppendCertsFromPEM(caPEM) {
 		t.Fatalf("no certificate in %s", env.caFile)
 	}
-	return strings.TrimSpace(string(secret.Data["password"])),
+	return natsUser{user: strings.TrimSpace(string(secret.Data["user"])), password: strings.TrimSpace(string(secret.Data["password"]))},
 		nats.Secure(&tls.Config{RootCAs: roots, ServerName: "nats." + env.namespace + ".svc", MinVersion: tls.VersionTLS12})
 }
 
@@ -256,9 +261,9 @@ func natsCredentials(ctx context.Context, t *testing.T, admin *kubernetes.Client
 // the first NATS pod's address; closed when the test ends.
 func natsConn(ctx context.Context, t *testing.T, admin *kubernetes.Clientset) jetstream.JetStream {
 	t.Helper()
-	password, secure := natsCredentials(ctx, t, admin)
+	creds, secure := natsCredentials(ctx, t, admin)
 	p := runningPods(ctx, t, admin, "app.kubernetes.io/name=nats", 3)[0]
-	nc, err := nats.Connect("tls://"+net.JoinHostPort(p.Status.PodIP, "4222"), secure, nats.UserInfo("terminal-apiserver", password))
+	nc, err := nats.Connect("tls://"+net.JoinHostPort(p.Status.PodIP, "4222"), secure, creds.option())
 	if err != nil {
 		t.Fatal(err)
 	}

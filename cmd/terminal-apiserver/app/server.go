@@ -89,7 +89,7 @@ func init() {
 // NATSOptions say where NATS is and how objects are stored in it.
 type NATSOptions struct {
 	URL, CredsFile, TLSCertFile, TLSKeyFile, TLSCAFile string
-	NKeySeedFile, User, PasswordFile                   string
+	NKeySeedFile, User, UserFile, PasswordFile         string
 	ListenTLSCertFile, ListenTLSKeyFile                string
 	DataDir, ListenAddress                             string
 	StreamReplicas                                     int
@@ -108,8 +108,11 @@ func (o *NATSOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.NKeySeedFile, "nats-nkey-seed-file", o.NKeySeedFile, "NATS NKey seed file for --nats-url.")
 	fs.StringVar(&o.User, "nats-user", o.User, "NATS user for --nats-url; with --nats-listen-address, the user the embedded "+
 		"server requires of every client.")
-	fs.StringVar(&o.PasswordFile, "nats-password-file", o.PasswordFile, "File holding --nats-user's password, read again at every connection to --nats-url (a rotated Secret "+
-		"needs no restart). Required with --nats-listen-address: NATS access is exec access to every session.")
+	fs.StringVar(&o.UserFile, "nats-user-file", o.UserFile, "File holding the NATS user (then --nats-user is ignored). With --nats-url, it and "+
+		"--nats-password-file are watched: when they change (a rotated Secret) and NATS takes the new credentials, the server "+
+		"reconnects with them, without a restart.")
+	fs.StringVar(&o.PasswordFile, "nats-password-file", o.PasswordFile, "File holding the NATS user's password, watched as --nats-user-file is. "+
+		"Required with --nats-listen-address: NATS access is exec access to every session.")
 	fs.StringVar(&o.ListenTLSCertFile, "nats-listen-tls-cert-file", o.ListenTLSCertFile, "Serving certificate of the embedded "+
 		"NATS server's TCP listener (TLS).")
 	fs.StringVar(&o.ListenTLSKeyFile, "nats-listen-tls-key-file", o.ListenTLSKeyFile, "Key of --nats-listen-tls-cert-file.")
@@ -145,6 +148,9 @@ func (o *NATSOptions) Validate() []error {
 	}
 	if o.ListenAddress != "" && o.URL == "" && o.PasswordFile == "" {
 		errs = append(errs, fmt.Errorf("--nats-listen-address needs --nats-password-file: NATS access is exec access to every session"))
+	}
+	if o.UserFile != "" && o.PasswordFile == "" {
+		errs = append(errs, fmt.Errorf("--nats-user-file needs --nats-password-file"))
 	}
 	if o.ListenAddress == "" && (o.ListenTLSCertFile != "" || o.ListenTLSKeyFile != "") {
 		errs = append(errs, fmt.Errorf("--nats-listen-tls-* need --nats-listen-address"))
@@ -384,6 +390,7 @@ func (o *Options) Run(ctx context.Context) error {
 		CredsFile:         o.NATS.CredsFile,
 		NKeySeedFile:      o.NATS.NKeySeedFile,
 		User:              o.NATS.User,
+		UserFile:          o.NATS.UserFile,
 		PasswordFile:      o.NATS.PasswordFile,
 		ListenTLSCertFile: o.NATS.ListenTLSCertFile,
 		ListenTLSKeyFile:  o.NATS.ListenTLSKeyFile,

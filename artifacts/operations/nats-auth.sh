@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Creates and rotates the Secret nats-auth: terminal-apiserver's NATS user and
+# password (keys "user" and "password", which the server's replicas read) and
+# the users NATS takes (key "users.conf", which the NATS servers include). The
+# manifests' NATS reloads users.conf when it changes and the replicas move to a
+# new user and password by themselves once NATS takes them, so a rotation
+# restarts nothing and cuts no shell (docs/operations.md, "Rotating the NATS
+# credentials").
+#
+#   nats-auth.sh create   the Secret, with a new user and password, unless it exists
+#   nats-auth.sh rotate   a new user and password, in three steps, each waited for:
+#                           1. NATS takes the old user and the new one;
+#                           2. the replicas get the new one and move to it;
+#                           3. NATS forgets the old one.
+#                         Stopped anywhere, every user NATS lists still works:
+#                         run it again (it keeps them until its step 3).
+#
+# Environment: NAMESPACE (terminal-system), KUBECTL (kubectl, with its
+# flags, e.g. "kubectl --context prod"), WAIT (seconds each step may take:
+# 300; the kubelet updates a Secret's volume within about a minute and a
+# half). Needs openssl and base64.
+set -euo pipefail
+NAMESPACE=${NAMESPACE:-terminal-system}
+read -r -a kubectl <<<"${KUBECTL:-kubectl}"
+WAIT=${WAIT:-300}
+
+k() { "${kubectl[@]}" -n "$NAMESPACE" "$@"; }
+say() { echo "nats-auth: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+# A user of its own per rotation: NATS can take two at once, but not two
+# passwords of one user.
+new_user() { echo "terminal-apiserver-$(date -u +%Y%m%d-%H%M%S)"; }
+new_password() { openssl rand -hex 32; }
+
+# entry USER PASSWORD: one user in users.conf (hex passwords and these
+# names need no escaping).
+entry() { printf '  {user: "%s", password: "%s"}' "$1" "$2"; }
+
+# users_conf ENTRY...: what NATS includes in its authorization block.
+users_conf() {
+  echo "# Written by artifacts/operations/nats-auth.sh: the users NATS takes."
+  echo "users: ["
+  printf '%s\n' "$@"
+  echo "]"
+}
+
+# apply USER PASSWORD USERS-CONF: the whole Secret, created or replaced.
+apply() {
+  k create secret generic nats-auth --dry-run=client -o yaml \
+    --from-literal=user="$1" --from-literal=password="$2" --from-literal=users.conf="$3" |
+    k apply -f - >/dev/null
+}
+
+key() { k get secret nats-auth -o "jsonpath={.data.${1//./\\.}}" | base64 -d; }
+
+nats_pods() { k get pods -l app.kubernetes.io/name=nats -o 'jsonpath={.items[*].metadata.name}'; }
+
+# monitor POD PATH: a NATS server's monitoring endpoint, from its own container.
+monitor() { k exec "$1" -c nats -- wget -qO- "http://127.0.0.1:8222$2"; }
+
+load_time() { monitor "$1" /varz | sed -n 's/.*"config_load_time": *"\([^"]*\)".*/\1/p'; }
+
+# until_all WHAT CHECK: waits until CHECK POD succeeds for every NATS pod.
+until_all() {
+  local what=$1 check=$2 deadline=$((SECONDS + WAIT)) pod left
+  while :; do
+    left=()
+    for pod in $(nats_pods); do
+      "$check" "$pod" || left+=("$pod")
+    done
+    ((${#left[@]} == 0)) && return 0
+    ((SECONDS < deadline)) || die "after ${WAIT}s, ${left[*]} still not: $what (nothing is lost: both users still work; run rotate again)"
+    sleep 5
+  done
+}
+
+declare -A loaded
+remember_load_times() {
+  local pod
+  for pod in $(nats_pods); do loaded[$pod]=$(load_time "$pod"); done
+}
+reloaded() { [[ $(load_time "$1") != "${loaded[$1]:-}" ]]; }
+
+# only_new_clients POD: no client of POD is connected as another user than $user.
+user=
+only_new_clients() {
+  ! monitor "$1" '/connz?auth=true&limit=100000' | grep '"authorized_user"' | grep -vq "\"authorized_user\": *\"$user\""
+}
+
+case ${1:-} in
+create)
+  if k get secret nats-auth >/dev/null 2>&1; then
+    if [[ -n $(key users.conf) ]]; then
+      say "the Secret $NAMESPACE/nats-auth exists: kept"
+      exit 0
+    fi
+    # Made before NATS read its users from the Secret (a password alone,
+    # of the user terminal-apiserver): the same credentials, now complete.
+    password=$(key password)
+    [[ -n $password ]] || die "the Secret $NAMESPACE/nats-auth has no password: delete it, or fix it by hand"
+    apply terminal-apiserver "$password" "$(users_conf "$(entry terminal-apiserver "$password")")"
+    say "added the keys user and users.conf to the Secret $NAMESPACE/nats-auth (the same password)"
+    exit 0
+  fi
+  user=$(new_user) password=$(new_password)
+  apply "$user" "$password" "$(users_conf "$(entry "$user" "$password")")"
+  say "created the Secret $NAMESPACE/nats-auth (user $user)"
+  ;;
+rotate)
+  old_user=$(key user) old_password=$(key password)
+  [[ -n $old_user && -n $old_password ]] || die "the Secret $NAMESPACE/nats-auth has no user and password (nats-auth.sh create)"
+  user=$(new_user) password=$(new_password)
+  [[ $user != "$old_user" ]] || die "a rotation ran less than a second ago"
+  # Every user NATS takes now (more than one if a rotation stopped midway),
+  # and the new one.
+  mapfile -t taken < <(key users.conf | grep '^ *{user:' || true)
+  ((${#taken[@]})) || taken=("$(entry "$old_user" "$old_password")")
+  all=$(users_conf "${taken[@]}" "$(entry "$user" "$password")")
+
+  say "1/3: NATS takes $user as well"
+  remember_load_times
+  apply "$old_user" "$old_password" "$all"
+  until_all "reloaded with $user" reloaded
+
+  say "2/3: the replicas move to $user"
+  apply "$user" "$password" "$all"
+  until_all "connected as $user only" only_new_clients
+
+  say "3/3: NATS forgets the other users"
+  remember_load_times
+  apply "$user" "$password" "$(users_conf "$(entry "$user" "$password")")"
+  until_all "reloaded with $user alone" reloaded
+  say "rotated: terminal-apiserver connects as $user"
+  ;;
+*)
+  sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
+  exit 2
+  ;;
+esac
