@@ -55,8 +55,10 @@ if [[ ${LOCAL_NODE:-real} == real ]]; then
   node_ctr images import "$image_file" >/dev/null
   export TERMINAL_APISERVER_IMAGE=$image
 fi
-# The Helm chart linted and rendered, for the test that dry-runs it.
+# The Helm chart linted and rendered, for the test that dry-runs it; helm
+# for the test of its upgrades' lookups.
 "$ROOT/hack/test-chart.sh"
+export HELM_BIN
 # Debian's asciinema, which plays the transcripts the tests record.
 install_debian_packages asciinema
 # A real nats-server (the version go.mod pins) for the tests of NATS with TLS and users.
