@@ -348,6 +348,9 @@ start_kube_apiserver() {
     ip=$(node_ip)
     [[ -n $ip ]] || die "no non-loopback IPv4 address: pods reach kube-apiserver there"
     address=(--bind-address 0.0.0.0 --advertise-address "$ip")
+    # Reachable from this machine and its pods only, not from its LAN.
+    install_node_packages
+    guard_node_ports
   fi
   write_audit_policy
   start kube-apiserver "$TOOLS_BIN/kube-apiserver" \

@@ -261,6 +261,30 @@ EOF
     curl -fsS --max-time 2 "http://127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT/healthz"
 }
 
+# guard_node_ports: kube-apiserver (bound to every address: pods reach it at
+# the node's), the kubelet and CoreDNS listen on the machine's own address,
+# which is on its LAN; drop what reaches their ports from anywhere else than
+# this machine and its pods. A chain of our own in the filter table's INPUT,
+# made again at every start, removed by stop_node.
+NODE_GUARD_CHAIN=TLNODE-GUARD
+guard_node_ports() {
+  local ip
+  ip=$(node_ip)
+  iptables -N "$NODE_GUARD_CHAIN" 2>/dev/null || iptables -F "$NODE_GUARD_CHAIN"
+  iptables -A "$NODE_GUARD_CHAIN" -s 127.0.0.0/8 -j RETURN
+  iptables -A "$NODE_GUARD_CHAIN" -s "$ip/32" -j RETURN
+  iptables -A "$NODE_GUARD_CHAIN" -s "$NODE_POD_CIDR" -j RETURN
+  iptables -A "$NODE_GUARD_CHAIN" -p tcp -m multiport --dports "$KUBE_APISERVER_PORT,$KUBELET_PORT,53" -j DROP
+  iptables -A "$NODE_GUARD_CHAIN" -p udp --dport 53 -j DROP
+  iptables -C INPUT -j "$NODE_GUARD_CHAIN" 2>/dev/null || iptables -I INPUT -j "$NODE_GUARD_CHAIN"
+}
+
+unguard_node_ports() {
+  while iptables -D INPUT -j "$NODE_GUARD_CHAIN" 2>/dev/null; do :; done
+  iptables -F "$NODE_GUARD_CHAIN" 2>/dev/null || true
+  iptables -X "$NODE_GUARD_CHAIN" 2>/dev/null || true
+}
+
 # The host settings the kubelet, kube-proxy and the CNI bridge change; saved
 # at the first start, restored by stop_node.
 NODE_SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory net.ipv4.ip_forward
@@ -305,6 +329,7 @@ stop_node() {
   fi
   stop_component kubelet
   stop_component coredns
+  unguard_node_ports
   local runc_root=$NODE_DIR/runc/k8s.io id shim_pids=() socks=() pid
   if [[ -d $runc_root ]]; then
     for id in $(runc --root "$runc_root" list -q 2>/dev/null); do
