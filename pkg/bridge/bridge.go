@@ -536,6 +536,7 @@ func (b *Bridge) claimPending(ctx context.Context, s *v1alpha1.TerminalSession) 
 		viewers: map[string]viewer{},
 	}
 	sess.leaseRev.Store(rev)
+	sess.renewedAt.Store(time.Now().UnixNano())
 	sess.touch()
 	b.mu.Lock()
 	// Claimed as the drain began: the other replicas, which lost this

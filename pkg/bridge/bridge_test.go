@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	"github.com/meshery/terminal-apiserver/pkg/wire"
@@ -315,4 +319,67 @@ func bridgeGoroutines() []string {
 		}
 	}
 	return left
+}
+
+// unanswered is a lease bucket whose answers NATS loses while mode says
+// so: "none" (neither renewals nor reads are answered), "lost" (renewals
+// land but their answer is lost).
+type unanswered struct {
+	jetstream.KeyValue
+	mode atomic.Value // string
+}
+
+func (u *unanswered) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	switch u.mode.Load() {
+	case "none":
+		return 0, nats.ErrTimeout
+	case "lost":
+		if _, err := u.KeyValue.Update(ctx, key, value, rev); err != nil {
+			return 0, err
+		}
+		return 0, nats.ErrTimeout
+	}
+	return u.KeyValue.Update(ctx, key, value, rev)
+}
+
+func (u *unanswered) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	if u.mode.Load() == "none" {
+		return nil, nats.ErrTimeout
+	}
+	return u.KeyValue.Get(ctx, key)
+}
+
+// Lease renewals that NATS leaves unanswered (its connection dropped, a
+// leader being elected) are tried again while the lease cannot have
+// lapsed, and one whose answer alone was lost is recognised: the exec goes
+// on. Only once the lease may have lapsed is the exec stopped.
+func TestLeaseRenewalsWithoutAnswer(t *testing.T) {
+	h := newHarness(t)
+	kv := &unanswered{}
+	kv.mode.Store("")
+	h.prepare = func(b *Bridge) {
+		kv.KeyValue = b.leases.kv
+		b.leases.kv = kv
+	}
+	h.startBridge("replica", nil) // a lease of 2 s, renewed every 666 ms
+	created, f := h.running("unanswered", nil)
+
+	kv.mode.Store("lost")
+	time.Sleep(2 * time.Second) // three renewals whose answers are lost: the case under test
+	kv.mode.Store("none")
+	// At most one renewal without any answer: the next is due 666 ms
+	// after, with 1.33 s since the last that landed, and the lease (2 s)
+	// would lapse within its timeout.
+	time.Sleep(500 * time.Millisecond)
+	kv.mode.Store("")
+	time.Sleep(time.Second)
+	if f.isClosed() {
+		t.Fatal("the exec was stopped while its lease was held")
+	}
+	if holder := h.leaseHolder(created.UID); holder != "replica" {
+		t.Fatalf("the lease is held by %q", holder)
+	}
+
+	kv.mode.Store("none")
+	h.eventually("the exec stopped once its lease may have lapsed", f.isClosed)
 }

@@ -42,6 +42,9 @@ type harness struct {
 	meta     *metadatafake.FakeMetadataClient
 	clock    *testingclock.FakeClock
 
+	// prepare, when set, is called with each bridge before it runs.
+	prepare func(*Bridge)
+
 	// execs receives every exec the bridges open for a session's process
 	// (not the shell probes).
 	execs chan *fakeExec
@@ -106,6 +109,9 @@ func (h *harness) startBridge(holder string, configure func(*Config)) (b *Bridge
 	}
 	b.clock = h.clock
 	b.openExec = h.openExec
+	if h.prepare != nil {
+		h.prepare(b)
+	}
 	ctx, cancel := context.WithCancel(h.ctx)
 	done := make(chan struct{})
 	go func() {

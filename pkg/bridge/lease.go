@@ -43,9 +43,23 @@ func (l *leases) claim(ctx context.Context, uid string) (uint64, bool, error) {
 	return rev, true, nil
 }
 
-// renew extends the lease at rev; an error means it was lost.
+// renew extends the lease at rev. An error means it was lost, or that no
+// answer came (holds tells which).
 func (l *leases) renew(ctx context.Context, uid string, rev uint64) (uint64, error) {
 	return l.kv.Update(ctx, uid, []byte(l.holder), rev)
+}
+
+// holds says whether this replica holds the session's lease, and at which
+// revision; an error when NATS did not say.
+func (l *leases) holds(ctx context.Context, uid string) (bool, uint64, error) {
+	e, err := l.kv.Get(ctx, uid)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return false, 0, nil
+	case err != nil:
+		return false, 0, err
+	}
+	return string(e.Value()) == l.holder, e.Revision(), nil
 }
 
 func (l *leases) release(ctx context.Context, uid string, rev uint64) {

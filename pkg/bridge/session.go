@@ -53,6 +53,7 @@ type session struct {
 	activity                       atomic.Int64 // unix nanos of the last input or output
 	inputAt                        atomic.Int64 // monotonic() of the first input not yet answered by output, or 0
 	leaseRev                       atomic.Uint64
+	renewedAt                      atomic.Int64 // unix nanos of the lease's last write this replica knows landed
 	busy                           atomic.Bool // maintenance in flight
 	// bytesIn and bytesOut are what reached the process and what it
 	// wrote, for the log line at close.
@@ -310,20 +311,42 @@ func (s *session) expired(now time.Time) *closeCause {
 	return nil
 }
 
-// renew extends the session's lease; losing it stops the exec (another
-// replica will mark the session BridgeLost).
+// renew extends the session's lease. A renewal that gets no answer (NATS
+// reconnecting, a stream leader being elected) is tried again at the next
+// one while the lease cannot have lapsed: it stops the exec only once
+// another replica holds the lease or may have taken it (which will then mark
+// the session BridgeLost). One whose answer alone was lost is recognised by
+// the lease's value.
 func (s *session) renew() {
-	ctx, cancel := context.WithTimeout(s.ctx, s.b.cfg.LeaseDuration/3)
+	uid := string(s.obj.UID)
+	timeout := s.b.cfg.LeaseDuration / 3
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
-	next, err := s.b.leases.renew(ctx, string(s.obj.UID), s.leaseRev.Load())
-	if err != nil {
-		if s.ctx.Err() == nil {
-			klog.ErrorS(err, "Lost a session's lease; stopping its exec", "session", klog.KObj(s.obj))
-			s.cancel(errLeaseLost)
-		}
+	next, err := s.b.leases.renew(ctx, uid, s.leaseRev.Load())
+	if err == nil {
+		s.leaseRev.Store(next)
+		s.renewedAt.Store(time.Now().UnixNano())
 		return
 	}
-	s.leaseRev.Store(next)
+	if s.ctx.Err() != nil {
+		return
+	}
+	gctx, gcancel := context.WithTimeout(s.ctx, timeout)
+	defer gcancel()
+	held, rev, gerr := s.b.leases.holds(gctx, uid)
+	switch {
+	case held:
+		// Ours: a renewal that landed after all, or this one's answer lost.
+		s.leaseRev.Store(rev)
+		s.renewedAt.Store(time.Now().UnixNano())
+		return
+	case gerr != nil && time.Since(time.Unix(0, s.renewedAt.Load()))+timeout < s.b.cfg.LeaseDuration:
+		// No answer either way, and the lease still runs: next time.
+		klog.V(2).InfoS("Renewing a session's lease got no answer; trying again", "session", klog.KObj(s.obj), "err", err)
+		return
+	}
+	klog.ErrorS(err, "Lost a session's lease; stopping its exec", "session", klog.KObj(s.obj))
+	s.cancel(errLeaseLost)
 }
 
 // due says whether the session has maintenance to do.
