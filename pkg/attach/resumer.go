@@ -35,6 +35,8 @@ type resumer struct {
 	// lies before the first.
 	ahead []wire.Frame
 	timer *time.Timer
+	// wait is how long to hold them (0: aheadWait).
+	wait time.Duration
 }
 
 // write writes a frame from JetStream whose first byte is at offset (a
@@ -85,7 +87,11 @@ func (r *resumer) hold(f wire.Frame) {
 	}
 	r.ahead = slices.Insert(r.ahead, i, f)
 	if r.timer == nil {
-		r.timer = time.NewTimer(aheadWait)
+		wait := r.wait
+		if wait == 0 {
+			wait = aheadWait
+		}
+		r.timer = time.NewTimer(wait)
 	}
 }
 

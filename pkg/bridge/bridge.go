@@ -620,6 +620,7 @@ func (b *Bridge) runClaimed(s *session) {
 	defer stopPub()
 	out := newOutput(pubCtx, b.publishOutput(s.subj, s), maxFrame, maxBuffered)
 	out.retryable, out.retryFor = retryablePublish, outputRetryFor
+	out.connected, out.ended = b.cfg.Conn.IsConnected, ctx.Done()
 	out.live = s.followers.send
 	s.mu.Lock()
 	s.out = out

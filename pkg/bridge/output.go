@@ -35,6 +35,15 @@ type output struct {
 	retryable func(error) bool
 	retryFor  time.Duration
 	retryWait time.Duration
+	// connected says whether sending again can reach storage now (nil:
+	// always): frames are not sent again into a connection's reconnect
+	// buffer, each attempt adding copies.
+	connected func() bool
+	// ended closes when the session has ended: from then on its last
+	// frames are tried for retryAfterEnd at most, so that a replica that
+	// stops is not held up.
+	ended         <-chan struct{}
+	retryAfterEnd time.Duration
 
 	mu       sync.Mutex
 	changed  *sync.Cond    // buf shrank, or the drainer stopped
@@ -67,8 +76,9 @@ func newOutput(ctx context.Context, publish func(ctx context.Context, seq, offse
 		tailWait: 20 * time.Millisecond,
 		more:     make(chan struct{}, 1),
 
-		retryable: func(error) bool { return false },
-		retryWait: 50 * time.Millisecond,
+		retryable:     func(error) bool { return false },
+		retryWait:     50 * time.Millisecond,
+		retryAfterEnd: 10 * time.Second,
 	}
 	o.changed = sync.NewCond(&o.mu)
 	return o
@@ -236,17 +246,23 @@ func (o *output) land(inflight []flight) ([]flight, error) {
 		}
 		if first.IsZero() {
 			first = time.Now()
-		} else if time.Since(first) > o.retryFor {
-			return nil, err
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-o.ctx.Done():
-			t.Stop()
-			return nil, o.ctx.Err()
-		case <-t.C:
+		for {
+			if o.givenUp(first) {
+				return nil, err
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-o.ctx.Done():
+				t.Stop()
+				return nil, o.ctx.Err()
+			case <-t.C:
+			}
+			wait = min(2*wait, retryMost)
+			if o.connected == nil || o.connected() {
+				break
+			}
 		}
-		wait = min(2*wait, retryMost)
 		for i := range inflight {
 			f := &inflight[i]
 			if f.stored, err = o.publish(o.ctx, f.seq, f.offset, f.frame); err != nil {
@@ -259,6 +275,20 @@ func (o *output) land(inflight []flight) ([]flight, error) {
 				break
 			}
 		}
+	}
+}
+
+// givenUp says whether frames failing since first are not to be sent again.
+func (o *output) givenUp(first time.Time) bool {
+	since := time.Since(first)
+	if since > o.retryFor {
+		return true
+	}
+	select {
+	case <-o.ended:
+		return since > o.retryAfterEnd
+	default:
+		return false
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -237,5 +238,42 @@ func TestOutputGivesUpAfterRetryFor(t *testing.T) {
 	}
 	if _, err := o.Write([]byte("more")); err == nil {
 		t.Fatal("a write after the output failed succeeded")
+	}
+}
+
+// Frames are not sent again while the connection is down (each attempt
+// would add copies to its reconnect buffer), and once the session has
+// ended its last frames are tried for retryAfterEnd only, so that a
+// stopping replica is not held up for retryFor.
+func TestOutputSendsAgainOnlyWhenConnectedAndBriefly(t *testing.T) {
+	var calls atomic.Int32
+	var up atomic.Bool
+	o := newOutput(context.Background(), func(context.Context, uint64, uint64, []byte) (func() error, error) {
+		calls.Add(1)
+		return failed(errLost), nil
+	}, 5, 1<<20)
+	o.retryable = func(err error) bool { return errors.Is(err, errLost) }
+	o.retryFor, o.retryWait = time.Hour, time.Millisecond
+	o.connected = up.Load
+	ended := make(chan struct{})
+	o.ended, o.retryAfterEnd = ended, 300*time.Millisecond
+	if _, err := o.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // what is under test is that nothing happens while down
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d publishes while the connection was down, want the first alone", n)
+	}
+	up.Store(true)
+	close(ended)
+	start := time.Now()
+	if err := o.close(); !errors.Is(err, errLost) {
+		t.Fatalf("close: %v, want the publish error", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("close took %s after the session ended, retryAfterEnd being 300ms", d)
+	}
+	if calls.Load() < 2 {
+		t.Error("nothing was sent again once connected")
 	}
 }

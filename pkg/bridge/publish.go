@@ -20,6 +20,13 @@ import (
 // password) or a leader election takes seconds.
 const outputRetryFor = 2 * time.Minute
 
+// outputAckWait is how long a frame's answer is waited for before the frame
+// is sent again. Viewers hold the frames stored after one that may come
+// again for longer (package attach, aheadWait): keep the two together.
+const outputAckWait = 5 * time.Second
+
+var errNoAck = errors.New("no answer from JetStream within " + outputAckWait.String())
+
 // retryablePublish says whether a frame that failed with err may be lost
 // only with the connection or a leader, so that sending it again may store
 // it (a copy of one stored already is skipped by viewers: they go by
@@ -28,7 +35,8 @@ func retryablePublish(err error) bool {
 	return errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionReconnecting) ||
 		errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrAsyncPublishTimeout) ||
-		errors.Is(err, jetstream.ErrNoStreamResponse)
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrTooManyStalledMsgs) ||
+		errors.Is(err, errNoAck)
 }
 
 func (b *Bridge) publishOutput(subj wire.Subjects, s *session) func(ctx context.Context, seq, offset uint64, frame []byte) (func() error, error) {
@@ -47,12 +55,17 @@ func (b *Bridge) publishOutput(subj wire.Subjects, s *session) func(ctx context.
 			return nil, err
 		}
 		return func() error {
+			t := time.NewTimer(outputAckWait)
+			defer t.Stop()
 			select {
 			case <-ack.Ok():
 				return nil
 			case err := <-ack.Err():
 				metrics.JetStreamErrors.WithLabelValues(metrics.PublishOutput).Inc()
 				return err
+			case <-t.C:
+				metrics.JetStreamErrors.WithLabelValues(metrics.PublishOutput).Inc()
+				return errNoAck
 			case <-ctx.Done():
 				return ctx.Err()
 			}

@@ -54,7 +54,7 @@ type session struct {
 	inputAt                        atomic.Int64 // monotonic() of the first input not yet answered by output, or 0
 	leaseRev                       atomic.Uint64
 	renewedAt                      atomic.Int64 // unix nanos of the lease's last write this replica knows landed
-	busy                           atomic.Bool // maintenance in flight
+	busy                           atomic.Bool  // maintenance in flight
 	// bytesIn and bytesOut are what reached the process and what it
 	// wrote, for the log line at close.
 	bytesIn, bytesOut atomic.Int64

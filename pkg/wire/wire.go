@@ -122,12 +122,16 @@ func IOSubjects() []string {
 
 // Headers of output frames.
 const (
-	// SeqHeader numbers a session's output frames 1, 2, 3, ... so a viewer
-	// sees gaps.
+	// SeqHeader numbers a session's output frames 1, 2, 3, ... A frame
+	// whose answer the publisher's NATS connection lost is published again
+	// with the frames after it, with the same numbers and offsets: the
+	// stream may then hold copies, and a copy stored after frames that
+	// follow it. Readers go by OffsetHeader.
 	SeqHeader = "Terminal-Seq"
 	// OffsetHeader is the byte offset of a frame's first byte in the
 	// session's output: a reconnecting viewer resumes at the byte it
-	// reached, with nothing lost or repeated.
+	// reached, with nothing lost or repeated, and frames stored out of
+	// order or twice are put back in order by it.
 	OffsetHeader = "Terminal-Offset"
 )
 

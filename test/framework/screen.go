@@ -59,7 +59,9 @@ type FrameScreen struct {
 	err error
 }
 
-// WatchFrames follows the output subject of subj until stop is called.
+// WatchFrames follows the output subject of subj until stop is called. Its
+// strict order holds while the bridge's NATS connection never drops (a
+// dropped one may leave copies in the stream: docs/wire.md).
 func WatchFrames(ctx context.Context, js jetstream.JetStream, subj wire.Subjects) (s *FrameScreen, stop func(), err error) {
 	cons, err := js.OrderedConsumer(ctx, wire.IOStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj.Out()}})
 	if err != nil {
