@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"strconv"
 	"sync"
 	"time"
 
@@ -142,9 +143,27 @@ type recorder struct {
 	// closed: the end is written; whatever comes later (a last resize,
 	// a maintenance flush) is not recorded after it
 	closed bool
-	// acks of the messages in flight, checked at the next flush
-	pending []jetstream.PubAckFuture
+	// the messages in flight, in order, checked at the next flush
+	pending []pendingMsg
+	// sent numbers the messages (their Nats-Msg-Id)
+	sent uint64
 }
+
+// pendingMsg is a transcript message storage has not answered yet. One
+// whose answer was lost with the NATS connection (as output frames' are,
+// see output.land) is sent again, with those after it; its Nats-Msg-Id has
+// JetStream drop the copy if the first was stored after all.
+type pendingMsg struct {
+	msg   *nats.Msg
+	ack   jetstream.PubAckFuture // nil: to be sent (again)
+	tries int
+	// done: answered (stored, or refused and counted); futures deliver
+	// their answer once, so it is kept here when read.
+	done bool
+}
+
+// transcriptTries bounds how often one transcript message is sent.
+const transcriptTries = 5
 
 func newRecorder(js jetstream.JetStream, subj wire.Subjects, t Transcripts, namespace, name string, start time.Time, h transcript.Header) *recorder {
 	r := &recorder{js: js, subject: subj.Cast(), input: t.Input, max: t.MaxBytes, start: start, session: namespace + "/" + name,
@@ -318,57 +337,144 @@ func (r *recorder) flushLocked() {
 		}
 		// A copy of its own size: the message is kept until storage
 		// answers, and the buffer goes back to the pool now.
-		msg := &nats.Msg{Subject: r.subject, Data: append([]byte(nil), rest[:n]...), Header: r.first}
+		r.publish(&nats.Msg{Subject: r.subject, Data: append([]byte(nil), rest[:n]...), Header: r.first})
 		r.first = nil
-		ack, err := r.js.PublishMsgAsync(msg)
-		if err != nil {
-			r.failed(err, n)
-		} else {
-			r.pending = append(r.pending, ack)
-			metrics.TranscriptBytesWritten.Add(float64(n))
-		}
 		rest = rest[n:]
 	}
 	lineBuffers.put(r.buf)
 	r.buf = nil
 }
 
-// reap forgets the messages storage has answered, counting refusals. It
-// looks no further than the first message still unanswered: answers come
-// in order, and a recorder that writes faster than storage answers must
-// not scan its whole backlog at every flush.
+// publish sends a new message (caller holds mu), after those waiting to be
+// sent again: never ahead of them.
+func (r *recorder) publish(msg *nats.Msg) {
+	if msg.Header == nil {
+		msg.Header = nats.Header{}
+	}
+	r.sent++
+	msg.Header.Set(jetstream.MsgIDHeader, r.subject+"-"+strconv.FormatUint(r.sent, 10))
+	r.pending = append(r.pending, pendingMsg{msg: msg})
+	metrics.TranscriptBytesWritten.Add(float64(len(msg.Data)))
+	r.send()
+}
+
+// send sends the pending messages that wait to be, in order, while the
+// connection is up: one sent into a reconnect buffer could be stored ahead
+// of one whose answer was lost before.
+func (r *recorder) send() {
+	for i := range r.pending {
+		p := &r.pending[i]
+		if p.ack != nil || p.done {
+			continue
+		}
+		if !r.js.Conn().IsConnected() {
+			return
+		}
+		p.tries++
+		ack, err := r.js.PublishMsgAsync(p.msg)
+		switch {
+		case err == nil:
+			p.ack = ack
+		case retryablePublish(err) && p.tries < transcriptTries:
+			return
+		default:
+			r.failed(err, len(p.msg.Data))
+			p.done = true
+		}
+	}
+}
+
+// answer reads p's answer if it has come, or within wait (nil: no wait).
+// A lost one marks p and every message after it (i) to be sent again.
+func (r *recorder) answer(i int, wait <-chan time.Time) {
+	p := &r.pending[i]
+	if p.done || p.ack == nil {
+		return
+	}
+	var err error
+	select {
+	case <-p.ack.Ok():
+	case err = <-p.ack.Err():
+	case <-wait:
+		return
+	default:
+		if wait == nil {
+			return
+		}
+		select {
+		case <-p.ack.Ok():
+		case err = <-p.ack.Err():
+		case <-wait:
+			return
+		}
+	}
+	if err != nil && retryablePublish(err) && p.tries < transcriptTries {
+		for j := i; j < len(r.pending); j++ {
+			if !r.pending[j].done {
+				r.pending[j].ack = nil
+			}
+		}
+		return
+	}
+	if err != nil {
+		r.failed(err, len(p.msg.Data))
+	}
+	p.done = true
+}
+
+// reap forgets the messages storage has answered, counting refusals, and
+// sends again those whose answer was lost. It looks no further than the
+// first message still unanswered: answers come in order, and a recorder
+// that writes faster than storage answers must not scan its whole backlog
+// at every flush.
 func (r *recorder) reap() {
 	done := 0
-	for _, ack := range r.pending {
-		select {
-		case <-ack.Ok():
-		case err := <-ack.Err():
-			r.failed(err, len(ack.Msg().Data))
-		default:
-			// The answered ones' slots are cleared: the futures keep
-			// their messages.
-			clear(r.pending[:done])
-			r.pending = r.pending[done:]
-			return
+	for i := range r.pending {
+		r.answer(i, nil)
+		if !r.pending[i].done {
+			break
 		}
 		done++
 	}
-	r.pending = nil
+	// The answered ones' slots are cleared: the messages go.
+	clear(r.pending[:done])
+	r.pending = r.pending[done:]
+	if len(r.pending) == 0 {
+		r.pending = nil
+	}
+	r.send()
 }
 
-// settle waits for storage's answer to each of pending (without the
-// lock: nothing else waits on it meanwhile).
-func (r *recorder) settle(pending []jetstream.PubAckFuture) {
+// settle waits for storage's answer to every pending message, sending again
+// those whose answer was lost, for up to 10 s; what is left then is lost.
+// Only once closed: then nothing else touches pending.
+func (r *recorder) settle() {
 	deadline := time.NewTimer(10 * time.Second)
 	defer deadline.Stop()
-	for _, ack := range pending {
-		select {
-		case <-ack.Ok():
-		case err := <-ack.Err():
-			r.failed(err, len(ack.Msg().Data))
-		case <-deadline.C:
-			r.failed(context.DeadlineExceeded, len(ack.Msg().Data))
+	for {
+		r.reap()
+		if len(r.pending) == 0 {
+			return
 		}
+		if r.pending[0].ack == nil {
+			// Waiting for the connection to send it again.
+			select {
+			case <-deadline.C:
+			case <-time.After(100 * time.Millisecond):
+				continue
+			}
+		} else if r.answer(0, deadline.C); !r.pending[0].done && r.pending[0].ack != nil {
+			// The deadline passed.
+		} else {
+			continue
+		}
+		for _, p := range r.pending {
+			if !p.done {
+				r.failed(context.DeadlineExceeded, len(p.msg.Data))
+			}
+		}
+		r.pending = nil
+		return
 	}
 }
 
@@ -399,13 +505,8 @@ func (r *recorder) close() {
 	rawBuffers.put(r.raw)
 	r.raw = nil
 	r.flushLocked()
-	if ack, err := r.js.PublishMsgAsync(&nats.Msg{Subject: r.subject, Header: nats.Header{wire.EndHeader: []string{"true"}}}); err != nil {
-		r.failed(err, 0)
-	} else {
-		r.pending = append(r.pending, ack)
-	}
-	pending := r.pending
-	r.pending = nil
+	r.publish(&nats.Msg{Subject: r.subject, Header: nats.Header{wire.EndHeader: []string{"true"}}})
 	r.mu.Unlock()
-	r.settle(pending)
+	// Without the lock: closed, nothing but settle touches pending now.
+	r.settle()
 }

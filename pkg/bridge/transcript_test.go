@@ -3,10 +3,13 @@ package bridge
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -136,5 +139,91 @@ func TestTranscriptInputAndLimit(t *testing.T) {
 	}
 	if !strings.Contains(lines[len(lines)-1], `"m", "transcript cut`) {
 		t.Errorf("the transcript does not end with the cut marker: %q", lines[len(lines)-1])
+	}
+}
+
+// lossyJetStream loses transcript messages' answers as a NATS connection
+// that drops does: every third message is stored but its answer lost,
+// every fifth neither stored nor answered. (Output frames, which go through
+// the same, have tests of their own.)
+type lossyJetStream struct {
+	jetstream.JetStream
+	calls atomic.Int64
+}
+
+type lostAnswer struct{ msg *nats.Msg }
+
+func (l lostAnswer) Ok() <-chan *jetstream.PubAck { return nil }
+func (l lostAnswer) Err() <-chan error {
+	ch := make(chan error, 1)
+	ch <- nats.ErrDisconnected
+	return ch
+}
+func (l lostAnswer) Msg() *nats.Msg { return l.msg }
+
+func (l *lossyJetStream) PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	if !strings.HasSuffix(msg.Subject, "."+string(wire.KindCast)) {
+		return l.JetStream.PublishMsgAsync(msg, opts...)
+	}
+	switch n := l.calls.Add(1); {
+	case n%5 == 0:
+		return lostAnswer{msg}, nil
+	case n%3 == 0:
+		ack, err := l.JetStream.PublishMsgAsync(msg, opts...)
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-ack.Ok():
+		case err := <-ack.Err():
+			return nil, err
+		}
+		return lostAnswer{msg}, nil
+	}
+	return l.JetStream.PublishMsgAsync(msg, opts...)
+}
+
+// A transcript outlives lost answers (a NATS server's restart, a move to
+// new credentials): the messages whose answer was lost are sent again, in
+// order, and JetStream drops the copies of those it had stored
+// (Nats-Msg-Id): every line is in the transcript, once, in order.
+func TestTranscriptSurvivesLostAnswers(t *testing.T) {
+	h := newHarness(t)
+	h.prepare = func(b *Bridge) { b.js = &lossyJetStream{JetStream: b.js} }
+	h.startBridge("replica", recordTranscripts(false, 64<<20))
+	created, f := h.running("lossy", nil)
+	n := 0
+	for written := 0; written < 2<<20; {
+		var piece strings.Builder
+		for piece.Len() < 16<<10 {
+			fmt.Fprintf(&piece, "line-%d\r\n", n)
+			n++
+		}
+		f.write(t, []byte(piece.String()))
+		written += piece.Len()
+	}
+	f.exit <- 0
+	h.waitPhase("lossy", v1alpha1.TerminalSessionClosed)
+
+	var output strings.Builder
+	for _, l := range h.transcript(created.UID)[1:] {
+		var ev []any
+		if err := json.Unmarshal([]byte(l), &ev); err != nil || len(ev) != 3 {
+			t.Fatalf("event %q: %v", l, err)
+		}
+		if ev[1] == "o" {
+			output.WriteString(ev[2].(string))
+		}
+	}
+	got := strings.TrimPrefix(output.String(), fakePrompt)
+	next := 0
+	for _, line := range strings.Split(strings.TrimSuffix(got, "\r\n"), "\r\n") {
+		if line != fmt.Sprintf("line-%d", next) {
+			t.Fatalf("after line-%d the transcript has %q: lost, doubled or out of order", next-1, line)
+		}
+		next++
+	}
+	if next != n {
+		t.Fatalf("the transcript has %d of the %d lines", next, n)
 	}
 }
