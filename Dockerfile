@@ -2,6 +2,9 @@
 # the same image without Docker (hack/build-image.sh, hack/ociimage): a static
 # binary at /terminal-apiserver, CA certificates, user 65532, no shell.
 #   docker build --build-arg VERSION=$(git describe --tags --always) -t terminal-apiserver .
+# The two FROM lines name tags, which move: for a build you can repeat, pin them
+# by digest (docker buildx imagetools inspect IMAGE). `make image` needs no base
+# image at all, so what it builds depends only on this repository and go.mod.
 FROM --platform=$BUILDPLATFORM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
