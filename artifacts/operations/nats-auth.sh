@@ -60,9 +60,18 @@ apply() {
     --from-file=user="$work/user" --from-file=password="$work/password" --from-file=users.conf="$work/users.conf" \
     >"$work/secret.yaml"
   k apply --server-side --force-conflicts --field-manager=nats-auth.sh -f "$work/secret.yaml" >/dev/null
+  # A client-side apply (this script's first version, or by hand) left the
+  # data in this annotation.
+  k annotate secret nats-auth kubectl.kubernetes.io/last-applied-configuration- >/dev/null 2>&1 || true
 }
 
-key() { k get secret nats-auth -o "jsonpath={.data.${1//./\\.}}" | base64 -d; }
+# key KEY: a key of the Secret, decoded; KEY as jsonpath wants it (a dot
+# escaped: 'users\.conf').
+key() {
+  local b64
+  b64=$(k get secret nats-auth -o "jsonpath={.data.$1}") || return 1
+  printf '%s' "$b64" | base64 -d
+}
 
 # nats_pods: the NATS pods' names, one per line; fails if there are none.
 nats_pods() {
@@ -142,14 +151,16 @@ only_user() {
 user=
 case ${1:-} in
 create)
-  if k get secret nats-auth >/dev/null 2>&1; then
-    if [[ -n $(key users.conf) ]]; then
+  exists=$(k get secret nats-auth --ignore-not-found -o name) || die "reading the Secret $NAMESPACE/nats-auth failed"
+  if [[ -n $exists ]]; then
+    conf=$(key 'users\.conf') || die "reading the Secret $NAMESPACE/nats-auth failed"
+    if [[ -n $conf ]]; then
       say "the Secret $NAMESPACE/nats-auth exists: kept"
       exit 0
     fi
     # Made before NATS read its users from the Secret (a password alone,
     # of the user terminal-apiserver): the same credentials, now complete.
-    password=$(key password)
+    password=$(key password) || die "reading the Secret $NAMESPACE/nats-auth failed"
     [[ -n $password ]] || die "the Secret $NAMESPACE/nats-auth has no password: delete it, or fix it by hand"
     apply terminal-apiserver "$password" "$(users_conf "$(entry terminal-apiserver "$password")")"
     say "added the keys user and users.conf to the Secret $NAMESPACE/nats-auth (the same password)"
@@ -161,15 +172,16 @@ create)
   say "created the Secret $NAMESPACE/nats-auth (user $user)"
   ;;
 rotate)
-  old_user=$(key user) || true
-  old_password=$(key password) || true
+  old_user=$(key user) || die "reading the Secret $NAMESPACE/nats-auth failed (nats-auth.sh create makes it)"
+  old_password=$(key password) || die "reading the Secret $NAMESPACE/nats-auth failed"
+  conf=$(key 'users\.conf') || die "reading the Secret $NAMESPACE/nats-auth failed"
   [[ -n $old_user && -n $old_password ]] || die "the Secret $NAMESPACE/nats-auth has no user and password (nats-auth.sh create)"
   user=$(new_user)
   password=$(new_password)
   [[ $user != "$old_user" ]] || die "a rotation ran less than a second ago"
   # Every user NATS takes now (more than one if a rotation stopped midway),
   # and the new one.
-  taken=$(key users.conf | grep '^ *{user:') || taken=$(entry "$old_user" "$old_password")
+  taken=$(printf '%s\n' "$conf" | grep '^ *{user:') || taken=$(entry "$old_user" "$old_password")
   all=$(users_conf "$taken" "$(entry "$user" "$password")")
 
   say "1/3: NATS takes $user as well"

@@ -11,17 +11,14 @@ import (
 )
 
 // A frame can be stored after frames that were written after it: the
-// bridge sends again the frames whose answer a dropped NATS connection
-// lost (package bridge, output.land), while those it had sent behind them
-// may already be stored. So a frame from JetStream that starts past what
-// was written is held, up to aheadFrames of them for up to aheadWait,
-// while what lies between may still come; after that, it is taken as lost.
-// Frames in flight are at most the bridge's window (8): twice that leaves
-// room.
-const (
-	aheadFrames = 16
-	aheadWait   = 3 * time.Second
-)
+// bridge sends again the frames whose answer a dropped NATS connection lost
+// or that got none within wire.FrameAckWait, while those it had sent behind
+// them may already be stored. So a frame from JetStream that starts past
+// what was written is held, up to aheadFrames of them for up to
+// wire.FrameReorderWait, while what lies between may still come; after
+// that, it is taken as lost. Frames in flight are at most the bridge's
+// window (8): twice that leaves room.
+const aheadFrames = 16
 
 // resumer writes output from byte offset next on, in order.
 type resumer struct {
@@ -35,7 +32,7 @@ type resumer struct {
 	// lies before the first.
 	ahead []wire.Frame
 	timer *time.Timer
-	// wait is how long to hold them (0: aheadWait).
+	// wait is how long to hold them (0: wire.FrameReorderWait).
 	wait time.Duration
 }
 
@@ -89,7 +86,7 @@ func (r *resumer) hold(f wire.Frame) {
 	if r.timer == nil {
 		wait := r.wait
 		if wait == 0 {
-			wait = aheadWait
+			wait = wire.FrameReorderWait
 		}
 		r.timer = time.NewTimer(wait)
 	}

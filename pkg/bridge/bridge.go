@@ -511,6 +511,7 @@ func (b *Bridge) claimPending(ctx context.Context, s *v1alpha1.TerminalSession) 
 			b.mu.Unlock()
 		}
 	}()
+	claimSent := time.Now()
 	rev, ok, err := b.leases.claim(ctx, string(s.UID))
 	if err != nil {
 		klog.ErrorS(err, "Claiming a session failed", "session", klog.KObj(s))
@@ -536,7 +537,7 @@ func (b *Bridge) claimPending(ctx context.Context, s *v1alpha1.TerminalSession) 
 		viewers: map[string]viewer{},
 	}
 	sess.leaseRev.Store(rev)
-	sess.renewedAt.Store(time.Now().UnixNano())
+	sess.startLeaseTimer(claimSent)
 	sess.touch()
 	b.mu.Lock()
 	// Claimed as the drain began: the other replicas, which lost this
@@ -586,12 +587,24 @@ func (b *Bridge) tick(context.Context) {
 	}
 }
 
-// renewLeases extends the lease of every session this replica runs.
+// renewLeases extends the lease of every session this replica runs, up to
+// renewParallel at once: one renewal that waits for its answer must not
+// hold up the others past their leases.
 func (b *Bridge) renewLeases(context.Context) {
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, renewParallel)
 	for _, s := range b.sessions() {
-		s.renew()
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			s.renew()
+		})
 	}
+	wg.Wait()
 }
+
+// renewParallel bounds the lease renewals in flight.
+const renewParallel = 64
 
 func (b *Bridge) sessions() []*session {
 	b.mu.Lock()
@@ -615,6 +628,7 @@ func (b *Bridge) targetDeleted(namespace, pod, why string) {
 // runClaimed runs a claimed session: its exec, and how it ended.
 func (b *Bridge) runClaimed(s *session) {
 	ctx := s.ctx
+	defer s.leaseTimer.Stop()
 	defer b.pods.watch(ctx, s.obj.Namespace)()
 	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPub()

@@ -323,23 +323,28 @@ func bridgeGoroutines() []string {
 
 // unanswered is a lease bucket whose answers NATS loses while mode says
 // so: "none" (neither renewals nor reads are answered), "lost" (renewals
-// land but their answer is lost).
+// land, and every other one's answer is lost). stored is when a renewal
+// last landed.
 type unanswered struct {
 	jetstream.KeyValue
-	mode atomic.Value // string
+	mode   atomic.Value // string
+	calls  atomic.Int64
+	stored atomic.Int64 // unix nanos
 }
 
 func (u *unanswered) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
-	switch u.mode.Load() {
-	case "none":
-		return 0, nats.ErrTimeout
-	case "lost":
-		if _, err := u.KeyValue.Update(ctx, key, value, rev); err != nil {
-			return 0, err
-		}
+	if u.mode.Load() == "none" {
 		return 0, nats.ErrTimeout
 	}
-	return u.KeyValue.Update(ctx, key, value, rev)
+	next, err := u.KeyValue.Update(ctx, key, value, rev)
+	if err != nil {
+		return 0, err
+	}
+	u.stored.Store(time.Now().UnixNano())
+	if u.mode.Load() == "lost" && u.calls.Add(1)%2 == 1 {
+		return 0, nats.ErrTimeout
+	}
+	return next, nil
 }
 
 func (u *unanswered) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
@@ -350,9 +355,10 @@ func (u *unanswered) Get(ctx context.Context, key string) (jetstream.KeyValueEnt
 }
 
 // Lease renewals that NATS leaves unanswered (its connection dropped, a
-// leader being elected) are tried again while the lease cannot have
-// lapsed, and one whose answer alone was lost is recognised: the exec goes
-// on. Only once the lease may have lapsed is the exec stopped.
+// leader being elected) do not stop the exec while the lease runs, and one
+// whose answer alone was lost is recognised; but the exec stops before the
+// lease can lapse when no renewal lands, so that no other replica runs
+// the session meanwhile.
 func TestLeaseRenewalsWithoutAnswer(t *testing.T) {
 	h := newHarness(t)
 	kv := &unanswered{}
@@ -361,18 +367,16 @@ func TestLeaseRenewalsWithoutAnswer(t *testing.T) {
 		kv.KeyValue = b.leases.kv
 		b.leases.kv = kv
 	}
-	h.startBridge("replica", nil) // a lease of 2 s, renewed every 666 ms
+	const lease = 4500 * time.Millisecond // renewed every 1.5 s; the exec stops 3.6 s after one landed
+	h.startBridge("replica", func(c *Config) { c.LeaseDuration = lease })
 	created, f := h.running("unanswered", nil)
 
 	kv.mode.Store("lost")
-	time.Sleep(2 * time.Second) // three renewals whose answers are lost: the case under test
+	time.Sleep(4 * time.Second) // renewals whose answers are lost: the case under test
 	kv.mode.Store("none")
-	// At most one renewal without any answer: the next is due 666 ms
-	// after, with 1.33 s since the last that landed, and the lease (2 s)
-	// would lapse within its timeout.
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(time.Second) // one renewal at most gets no answer: the next lands 3 s after the last
 	kv.mode.Store("")
-	time.Sleep(time.Second)
+	time.Sleep(2 * time.Second)
 	if f.isClosed() {
 		t.Fatal("the exec was stopped while its lease was held")
 	}
@@ -381,5 +385,9 @@ func TestLeaseRenewalsWithoutAnswer(t *testing.T) {
 	}
 
 	kv.mode.Store("none")
-	h.eventually("the exec stopped once its lease may have lapsed", f.isClosed)
+	h.eventually("the exec stopped once no renewal landed", f.isClosed)
+	lapse := time.Unix(0, kv.stored.Load()).Add(lease)
+	if late := time.Since(lapse); late > 0 {
+		t.Errorf("the exec stopped %s after its lease could lapse", late)
+	}
 }

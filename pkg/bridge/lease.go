@@ -43,15 +43,19 @@ func (l *leases) claim(ctx context.Context, uid string) (uint64, bool, error) {
 	return rev, true, nil
 }
 
-// renew extends the lease at rev. An error means it was lost, or that no
-// answer came (holds tells which).
-func (l *leases) renew(ctx context.Context, uid string, rev uint64) (uint64, error) {
+// renew extends the lease at rev, waiting up to timeout. An error means it
+// was lost, or that no answer came (holds tells which).
+func (l *leases) renew(ctx context.Context, timeout time.Duration, uid string, rev uint64) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	return l.kv.Update(ctx, uid, []byte(l.holder), rev)
 }
 
 // holds says whether this replica holds the session's lease, and at which
-// revision; an error when NATS did not say.
-func (l *leases) holds(ctx context.Context, uid string) (bool, uint64, error) {
+// revision; an error when NATS did not say within timeout.
+func (l *leases) holds(ctx context.Context, timeout time.Duration, uid string) (bool, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	e, err := l.kv.Get(ctx, uid)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):

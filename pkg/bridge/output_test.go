@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 type frames struct {
@@ -275,5 +277,14 @@ func TestOutputSendsAgainOnlyWhenConnectedAndBriefly(t *testing.T) {
 	}
 	if calls.Load() < 2 {
 		t.Error("nothing was sent again once connected")
+	}
+}
+
+// Viewers hold frames stored ahead of one sent again for longer than the
+// bridge takes to send it again: its wait for an answer, then its longest
+// back-off.
+func TestViewersWaitLongerThanFramesAreSentAgain(t *testing.T) {
+	if resend := wire.FrameAckWait + retryMost; wire.FrameReorderWait <= resend+time.Second {
+		t.Fatalf("viewers hold frames for %s; a frame is sent again within %s", wire.FrameReorderWait, resend)
 	}
 }

@@ -20,12 +20,7 @@ import (
 // password) or a leader election takes seconds.
 const outputRetryFor = 2 * time.Minute
 
-// outputAckWait is how long a frame's answer is waited for before the frame
-// is sent again. Viewers hold the frames stored after one that may come
-// again for longer (package attach, aheadWait): keep the two together.
-const outputAckWait = 5 * time.Second
-
-var errNoAck = errors.New("no answer from JetStream within " + outputAckWait.String())
+var errNoAck = errors.New("no answer from JetStream within " + wire.FrameAckWait.String())
 
 // retryablePublish says whether a frame that failed with err may be lost
 // only with the connection or a leader, so that sending it again may store
@@ -55,7 +50,7 @@ func (b *Bridge) publishOutput(subj wire.Subjects, s *session) func(ctx context.
 			return nil, err
 		}
 		return func() error {
-			t := time.NewTimer(outputAckWait)
+			t := time.NewTimer(wire.FrameAckWait)
 			defer t.Stop()
 			select {
 			case <-ack.Ok():

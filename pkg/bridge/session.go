@@ -53,7 +53,10 @@ type session struct {
 	activity                       atomic.Int64 // unix nanos of the last input or output
 	inputAt                        atomic.Int64 // monotonic() of the first input not yet answered by output, or 0
 	leaseRev                       atomic.Uint64
-	renewedAt                      atomic.Int64 // unix nanos of the lease's last write this replica knows landed
+	// leaseTimer stops the exec when the lease may lapse: LeaseDuration
+	// less a fifth after the last renewal known to have landed was sent
+	// (the bucket's TTL counts from when it was stored, which is later).
+	leaseTimer *time.Timer
 	busy                           atomic.Bool  // maintenance in flight
 	// bytesIn and bytesOut are what reached the process and what it
 	// wrote, for the log line at close.
@@ -312,41 +315,55 @@ func (s *session) expired(now time.Time) *closeCause {
 }
 
 // renew extends the session's lease. A renewal that gets no answer (NATS
-// reconnecting, a stream leader being elected) is tried again at the next
-// one while the lease cannot have lapsed: it stops the exec only once
-// another replica holds the lease or may have taken it (which will then mark
-// the session BridgeLost). One whose answer alone was lost is recognised by
-// the lease's value.
+// reconnecting, a stream leader being elected) is not a lost lease: the
+// next one may land, and leaseTimer stops the exec if none does in time.
+// The exec stops at once when another replica holds the lease or nobody
+// does (another replica will mark the session BridgeLost).
 func (s *session) renew() {
 	uid := string(s.obj.UID)
 	timeout := s.b.cfg.LeaseDuration / 3
-	ctx, cancel := context.WithTimeout(s.ctx, timeout)
-	defer cancel()
-	next, err := s.b.leases.renew(ctx, uid, s.leaseRev.Load())
+	sent := time.Now()
+	next, err := s.b.leases.renew(s.ctx, timeout, uid, s.leaseRev.Load())
 	if err == nil {
-		s.leaseRev.Store(next)
-		s.renewedAt.Store(time.Now().UnixNano())
+		s.leaseRenewed(next, sent)
 		return
 	}
 	if s.ctx.Err() != nil {
 		return
 	}
-	gctx, gcancel := context.WithTimeout(s.ctx, timeout)
-	defer gcancel()
-	held, rev, gerr := s.b.leases.holds(gctx, uid)
-	switch {
-	case held:
-		// Ours: a renewal that landed after all, or this one's answer lost.
-		s.leaseRev.Store(rev)
-		s.renewedAt.Store(time.Now().UnixNano())
-		return
-	case gerr != nil && time.Since(time.Unix(0, s.renewedAt.Load()))+timeout < s.b.cfg.LeaseDuration:
-		// No answer either way, and the lease still runs: next time.
-		klog.V(2).InfoS("Renewing a session's lease got no answer; trying again", "session", klog.KObj(s.obj), "err", err)
+	held, rev, gerr := s.b.leases.holds(s.ctx, timeout, uid)
+	if held {
+		// Ours at rev: a renewal that landed after all, its answer lost.
+		// Written again, so that the lease runs from a time known here.
+		sent = time.Now()
+		if next, err = s.b.leases.renew(s.ctx, timeout, uid, rev); err == nil {
+			s.leaseRenewed(next, sent)
+			return
+		}
+	}
+	if gerr == nil && !held {
+		klog.ErrorS(err, "Lost a session's lease; stopping its exec", "session", klog.KObj(s.obj))
+		s.cancel(errLeaseLost)
 		return
 	}
-	klog.ErrorS(err, "Lost a session's lease; stopping its exec", "session", klog.KObj(s.obj))
-	s.cancel(errLeaseLost)
+	klog.V(2).InfoS("Renewing a session's lease got no answer; trying again", "session", klog.KObj(s.obj), "err", err)
+}
+
+// leaseRenewed records a renewal that landed at rev, sent at sent.
+func (s *session) leaseRenewed(rev uint64, sent time.Time) {
+	s.leaseRev.Store(rev)
+	s.leaseTimer.Reset(time.Until(sent.Add(s.b.cfg.LeaseDuration - s.b.cfg.LeaseDuration/5)))
+}
+
+// startLeaseTimer arms leaseTimer for a lease claimed by a request sent at
+// sent.
+func (s *session) startLeaseTimer(sent time.Time) {
+	s.leaseTimer = time.AfterFunc(time.Until(sent.Add(s.b.cfg.LeaseDuration-s.b.cfg.LeaseDuration/5)), func() {
+		if s.ctx.Err() == nil {
+			klog.ErrorS(nil, "A session's lease may lapse, no renewal having landed; stopping its exec", "session", klog.KObj(s.obj))
+			s.cancel(errLeaseLost)
+		}
+	})
 }
 
 // due says whether the session has maintenance to do.

@@ -3,9 +3,11 @@ package bridge
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -76,6 +78,10 @@ func createTranscriptStream(ctx context.Context, js jetstream.JetStream, t Trans
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
 		Discard:     jetstream.DiscardOld,
+		// How long a Nats-Msg-Id is remembered: a message sent again
+		// within it is dropped if the first was stored (recorder.send
+		// looks at what is stored when it sends one later).
+		Duplicates: 2 * time.Minute,
 	})
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", wire.TranscriptStream, err)
@@ -155,6 +161,7 @@ type recorder struct {
 // JetStream drop the copy if the first was stored after all.
 type pendingMsg struct {
 	msg   *nats.Msg
+	n     uint64                 // its number, in its Nats-Msg-Id
 	ack   jetstream.PubAckFuture // nil: to be sent (again)
 	tries int
 	// done: answered (stored, or refused and counted); futures deliver
@@ -162,8 +169,15 @@ type pendingMsg struct {
 	done bool
 }
 
-// transcriptTries bounds how often one transcript message is sent.
-const transcriptTries = 5
+// transcriptTries bounds how often one transcript message is sent, and
+// maxPendingBytes what one transcript holds unanswered (NATS being away):
+// past it, what comes is lost (and counted) rather than kept.
+const (
+	transcriptTries = 5
+	maxPendingBytes = 2 << 20
+)
+
+var errTranscriptBacklog = errors.New("too much of the transcript awaits storage")
 
 func newRecorder(js jetstream.JetStream, subj wire.Subjects, t Transcripts, namespace, name string, start time.Time, h transcript.Header) *recorder {
 	r := &recorder{js: js, subject: subj.Cast(), input: t.Input, max: t.MaxBytes, start: start, session: namespace + "/" + name,
@@ -351,17 +365,45 @@ func (r *recorder) publish(msg *nats.Msg) {
 	if msg.Header == nil {
 		msg.Header = nats.Header{}
 	}
+	if len(msg.Data) > 0 {
+		backlog := len(msg.Data)
+		for _, p := range r.pending {
+			backlog += len(p.msg.Data)
+		}
+		if backlog > maxPendingBytes {
+			r.failed(errTranscriptBacklog, len(msg.Data))
+			return
+		}
+	}
 	r.sent++
 	msg.Header.Set(jetstream.MsgIDHeader, r.subject+"-"+strconv.FormatUint(r.sent, 10))
-	r.pending = append(r.pending, pendingMsg{msg: msg})
+	r.pending = append(r.pending, pendingMsg{msg: msg, n: r.sent})
 	metrics.TranscriptBytesWritten.Add(float64(len(msg.Data)))
 	r.send()
+}
+
+// storedUpTo is the number of the last message stored on the transcript's
+// subject (0: none, or not known).
+func (r *recorder) storedUpTo() uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	st, err := r.js.Stream(ctx, wire.TranscriptStream)
+	if err != nil {
+		return 0
+	}
+	m, err := st.GetLastMsgForSubject(ctx, r.subject)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseUint(strings.TrimPrefix(m.Header.Get(jetstream.MsgIDHeader), r.subject+"-"), 10, 64)
+	return n
 }
 
 // send sends the pending messages that wait to be, in order, while the
 // connection is up: one sent into a reconnect buffer could be stored ahead
 // of one whose answer was lost before.
 func (r *recorder) send() {
+	stored, checked := uint64(0), false
 	for i := range r.pending {
 		p := &r.pending[i]
 		if p.ack != nil || p.done {
@@ -369,6 +411,17 @@ func (r *recorder) send() {
 		}
 		if !r.js.Conn().IsConnected() {
 			return
+		}
+		if p.tries > 0 {
+			// Sent before: stored already if the subject holds it or
+			// one after it (past the duplicate window as well).
+			if !checked {
+				stored, checked = r.storedUpTo(), true
+			}
+			if p.n <= stored {
+				p.done = true
+				continue
+			}
 		}
 		p.tries++
 		ack, err := r.js.PublishMsgAsync(p.msg)

@@ -120,6 +120,16 @@ func IOSubjects() []string {
 	return []string{Root + ".*." + string(KindOut), Root + ".*." + string(KindCtl)}
 }
 
+// How output frames are sent again (docs/wire.md): a publisher sends a
+// frame again, with those after it, once its answer was lost with the
+// connection or has not come within FrameAckWait; a reader holds the
+// frames that start past what it has for up to FrameReorderWait, while a
+// frame sent again may still come, before it takes the gap as lost.
+const (
+	FrameAckWait     = 5 * time.Second
+	FrameReorderWait = 10 * time.Second
+)
+
 // Headers of output frames.
 const (
 	// SeqHeader numbers a session's output frames 1, 2, 3, ... A frame
