@@ -57,7 +57,7 @@ type session struct {
 	// less a fifth after the last renewal known to have landed was sent
 	// (the bucket's TTL counts from when it was stored, which is later).
 	leaseTimer *time.Timer
-	busy                           atomic.Bool  // maintenance in flight
+	busy       atomic.Bool // maintenance in flight
 	// bytesIn and bytesOut are what reached the process and what it
 	// wrote, for the log line at close.
 	bytesIn, bytesOut atomic.Int64
