@@ -31,7 +31,15 @@ const (
 	// let through at one second reached a terminal the runtime had not
 	// sized yet (stty size saw 0x0). A process that never writes (cat)
 	// gets its typed-ahead input that much later.
-	inputHold    = 5 * time.Second
+	inputHold = 5 * time.Second
+	// resizeSettle is how long input that was typed ahead waits behind
+	// the size sent again at the process's start (openInput). The size
+	// goes to the runtime on a stream of its own and the input on stdin:
+	// nothing orders them, and CI saw a typed-ahead stty size run before
+	// the resize took (busybox's stty: "standard input", the terminal 0x0).
+	// The runtime gives no sign that it took the size; a quarter of a
+	// second, once per session, is the price.
+	resizeSettle = 250 * time.Millisecond
 	shellCache   = 4096
 	probeTimeout = 10 * time.Second
 )
@@ -76,8 +84,11 @@ type session struct {
 	inputOpen bool
 	// applied is the last size taken for the stream: sent again once the
 	// process has started (see openInput), which resent says.
-	applied       *wire.Size
-	resent        bool
+	applied *wire.Size
+	resent  bool
+	// settle: the next write sends the size sent again, then waits
+	// resizeSettle before any input.
+	settle        bool
 	viewers       map[string]viewer
 	unviewedSince time.Time
 	lastStatus    time.Time
@@ -169,6 +180,10 @@ func (s *session) write() {
 			s.applied = size
 		}
 		s.size = nil
+		settle := s.settle && size != nil
+		if size != nil {
+			s.settle = false
+		}
 		if size == nil && len(in) == 0 {
 			s.writing = false
 			s.mu.Unlock()
@@ -181,6 +196,9 @@ func (s *session) write() {
 			// not come before it in the transcript.
 			rec.resized(*size)
 			err = stream.Resize(*size)
+			if settle && len(in) > 0 {
+				time.Sleep(resizeSettle)
+			}
 		}
 		for _, p := range in {
 			if err != nil {
@@ -227,6 +245,7 @@ func (s *session) openInput() {
 		sz := *s.applied
 		s.size = &sz
 	}
+	s.settle = s.size != nil
 	s.startWriter()
 }
 
