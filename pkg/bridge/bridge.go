@@ -470,7 +470,7 @@ func (b *Bridge) checkOrphan(ctx context.Context, s *v1alpha1.TerminalSession) {
 		return
 	}
 	if b.markClosed(ctx, s, wire.Event{Type: wire.EventClosed, Reason: v1alpha1.ReasonBridgeLost,
-		Message: "the replica running this session's exec stopped renewing its lease"}, v1alpha1.TerminalSessionFailed) {
+		Message: "the terminal-apiserver replica running this session's exec stopped renewing its lease: it was killed, restarted without its shutdown, or cut off from NATS, and the shell ended with it"}, v1alpha1.TerminalSessionFailed) {
 		// Counted here, by the replica that found it: the one that ran it
 		// was killed or cut off, and counts nothing.
 		metrics.SessionsClosed.WithLabelValues(v1alpha1.ReasonBridgeLost).Inc()
