@@ -194,28 +194,14 @@ func TestOutputSendsAgainWhatALostConnectionMayNotHaveStored(t *testing.T) {
 		if err := o.close(); err != nil {
 			t.Fatalf("notStored=%v: %v", notStored, err)
 		}
-		var read []byte
-		held := map[uint64][]byte{}
+		var r offsetReader
 		for _, f := range l.stored {
-			held[f.offset] = f.frame
-			for progress := true; progress; {
-				progress = false
-				for off, data := range held {
-					if off > uint64(len(read)) {
-						continue
-					}
-					if end := off + uint64(len(data)); end > uint64(len(read)) {
-						read = append(read, data[uint64(len(read))-off:]...)
-					}
-					delete(held, off)
-					progress = true
-				}
-			}
-			if len(held) > o.window {
-				t.Fatalf("notStored=%v: %d frames stored ahead of a lost one, more than the window of %d", notStored, len(held), o.window)
+			r.add(f.offset, f.frame)
+			if len(r.held) > o.window {
+				t.Fatalf("notStored=%v: %d frames stored ahead of a lost one, more than the window of %d", notStored, len(r.held), o.window)
 			}
 		}
-		if !bytes.Equal(read, written.Bytes()) {
+		if read := r.read; !bytes.Equal(read, written.Bytes()) {
 			t.Fatalf("notStored=%v: viewers read %d bytes, want the %d written", notStored, len(read), written.Len())
 		}
 		if l.calls <= len(l.stored) && notStored {
@@ -286,5 +272,32 @@ func TestOutputSendsAgainOnlyWhenConnectedAndBriefly(t *testing.T) {
 func TestViewersWaitLongerThanFramesAreSentAgain(t *testing.T) {
 	if resend := wire.FrameAckWait + retryMost; wire.FrameReorderWait <= resend+time.Second {
 		t.Fatalf("viewers hold frames for %s; a frame is sent again within %s", wire.FrameReorderWait, resend)
+	}
+}
+
+// offsetReader reads frames as a viewer does (package attach): by offset,
+// holding those stored ahead of what it has, skipping copies.
+type offsetReader struct {
+	read []byte
+	held map[uint64][]byte
+}
+
+func (r *offsetReader) add(offset uint64, frame []byte) {
+	if r.held == nil {
+		r.held = map[uint64][]byte{}
+	}
+	r.held[offset] = frame
+	for progress := true; progress; {
+		progress = false
+		for off, data := range r.held {
+			if off > uint64(len(r.read)) {
+				continue
+			}
+			if end := off + uint64(len(data)); end > uint64(len(r.read)) {
+				r.read = append(r.read, data[uint64(len(r.read))-off:]...)
+			}
+			delete(r.held, off)
+			progress = true
+		}
 	}
 }

@@ -131,35 +131,21 @@ func TestOutputSurvivesNATSReconnects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []byte
-	held := map[uint64][]byte{}
+	var r offsetReader
 	mostHeld := 0
-	for len(got) < written.Len() {
+	for len(r.read) < written.Len() {
 		m, err := c.Next(jetstream.FetchMaxWait(30 * time.Second))
 		if err != nil {
-			t.Fatalf("after %d of %d bytes (%d held): %v", len(got), written.Len(), len(held), err)
+			t.Fatalf("after %d of %d bytes (%d held): %v", len(r.read), written.Len(), len(r.held), err)
 		}
 		off, err := strconv.ParseUint(m.Headers().Get(wire.OffsetHeader), 10, 64)
 		if err != nil {
 			t.Fatal(err)
 		}
-		held[off] = m.Data()
-		for progress := true; progress; {
-			progress = false
-			for o, data := range held {
-				if o > uint64(len(got)) {
-					continue
-				}
-				if end := o + uint64(len(data)); end > uint64(len(got)) {
-					got = append(got, data[uint64(len(got))-o:]...)
-				}
-				delete(held, o)
-				progress = true
-			}
-		}
-		mostHeld = max(mostHeld, len(held))
+		r.add(off, m.Data())
+		mostHeld = max(mostHeld, len(r.held))
 	}
-	if !bytes.Equal(got, written.Bytes()) {
+	if !bytes.Equal(r.read, written.Bytes()) {
 		t.Fatal("the stored output differs from what the process wrote")
 	}
 	if mostHeld > 16 {
