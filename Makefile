@@ -1,7 +1,7 @@
 # Entry points; the work is in hack/. `make test` is what CI runs (.ci/run).
 SHELL := /usr/bin/env bash
 
-.PHONY: all tools up down web build install image test verify unit fuzz fuzz-short e2e test-node test-browser bench
+.PHONY: all tools up down web build install image test verify unit fuzz fuzz-short e2e test-node test-browser test-reliability bench
 
 all: build
 
@@ -70,6 +70,12 @@ test-node:
 # plane, or a fresh one (e2e runs these too).
 test-browser:
 	hack/test-browser.sh
+
+# The fault suite at full scale (100 sessions; NATS nodes, the stream
+# leader and replicas killed for real), ending with its table of figures
+# (docs/reliability.md). make test runs it at reduced scale within e2e.
+test-reliability:
+	hack/test-reliability.sh
 
 bench:
 	hack/bench.sh

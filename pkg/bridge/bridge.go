@@ -469,11 +469,17 @@ func (b *Bridge) checkOrphan(ctx context.Context, s *v1alpha1.TerminalSession) {
 	if err != nil || held {
 		return
 	}
-	if b.markClosed(ctx, s, wire.Event{Type: wire.EventClosed, Reason: v1alpha1.ReasonBridgeLost,
-		Message: "the terminal-apiserver replica running this session's exec stopped renewing its lease: it was killed, restarted without its shutdown, or cut off from NATS, and the shell ended with it"}, v1alpha1.TerminalSessionFailed) {
+	ev := wire.Event{Type: wire.EventClosed, Reason: v1alpha1.ReasonBridgeLost,
+		Message: "the terminal-apiserver replica running this session's exec stopped renewing its lease: it was killed, restarted without its shutdown, or cut off from NATS, and the shell ended with it"}
+	if b.markClosed(ctx, s, ev, v1alpha1.TerminalSessionFailed) {
 		// Counted here, by the replica that found it: the one that ran it
 		// was killed or cut off, and counts nothing.
 		metrics.SessionsClosed.WithLabelValues(v1alpha1.ReasonBridgeLost).Inc()
+		// Its viewers, on any replica, end on the closed event: nobody
+		// else will send it.
+		if err := b.publishEvent(ctx, wire.SubjectsFor(string(s.UID)), ev); err != nil {
+			klog.ErrorS(err, "Telling a lost session's viewers it closed failed", "session", klog.KObj(s))
+		}
 	}
 }
 

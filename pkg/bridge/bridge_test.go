@@ -209,7 +209,7 @@ func TestShutdownReportsSessions(t *testing.T) {
 
 // A Running session whose replica died (it holds the lease but stopped
 // renewing it) is marked BridgeLost by another replica once the lease
-// expires, and not before.
+// expires, and not before; its viewers are told.
 func TestOrphanBecomesBridgeLost(t *testing.T) {
 	h := newHarness(t)
 	h.startBridge("survivor", nil)
@@ -232,6 +232,12 @@ func TestOrphanBecomesBridgeLost(t *testing.T) {
 	if held := time.Since(leased); held < 2*time.Second {
 		t.Fatalf("marked BridgeLost %s after the lease was taken, before it expired", held)
 	}
+	// Viewers on any replica end on the closed event: the replica that ran
+	// it cannot send one.
+	h.eventually("a closed(BridgeLost) control event", func() bool {
+		evs := h.events(created.UID)
+		return len(evs) > 0 && evs[len(evs)-1].Type == wire.EventClosed && evs[len(evs)-1].Reason == v1alpha1.ReasonBridgeLost
+	})
 }
 
 // A Pending session's shell is bash where the container has it, else sh;

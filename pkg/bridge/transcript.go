@@ -163,19 +163,18 @@ type pendingMsg struct {
 	msg   *nats.Msg
 	n     uint64                 // its number, in its Nats-Msg-Id
 	ack   jetstream.PubAckFuture // nil: to be sent (again)
-	tries int
+	first time.Time              // when it was first sent (zero: not yet)
 	// done: answered (stored, or refused and counted); futures deliver
 	// their answer once, so it is kept here when read.
 	done bool
 }
 
-// transcriptTries bounds how often one transcript message is sent, and
-// maxPendingBytes what one transcript holds unanswered (NATS being away):
-// past it, what comes is lost (and counted) rather than kept.
-const (
-	transcriptTries = 5
-	maxPendingBytes = 2 << 20
-)
+// maxPendingBytes bounds what one transcript holds unanswered (NATS being
+// away, or its stream without a leader): past it, what comes is lost (and
+// counted) rather than kept. A message is sent again for as long as an
+// output frame is (outputRetryFor): a stream's leader election takes
+// seconds, and each resend is answered at once while it has none.
+const maxPendingBytes = 2 << 20
 
 var errTranscriptBacklog = errors.New("too much of the transcript awaits storage")
 
@@ -412,7 +411,7 @@ func (r *recorder) send() {
 		if !r.js.Conn().IsConnected() {
 			return
 		}
-		if p.tries > 0 {
+		if !p.first.IsZero() {
 			// Sent before: stored already if the subject holds it or
 			// one after it (past the duplicate window as well).
 			if !checked {
@@ -423,12 +422,14 @@ func (r *recorder) send() {
 				continue
 			}
 		}
-		p.tries++
+		if p.first.IsZero() {
+			p.first = time.Now()
+		}
 		ack, err := r.js.PublishMsgAsync(p.msg)
 		switch {
 		case err == nil:
 			p.ack = ack
-		case retryablePublish(err) && p.tries < transcriptTries:
+		case retryablePublish(err) && p.retryable():
 			return
 		default:
 			r.failed(err, len(p.msg.Data))
@@ -461,7 +462,7 @@ func (r *recorder) answer(i int, wait <-chan time.Time) {
 			return
 		}
 	}
-	if err != nil && retryablePublish(err) && p.tries < transcriptTries {
+	if err != nil && retryablePublish(err) && p.retryable() {
 		for j := i; j < len(r.pending); j++ {
 			if !r.pending[j].done {
 				r.pending[j].ack = nil
@@ -473,6 +474,11 @@ func (r *recorder) answer(i int, wait <-chan time.Time) {
 		r.failed(err, len(p.msg.Data))
 	}
 	p.done = true
+}
+
+// retryable says whether p may be sent again.
+func (p *pendingMsg) retryable() bool {
+	return time.Since(p.first) < outputRetryFor
 }
 
 // reap forgets the messages storage has answered, counting refusals, and

@@ -227,3 +227,86 @@ func TestTranscriptSurvivesLostAnswers(t *testing.T) {
 		t.Fatalf("the transcript has %d of the %d lines", next, n)
 	}
 }
+
+// leaderlessJetStream answers every transcript message at once with no
+// stream response while down is set: the stream has no leader (an election,
+// or no quorum), as a NATS cluster that lost nodes answers.
+type leaderlessJetStream struct {
+	jetstream.JetStream
+	down    atomic.Bool
+	refused atomic.Int64
+}
+
+type refusedAnswer struct {
+	msg *nats.Msg
+	err error
+}
+
+func (a refusedAnswer) Ok() <-chan *jetstream.PubAck { return nil }
+func (a refusedAnswer) Err() <-chan error {
+	ch := make(chan error, 1)
+	ch <- a.err
+	return ch
+}
+func (a refusedAnswer) Msg() *nats.Msg { return a.msg }
+
+func (l *leaderlessJetStream) PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	if l.down.Load() && strings.HasSuffix(msg.Subject, "."+string(wire.KindCast)) {
+		l.refused.Add(1)
+		return refusedAnswer{msg, jetstream.ErrNoStreamResponse}, nil
+	}
+	return l.JetStream.PublishMsgAsync(msg, opts...)
+}
+
+// A transcript outlives its stream's leader election: what is recorded
+// while the stream answers nothing is kept and stored once it has a leader
+// again, however many times it was refused meanwhile.
+func TestTranscriptWaitsOutALeaderlessStream(t *testing.T) {
+	h := newHarness(t)
+	js := &leaderlessJetStream{}
+	h.prepare = func(b *Bridge) { js.JetStream = b.js; b.js = js }
+	b, _ := h.startBridge("replica", recordTranscripts(false, 64<<20))
+	created, f := h.running("leaderless", nil)
+	js.down.Store(true)
+	// Down until messages were refused many times over: each flush (the
+	// bridge's tick, once a second; here at once) sends what waits again.
+	lines := 0
+	for js.refused.Load() < 20 {
+		f.write(t, []byte(fmt.Sprintf("line-%d\r\n", lines)))
+		lines++
+		if lines > 1000 {
+			t.Fatal("the transcript sends nothing while its stream has no leader")
+		}
+		for _, s := range b.sessions() {
+			s.mu.Lock()
+			rec := s.rec
+			s.mu.Unlock()
+			rec.flush()
+		}
+	}
+	js.down.Store(false)
+	for end := lines + 20; lines < end; lines++ {
+		f.write(t, []byte(fmt.Sprintf("line-%d\r\n", lines)))
+	}
+	f.exit <- 0
+	h.waitPhase("leaderless", v1alpha1.TerminalSessionClosed)
+
+	var output strings.Builder
+	for _, l := range h.transcript(created.UID)[1:] {
+		var ev []any
+		if err := json.Unmarshal([]byte(l), &ev); err != nil || len(ev) != 3 {
+			t.Fatalf("event %q: %v", l, err)
+		}
+		if ev[1] == "o" {
+			output.WriteString(ev[2].(string))
+		}
+	}
+	got := strings.TrimPrefix(output.String(), fakePrompt)
+	want := ""
+	for i := range lines {
+		want += fmt.Sprintf("line-%d\r\n", i)
+	}
+	if got != want {
+		t.Fatalf("the transcript's output:\n%q\nwant every line once, in order", got)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -80,7 +81,17 @@ type Broker struct {
 	// stop ends the credential files' watch; closeOnce, Close.
 	stop      chan struct{}
 	closeOnce sync.Once
+	// ready is when Ready last passed (unix nanoseconds; 0: never).
+	ready atomic.Int64
 }
+
+// ReadyGrace is how long Ready keeps passing after its last pass while
+// NATS does not answer or a stream has no leader. A stream whose leader's
+// server died has none until its servers elect another (NATS's Raft
+// election timeout is 4-9 s); failing then would take every replica out of
+// its Service at once, and a request would fail sooner than if it waited
+// for the new leader. Past it, the servers have no quorum.
+const ReadyGrace = 10 * time.Second
 
 // credentialsPoll is how often UserFile and PasswordFile are checked for
 // a change.
@@ -288,16 +299,41 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 	return srv, nil
 }
 
-// Ready reports whether NATS is connected and JetStream answers; it backs the
-// server's /readyz check.
-func (b *Broker) Ready(ctx context.Context) error {
+// Ready reports whether NATS is connected and each of streams has a leader
+// that answers; it backs the server's /readyz check. Without a quorum a
+// replicated stream has no leader until servers come back, and the replica
+// can neither store sessions nor relay terminals. A stream without a
+// leader, or no answer, fails the check only once it has lasted
+// ReadyGrace, longer than an election with a quorum up takes. The
+// cluster's metadata leader is not asked (AccountInfo): its elections
+// leave every stream served.
+func (b *Broker) Ready(ctx context.Context, streams ...string) error {
+	err := b.check(ctx, streams)
+	now := time.Now()
+	if err == nil {
+		b.ready.Store(now.UnixNano())
+		return nil
+	}
+	if last := b.ready.Load(); last != 0 && now.Sub(time.Unix(0, last)) < ReadyGrace {
+		return nil
+	}
+	return err
+}
+
+func (b *Broker) check(ctx context.Context, streams []string) error {
 	if b.Conn == nil || !b.Conn.IsConnected() {
 		return errors.New("not connected to NATS")
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if _, err := b.JetStream.AccountInfo(ctx); err != nil {
-		return fmt.Errorf("JetStream unavailable: %w", err)
+	for _, name := range streams {
+		s, err := b.JetStream.Stream(ctx, name)
+		if err != nil {
+			return fmt.Errorf("JetStream stream %s unavailable: %w", name, err)
+		}
+		if c := s.CachedInfo().Cluster; c != nil && c.Leader == "" {
+			return fmt.Errorf("JetStream stream %s has no leader: too few of its NATS servers are up for a quorum, or they are electing one", name)
+		}
 	}
 	return nil
 }

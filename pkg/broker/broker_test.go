@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // freePort is a TCP port nothing listens on at the moment.
@@ -263,5 +264,42 @@ func TestCredentialsRotatedOnDiskAreMovedToOnceNATSTakesThem(t *testing.T) {
 	}
 	if len(reconnected) > 0 || b.Conn.Status() != nats.CONNECTED {
 		t.Errorf("forgetting the old user cut the connection (%s)", b.Conn.Status())
+	}
+}
+
+// Ready names what is missing: a stream the replica writes to that does
+// not answer, or the connection itself.
+func TestReadyAsksTheStreams(t *testing.T) {
+	port := freePort(t)
+	s, err := startNATS(port, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown()
+	b, err := Start(context.Background(), Config{URL: "nats://127.0.0.1:" + strconv.Itoa(port), Name: "ready-test", StartTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	if _, err := b.JetStream.CreateStream(ctx, jetstream.StreamConfig{Name: "KEPT", Subjects: []string{"kept.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Ready(ctx, "KEPT"); err != nil {
+		t.Errorf("ready with its stream served: %v", err)
+	}
+	b.ready.Store(0) // no grace: it never passed
+	if err := b.Ready(ctx, "KEPT", "MISSING"); err == nil || !strings.Contains(err.Error(), "MISSING") {
+		t.Errorf("ready without stream MISSING: %v, want an error naming it", err)
+	}
+	// NATS gone: still ready for ReadyGrace after the last pass, then not.
+	s.Shutdown()
+	b.ready.Store(time.Now().Add(-ReadyGrace / 2).UnixNano())
+	if err := b.Ready(ctx, "KEPT"); err != nil {
+		t.Errorf("unready %s after the last pass: %v", ReadyGrace/2, err)
+	}
+	b.ready.Store(time.Now().Add(-ReadyGrace).UnixNano())
+	if err := b.Ready(ctx, "KEPT"); err == nil {
+		t.Errorf("ready with NATS gone for %s", ReadyGrace)
 	}
 }

@@ -41,8 +41,16 @@ type RESTOptionsGetter struct {
 	DeleteCollectionWorkers int
 	EnableGarbageCollection bool
 
-	mu     sync.Mutex
-	stores []*Store
+	mu      sync.Mutex
+	stores  []*Store
+	streams []string
+}
+
+// Streams names the stream of every store this getter made.
+func (g *RESTOptionsGetter) Streams() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]string(nil), g.streams...)
 }
 
 // StopWatches ends the open watches of every store this getter made.
@@ -100,6 +108,7 @@ func (g *RESTOptionsGetter) decorator(resource schema.GroupResource) generic.Sto
 		}
 		g.mu.Lock()
 		g.stores = append(g.stores, s)
+		g.streams = append(g.streams, name)
 		g.mu.Unlock()
 		return s, s.Close, nil
 	}

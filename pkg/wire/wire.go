@@ -105,6 +105,8 @@ const (
 	// LeaseBucket holds one key per running session (its UID), owned by
 	// the replica that runs its exec and expiring unless renewed.
 	LeaseBucket = "TERMINAL_BRIDGE_LEASES"
+	// LeaseStream is the JetStream stream that holds the LeaseBucket.
+	LeaseStream = "KV_" + LeaseBucket
 	// TranscriptStream keeps every session's transcript for the
 	// retention period, after the session is deleted too.
 	TranscriptStream = "TERMINAL_TRANSCRIPTS"

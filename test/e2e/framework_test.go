@@ -44,7 +44,9 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	env.root = root
-	os.Exit(m.Run())
+	code := m.Run()
+	writeFigures(os.Stdout)
+	os.Exit(code)
 }
 
 // restConfig is the client configuration of a kubeconfig context (admin,

@@ -59,6 +59,8 @@ func TestEmbeddedServerRestartReportsRunningShells(t *testing.T) {
 	r.start()
 	if s := reason(stopped, v1alpha1.TerminalSessionClosed, time.Minute); s.Status.Reason != v1alpha1.ReasonServerShutdown {
 		t.Errorf("a shell running when the server stopped: %s, %s (%s), want ServerShutdown", s.Status.Phase, s.Status.Reason, s.Status.Message)
+	} else {
+		recordFigure(t, "a single replica on its embedded NATS stopped (SIGTERM) and started again", "its shell closed as ServerShutdown before the exit; the session object survived")
 	}
 
 	killed := open("killed")
@@ -69,7 +71,7 @@ func TestEmbeddedServerRestartReportsRunningShells(t *testing.T) {
 	if s.Status.Reason != v1alpha1.ReasonBridgeLost {
 		t.Errorf("a shell running when the server was killed: %s (%s), want BridgeLost", s.Status.Reason, s.Status.Message)
 	}
-	t.Logf("killed and restarted: the shell it ran was reported %s after the kill (%s)", time.Since(at).Round(time.Second), s.Status.Message)
+	recordFigure(t, "a single replica on its embedded NATS killed (SIGKILL) and started again", "its shell reported Failed as BridgeLost %s after the kill (lease 15 s); the session objects survived", time.Since(at).Round(time.Second))
 	// Both objects survived both restarts.
 	if _, err := c.TerminalV1alpha1().TerminalSessions("team-a").Get(ctx, stopped, metav1.GetOptions{}); err != nil {
 		t.Errorf("the session closed at the first restart: %v", err)

@@ -313,7 +313,7 @@ func TestBridgeLostWhenReplicaKilled(t *testing.T) {
 	if got.Status.Reason != v1alpha1.ReasonBridgeLost {
 		t.Errorf("reason %q message %q, want BridgeLost", got.Status.Reason, got.Status.Message)
 	}
-	t.Logf("marked BridgeLost %s after the kill", time.Since(killed).Round(time.Second))
+	recordFigure(t, "a replica killed (SIGKILL) while running a shell, another replica on the same NATS", "the other marked the session Failed as BridgeLost %s after the kill (lease 15 s)", time.Since(killed).Round(time.Second))
 	_ = cb.Delete(ctx, created.Name, metav1.DeleteOptions{})
 }
 

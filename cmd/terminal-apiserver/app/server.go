@@ -46,6 +46,7 @@ import (
 	"github.com/meshery/terminal-apiserver/pkg/metrics"
 	"github.com/meshery/terminal-apiserver/pkg/registry/terminalsession"
 	"github.com/meshery/terminal-apiserver/pkg/version"
+	"github.com/meshery/terminal-apiserver/pkg/wire"
 )
 
 // Options are terminal-apiserver's flags.
@@ -553,12 +554,6 @@ func (o *Options) Config(b *broker.Broker) (*apiserver.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kube-apiserver client: %w", err)
 	}
-	// Ready only while NATS answers: a replica cut off from NATS can
-	// neither store sessions nor relay terminals.
-	cfg.AddReadyzChecks(healthz.NamedCheck("nats", func(r *http.Request) error { return b.Ready(r.Context()) }))
-	// Live while the connection may still come back (it retries forever).
-	cfg.AddLivezChecks(healthz.NamedCheck("nats-connection", func(*http.Request) error { return b.Live() }))
-
 	codec, _, err := serverstorage.NewStorageCodec(serverstorage.StorageCodecConfig{
 		StorageMediaType:  "application/json",
 		StorageSerializer: apiserver.Codecs,
@@ -568,25 +563,35 @@ func (o *Options) Config(b *broker.Broker) (*apiserver.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage codec: %w", err)
 	}
+	storage := &kvstore.RESTOptionsGetter{
+		JetStream:               b.JetStream,
+		Codec:                   codec,
+		Prefix:                  "/registry",
+		StreamPrefix:            "TERMINAL",
+		SubjectPrefix:           "terminal-apiserver.objects",
+		Replicas:                o.NATS.StreamReplicas,
+		History:                 o.NATS.WatchHistory,
+		HistoryBytes:            o.NATS.WatchHistoryBytes,
+		DeleteCollectionWorkers: 1,
+		EnableGarbageCollection: true,
+	}
+	// Ready only while NATS answers and the streams the replica writes have
+	// a leader: without them it can neither store sessions nor relay
+	// terminals.
+	cfg.AddReadyzChecks(healthz.NamedCheck("nats", func(r *http.Request) error {
+		return b.Ready(r.Context(), append(storage.Streams(), wire.IOStream, wire.LeaseStream)...)
+	}))
+	// Live while the connection may still come back (it retries forever).
+	cfg.AddLivezChecks(healthz.NamedCheck("nats-connection", func(*http.Request) error { return b.Live() }))
+
 	return &apiserver.Config{
 		GenericConfig: cfg,
 		KubeClient:    kubeClient,
 		Limits: terminalsession.Limits{MaxSessionsPerUser: o.MaxSessionsPerUser, Ceilings: terminalsession.Ceilings{
 			IdleTimeout: o.Sessions.MaxIdleTimeout, MaxDuration: o.Sessions.MaxMaxDuration, DetachGracePeriod: o.Sessions.MaxDetachGracePeriod}},
-		AttachLimits:   o.Attach,
-		AllowedOrigins: o.AllowedOrigins,
-		Relay:          &attach.Relay{Conn: b.Conn, JetStream: b.JetStream},
-		RESTOptionsGetter: &kvstore.RESTOptionsGetter{
-			JetStream:               b.JetStream,
-			Codec:                   codec,
-			Prefix:                  "/registry",
-			StreamPrefix:            "TERMINAL",
-			SubjectPrefix:           "terminal-apiserver.objects",
-			Replicas:                o.NATS.StreamReplicas,
-			History:                 o.NATS.WatchHistory,
-			HistoryBytes:            o.NATS.WatchHistoryBytes,
-			DeleteCollectionWorkers: 1,
-			EnableGarbageCollection: true,
-		},
+		AttachLimits:      o.Attach,
+		AllowedOrigins:    o.AllowedOrigins,
+		Relay:             &attach.Relay{Conn: b.Conn, JetStream: b.JetStream},
+		RESTOptionsGetter: storage,
 	}, nil
 }
