@@ -348,7 +348,7 @@ func (b *Bridge) Run(ctx context.Context) {
 	workers.Go(func() { wait.UntilWithContext(ctx, b.tick, time.Second) })
 	// Leases are renewed in a loop of their own: nothing slow may delay a
 	// renewal past the lease's expiry, or a healthy session would be lost.
-	workers.Go(func() { wait.UntilWithContext(ctx, b.renewLeases, b.cfg.LeaseDuration/3) })
+	workers.Go(func() { wait.UntilWithContext(ctx, b.renewLeases, renewRound(b.cfg.LeaseDuration)) })
 	<-ctx.Done() // each session's exec is stopped with errShutdown
 	factory.Shutdown()
 	b.wg.Wait()
@@ -471,15 +471,17 @@ func (b *Bridge) checkOrphan(ctx context.Context, s *v1alpha1.TerminalSession) {
 	}
 	ev := wire.Event{Type: wire.EventClosed, Reason: v1alpha1.ReasonBridgeLost,
 		Message: "the terminal-apiserver replica running this session's exec stopped renewing its lease: it was killed, restarted without its shutdown, or cut off from NATS, and the shell ended with it"}
+	// Its viewers, on any replica, end on the closed event, which nobody
+	// else will send. First: once the status is final no sweep comes back,
+	// while a copy of the event (a second sweep) is harmless.
+	if err := b.publishEvent(ctx, wire.SubjectsFor(string(s.UID)), ev); err != nil {
+		klog.ErrorS(err, "Telling a lost session's viewers it closed failed; the next sweep tries again", "session", klog.KObj(s))
+		return
+	}
 	if b.markClosed(ctx, s, ev, v1alpha1.TerminalSessionFailed) {
 		// Counted here, by the replica that found it: the one that ran it
 		// was killed or cut off, and counts nothing.
 		metrics.SessionsClosed.WithLabelValues(v1alpha1.ReasonBridgeLost).Inc()
-		// Its viewers, on any replica, end on the closed event: nobody
-		// else will send it.
-		if err := b.publishEvent(ctx, wire.SubjectsFor(string(s.UID)), ev); err != nil {
-			klog.ErrorS(err, "Telling a lost session's viewers it closed failed", "session", klog.KObj(s))
-		}
 	}
 }
 
@@ -599,7 +601,11 @@ func (b *Bridge) tick(context.Context) {
 func (b *Bridge) renewLeases(context.Context) {
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, renewParallel)
+	now := time.Now()
 	for _, s := range b.sessions() {
+		if !s.renewDue(now) {
+			continue
+		}
 		slots <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-slots }()

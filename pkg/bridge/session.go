@@ -61,6 +61,9 @@ type session struct {
 	activity                       atomic.Int64 // unix nanos of the last input or output
 	inputAt                        atomic.Int64 // monotonic() of the first input not yet answered by output, or 0
 	leaseRev                       atomic.Uint64
+	// leaseSent is when the last renewal that landed was sent (unix
+	// nanoseconds): the next is due LeaseDuration/3 after it.
+	leaseSent atomic.Int64
 	// leaseTimer stops the exec when the lease may lapse: LeaseDuration
 	// less a fifth after the last renewal known to have landed was sent
 	// (the bucket's TTL counts from when it was stored, which is later).
@@ -335,12 +338,13 @@ func (s *session) expired(now time.Time) *closeCause {
 
 // renew extends the session's lease. A renewal that gets no answer (NATS
 // reconnecting, a stream leader being elected) is not a lost lease: the
-// next one may land, and leaseTimer stops the exec if none does in time.
+// next one, a renewal round later, may land, and leaseTimer stops the exec
+// if none does in time.
 // The exec stops at once when another replica holds the lease or nobody
 // does (another replica will mark the session BridgeLost).
 func (s *session) renew() {
 	uid := string(s.obj.UID)
-	timeout := s.b.cfg.LeaseDuration / 3
+	timeout := renewTimeout(s.b.cfg.LeaseDuration)
 	sent := time.Now()
 	next, err := s.b.leases.renew(s.ctx, timeout, uid, s.leaseRev.Load())
 	if err == nil {
@@ -368,15 +372,36 @@ func (s *session) renew() {
 	klog.V(2).InfoS("Renewing a session's lease got no answer; trying again", "session", klog.KObj(s.obj), "err", err)
 }
 
+// renewDue says whether the lease is due a renewal: LeaseDuration/3
+// after the last one that landed, and at every round after that until one
+// lands.
+func (s *session) renewDue(now time.Time) bool {
+	return now.Sub(time.Unix(0, s.leaseSent.Load())) >= s.b.cfg.LeaseDuration/3
+}
+
+// renewTimeout is how long one renewal waits for NATS's answer: short, so
+// that a renewal lost in an outage is tried again a round later, well
+// before the lease timer's margin (a fifth of the lease) runs out.
+func renewTimeout(lease time.Duration) time.Duration {
+	return max(lease/10, 500*time.Millisecond)
+}
+
+// renewRound is how often the renewals due are sent.
+func renewRound(lease time.Duration) time.Duration {
+	return min(time.Second, lease/6)
+}
+
 // leaseRenewed records a renewal that landed at rev, sent at sent.
 func (s *session) leaseRenewed(rev uint64, sent time.Time) {
 	s.leaseRev.Store(rev)
+	s.leaseSent.Store(sent.UnixNano())
 	s.leaseTimer.Reset(time.Until(sent.Add(s.b.cfg.LeaseDuration - s.b.cfg.LeaseDuration/5)))
 }
 
 // startLeaseTimer arms leaseTimer for a lease claimed by a request sent at
 // sent.
 func (s *session) startLeaseTimer(sent time.Time) {
+	s.leaseSent.Store(sent.UnixNano())
 	s.leaseTimer = time.AfterFunc(time.Until(sent.Add(s.b.cfg.LeaseDuration-s.b.cfg.LeaseDuration/5)), func() {
 		if s.ctx.Err() == nil {
 			klog.ErrorS(nil, "A session's lease may lapse, no renewal having landed; stopping its exec", "session", klog.KObj(s.obj))

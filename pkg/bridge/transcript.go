@@ -164,6 +164,10 @@ type pendingMsg struct {
 	n     uint64                 // its number, in its Nats-Msg-Id
 	ack   jetstream.PubAckFuture // nil: to be sent (again)
 	first time.Time              // when it was first sent (zero: not yet)
+	// refused: its last sending was answered with no stream (a stream
+	// without a leader): not stored, so no need to ask before sending it
+	// again.
+	refused bool
 	// done: answered (stored, or refused and counted); futures deliver
 	// their answer once, so it is kept here when read.
 	done bool
@@ -411,7 +415,7 @@ func (r *recorder) send() {
 		if !r.js.Conn().IsConnected() {
 			return
 		}
-		if !p.first.IsZero() {
+		if !p.first.IsZero() && !p.refused {
 			// Sent before: stored already if the subject holds it or
 			// one after it (past the duplicate window as well).
 			if !checked {
@@ -463,9 +467,14 @@ func (r *recorder) answer(i int, wait <-chan time.Time) {
 		}
 	}
 	if err != nil && retryablePublish(err) && p.retryable() {
+		// Refused: the stream has no leader, and those sent after it
+		// met the same (the rare one stored meanwhile is a copy that
+		// JetStream drops by its Nats-Msg-Id). Asking the stream what it
+		// holds would wait out a timeout, with the output path waiting.
+		refused := errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)
 		for j := i; j < len(r.pending); j++ {
 			if !r.pending[j].done {
-				r.pending[j].ack = nil
+				r.pending[j].ack, r.pending[j].refused = nil, refused
 			}
 		}
 		return

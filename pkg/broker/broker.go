@@ -81,12 +81,15 @@ type Broker struct {
 	// stop ends the credential files' watch; closeOnce, Close.
 	stop      chan struct{}
 	closeOnce sync.Once
-	// ready is when Ready last passed (unix nanoseconds; 0: never).
-	ready atomic.Int64
+	// passed says Ready passed once; failing is when its current run of
+	// failures began (unix nanoseconds; 0: it passes).
+	passed  atomic.Bool
+	failing atomic.Int64
 }
 
-// ReadyGrace is how long Ready keeps passing after its last pass while
-// NATS does not answer or a stream has no leader. A stream whose leader's
+// ReadyGrace is how long Ready keeps passing once NATS stops answering or
+// a stream has no leader, counted from the first check that saw it (a
+// kubelet probing every 10 s sees the failure 10-20 s after it began). A stream whose leader's
 // server died has none until its servers elect another (NATS's Raft
 // election timeout is 4-9 s); failing then would take every replica out of
 // its Service at once, and a request would fail sooner than if it waited
@@ -308,15 +311,22 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 // cluster's metadata leader is not asked (AccountInfo): its elections
 // leave every stream served.
 func (b *Broker) Ready(ctx context.Context, streams ...string) error {
-	err := b.check(ctx, streams)
 	now := time.Now()
+	err := b.check(ctx, streams)
 	if err == nil {
-		b.ready.Store(now.UnixNano())
+		b.passed.Store(true)
+		b.failing.Store(0)
 		return nil
 	}
-	if last := b.ready.Load(); last != 0 && now.Sub(time.Unix(0, last)) < ReadyGrace {
+	if !b.passed.Load() {
+		return err // starting: no grace
+	}
+	b.failing.CompareAndSwap(0, now.UnixNano())
+	if since := now.Sub(time.Unix(0, b.failing.Load())); since < ReadyGrace {
 		return nil
 	}
+	// /readyz withholds the reason from its answer: the log has it.
+	klog.InfoS("Unready: NATS", "err", err)
 	return err
 }
 
@@ -324,6 +334,8 @@ func (b *Broker) check(ctx context.Context, streams []string) error {
 	if b.Conn == nil || !b.Conn.IsConnected() {
 		return errors.New("not connected to NATS")
 	}
+	// Under the kubelet's probe timeout (the manifests set 3 s), for all
+	// streams together.
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	for _, name := range streams {

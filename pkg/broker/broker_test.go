@@ -288,17 +288,24 @@ func TestReadyAsksTheStreams(t *testing.T) {
 	if err := b.Ready(ctx, "KEPT"); err != nil {
 		t.Errorf("ready with its stream served: %v", err)
 	}
-	b.ready.Store(0) // no grace: it never passed
+	b.passed.Store(false) // starting: no grace
 	if err := b.Ready(ctx, "KEPT", "MISSING"); err == nil || !strings.Contains(err.Error(), "MISSING") {
 		t.Errorf("ready without stream MISSING: %v, want an error naming it", err)
 	}
-	// NATS gone: still ready for ReadyGrace after the last pass, then not.
-	s.Shutdown()
-	b.ready.Store(time.Now().Add(-ReadyGrace / 2).UnixNano())
+	// NATS gone: ready for ReadyGrace from the first check that saw it,
+	// then not.
 	if err := b.Ready(ctx, "KEPT"); err != nil {
-		t.Errorf("unready %s after the last pass: %v", ReadyGrace/2, err)
+		t.Fatal(err)
 	}
-	b.ready.Store(time.Now().Add(-ReadyGrace).UnixNano())
+	s.Shutdown()
+	if err := b.Ready(ctx, "KEPT"); err != nil {
+		t.Errorf("unready at the first failed check: %v", err)
+	}
+	b.failing.Store(time.Now().Add(-ReadyGrace / 2).UnixNano())
+	if err := b.Ready(ctx, "KEPT"); err != nil {
+		t.Errorf("unready %s after the first failed check: %v", ReadyGrace/2, err)
+	}
+	b.failing.Store(time.Now().Add(-ReadyGrace).UnixNano())
 	if err := b.Ready(ctx, "KEPT"); err == nil {
 		t.Errorf("ready with NATS gone for %s", ReadyGrace)
 	}
