@@ -13,7 +13,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/hack/lib/local.sh"
 
 # The tests that kill something and report figures.
-tests='TestNATSNodeAndStreamLeaderKilledUnderLoad|TestEmbeddedServerRestartReportsRunningShells|TestBridgeLostWhenReplicaKilled'
+tests='TestNATSNodeAndStreamLeaderKilledUnderLoad|TestHundredViewersReconnectAtOnce|TestEmbeddedServerRestartReportsRunningShells|TestBridgeLostWhenReplicaKilled'
 
 rm -f "$LOG_DIR/reliability.md"
 rc=0

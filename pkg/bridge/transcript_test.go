@@ -143,6 +143,23 @@ func TestTranscriptInputAndLimit(t *testing.T) {
 	}
 }
 
+// transcriptOutput is what the session's process wrote, from its
+// transcript's output events, after the fake shell's prompt.
+func (h *harness) transcriptOutput(uid types.UID) string {
+	h.t.Helper()
+	var output strings.Builder
+	for _, l := range h.transcript(uid)[1:] {
+		var ev []any
+		if err := json.Unmarshal([]byte(l), &ev); err != nil || len(ev) != 3 {
+			h.t.Fatalf("event %q: %v", l, err)
+		}
+		if ev[1] == "o" {
+			output.WriteString(ev[2].(string))
+		}
+	}
+	return strings.TrimPrefix(output.String(), fakePrompt)
+}
+
 // lossyJetStream loses transcript messages' answers as a NATS connection
 // that drops does: every third message is stored but its answer lost,
 // every fifth neither stored nor answered. (Output frames, which go through
@@ -206,17 +223,7 @@ func TestTranscriptSurvivesLostAnswers(t *testing.T) {
 	f.exit <- 0
 	h.waitPhase("lossy", v1alpha1.TerminalSessionClosed)
 
-	var output strings.Builder
-	for _, l := range h.transcript(created.UID)[1:] {
-		var ev []any
-		if err := json.Unmarshal([]byte(l), &ev); err != nil || len(ev) != 3 {
-			t.Fatalf("event %q: %v", l, err)
-		}
-		if ev[1] == "o" {
-			output.WriteString(ev[2].(string))
-		}
-	}
-	got := strings.TrimPrefix(output.String(), fakePrompt)
+	got := h.transcriptOutput(created.UID)
 	next := 0
 	for _, line := range strings.Split(strings.TrimSuffix(got, "\r\n"), "\r\n") {
 		if line != fmt.Sprintf("line-%d", next) {
@@ -308,17 +315,7 @@ func TestTranscriptWaitsOutALeaderlessStream(t *testing.T) {
 	f.exit <- 0
 	h.waitPhase("leaderless", v1alpha1.TerminalSessionClosed)
 
-	var output strings.Builder
-	for _, l := range h.transcript(created.UID)[1:] {
-		var ev []any
-		if err := json.Unmarshal([]byte(l), &ev); err != nil || len(ev) != 3 {
-			t.Fatalf("event %q: %v", l, err)
-		}
-		if ev[1] == "o" {
-			output.WriteString(ev[2].(string))
-		}
-	}
-	got := strings.TrimPrefix(output.String(), fakePrompt)
+	got := h.transcriptOutput(created.UID)
 	want := ""
 	for i := range lines {
 		want += fmt.Sprintf("line-%d\r\n", i)
