@@ -18,9 +18,11 @@
 package bridge
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -143,6 +145,9 @@ type Bridge struct {
 	claiming int
 	shells   map[string]string // pod UID/container -> shell found there
 	wg       sync.WaitGroup
+	// renewSlots bounds the lease renewals in flight; renewals are they.
+	renewSlots chan struct{}
+	renewals   sync.WaitGroup
 }
 
 // DefaultOutputBytes is the IO stream's size when Config leaves it out.
@@ -237,6 +242,7 @@ func newBridge(ctx context.Context, cfg Config, kube kubernetes.Interface, meta 
 		purges:     make(chan purge, 16384),
 		running:    map[types.UID]*session{},
 		shells:     map[string]string{},
+		renewSlots: make(chan struct{}, renewParallel),
 	}
 	b.pods = newPodWatch(meta, b.targetDeleted)
 	return b, nil
@@ -348,7 +354,10 @@ func (b *Bridge) Run(ctx context.Context) {
 	workers.Go(func() { wait.UntilWithContext(ctx, b.tick, time.Second) })
 	// Leases are renewed in a loop of their own: nothing slow may delay a
 	// renewal past the lease's expiry, or a healthy session would be lost.
-	workers.Go(func() { wait.UntilWithContext(ctx, b.renewLeases, renewRound(b.cfg.LeaseDuration)) })
+	workers.Go(func() {
+		wait.NonSlidingUntilWithContext(ctx, b.renewLeases, renewRound(b.cfg.LeaseDuration))
+		b.renewals.Wait()
+	})
 	<-ctx.Done() // each session's exec is stopped with errShutdown
 	factory.Shutdown()
 	b.wg.Wait()
@@ -595,24 +604,32 @@ func (b *Bridge) tick(context.Context) {
 	}
 }
 
-// renewLeases extends the lease of every session this replica runs, up to
-// renewParallel at once: one renewal that waits for its answer must not
-// hold up the others past their leases.
-func (b *Bridge) renewLeases(context.Context) {
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, renewParallel)
-	now := time.Now()
+// renewLeases sends the lease renewals due, oldest lease first, up to
+// renewParallel at once. A round does not wait for its renewals: one that
+// waits for its answer (an outage) must not hold back those due after it
+// past their leases, and a session is renewed again a round after its
+// renewal timed out. At most one renewal per session is in flight.
+func (b *Bridge) renewLeases(ctx context.Context) {
+	now := monotonic()
+	var due []*session
 	for _, s := range b.sessions() {
-		if !s.renewDue(now) {
-			continue
+		if s.renewDue(now) && !s.renewing.Load() {
+			due = append(due, s)
 		}
-		slots <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-slots }()
+	}
+	slices.SortFunc(due, func(x, y *session) int { return cmp.Compare(x.leaseSent.Load(), y.leaseSent.Load()) })
+	for _, s := range due {
+		select {
+		case b.renewSlots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		s.renewing.Store(true)
+		b.renewals.Go(func() {
+			defer func() { s.renewing.Store(false); <-b.renewSlots }()
 			s.renew()
 		})
 	}
-	wg.Wait()
 }
 
 // renewParallel bounds the lease renewals in flight.

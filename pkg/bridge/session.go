@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -10,6 +11,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
 	"github.com/meshery/terminal-apiserver/pkg/metrics"
@@ -61,9 +64,11 @@ type session struct {
 	activity                       atomic.Int64 // unix nanos of the last input or output
 	inputAt                        atomic.Int64 // monotonic() of the first input not yet answered by output, or 0
 	leaseRev                       atomic.Uint64
-	// leaseSent is when the last renewal that landed was sent (unix
-	// nanoseconds): the next is due LeaseDuration/3 after it.
+	// leaseSent is when the last renewal that landed was sent
+	// (monotonic()): the next is due LeaseDuration/3 after it.
 	leaseSent atomic.Int64
+	// renewing: a renewal is in flight (at most one per session).
+	renewing atomic.Bool
 	// leaseTimer stops the exec when the lease may lapse: LeaseDuration
 	// less a fifth after the last renewal known to have landed was sent
 	// (the bucket's TTL counts from when it was stored, which is later).
@@ -354,6 +359,13 @@ func (s *session) renew() {
 	if s.ctx.Err() != nil {
 		return
 	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+		// No answer says nothing, and asking would wait as long again.
+		// The next try, a round later, fails at once with a revision
+		// mismatch if this one landed after all, and finds out below.
+		klog.V(2).InfoS("Renewing a session's lease got no answer; trying again", "session", klog.KObj(s.obj), "err", err)
+		return
+	}
 	held, rev, gerr := s.b.leases.holds(s.ctx, timeout, uid)
 	if held {
 		// Ours at rev: a renewal that landed after all, its answer lost.
@@ -375,15 +387,15 @@ func (s *session) renew() {
 // renewDue says whether the lease is due a renewal: LeaseDuration/3
 // after the last one that landed, and at every round after that until one
 // lands.
-func (s *session) renewDue(now time.Time) bool {
-	return now.Sub(time.Unix(0, s.leaseSent.Load())) >= s.b.cfg.LeaseDuration/3
+func (s *session) renewDue(now int64) bool {
+	return time.Duration(now-s.leaseSent.Load()) >= s.b.cfg.LeaseDuration/3
 }
 
 // renewTimeout is how long one renewal waits for NATS's answer: short, so
-// that a renewal lost in an outage is tried again a round later, well
-// before the lease timer's margin (a fifth of the lease) runs out.
+// that a renewal lost in an outage is tried again a round later, several
+// times before the lease timer's margin (a fifth of the lease) runs out.
 func renewTimeout(lease time.Duration) time.Duration {
-	return max(lease/10, 500*time.Millisecond)
+	return lease / 10
 }
 
 // renewRound is how often the renewals due are sent.
@@ -394,14 +406,14 @@ func renewRound(lease time.Duration) time.Duration {
 // leaseRenewed records a renewal that landed at rev, sent at sent.
 func (s *session) leaseRenewed(rev uint64, sent time.Time) {
 	s.leaseRev.Store(rev)
-	s.leaseSent.Store(sent.UnixNano())
+	s.leaseSent.Store(monotonic() - int64(time.Since(sent)))
 	s.leaseTimer.Reset(time.Until(sent.Add(s.b.cfg.LeaseDuration - s.b.cfg.LeaseDuration/5)))
 }
 
 // startLeaseTimer arms leaseTimer for a lease claimed by a request sent at
 // sent.
 func (s *session) startLeaseTimer(sent time.Time) {
-	s.leaseSent.Store(sent.UnixNano())
+	s.leaseSent.Store(monotonic() - int64(time.Since(sent)))
 	s.leaseTimer = time.AfterFunc(time.Until(sent.Add(s.b.cfg.LeaseDuration-s.b.cfg.LeaseDuration/5)), func() {
 		if s.ctx.Err() == nil {
 			klog.ErrorS(nil, "A session's lease may lapse, no renewal having landed; stopping its exec", "session", klog.KObj(s.obj))

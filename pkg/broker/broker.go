@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -81,10 +80,12 @@ type Broker struct {
 	// stop ends the credential files' watch; closeOnce, Close.
 	stop      chan struct{}
 	closeOnce sync.Once
-	// passed says Ready passed once; failing is when its current run of
-	// failures began (unix nanoseconds; 0: it passes).
-	passed  atomic.Bool
-	failing atomic.Int64
+	// readyMu guards lastPass (when the last passing check began; zero:
+	// none yet) and failingSince (when the first failing check since then
+	// began; zero: none).
+	readyMu      sync.Mutex
+	lastPass     time.Time
+	failingSince time.Time
 }
 
 // ReadyGrace is how long Ready keeps passing once NATS stops answering or
@@ -311,18 +312,25 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 // cluster's metadata leader is not asked (AccountInfo): its elections
 // leave every stream served.
 func (b *Broker) Ready(ctx context.Context, streams ...string) error {
-	now := time.Now()
+	began := time.Now()
 	err := b.check(ctx, streams)
-	if err == nil {
-		b.passed.Store(true)
-		b.failing.Store(0)
+	b.readyMu.Lock()
+	defer b.readyMu.Unlock()
+	switch {
+	case err == nil:
+		if began.After(b.lastPass) {
+			b.lastPass = began
+		}
+		b.failingSince = time.Time{}
 		return nil
-	}
-	if !b.passed.Load() {
+	case b.lastPass.IsZero():
 		return err // starting: no grace
+	case began.Before(b.lastPass):
+		return nil // a check older than one that passed since
+	case b.failingSince.IsZero():
+		b.failingSince = began
 	}
-	b.failing.CompareAndSwap(0, now.UnixNano())
-	if since := now.Sub(time.Unix(0, b.failing.Load())); since < ReadyGrace {
+	if time.Since(b.failingSince) < ReadyGrace {
 		return nil
 	}
 	// /readyz withholds the reason from its answer: the log has it.

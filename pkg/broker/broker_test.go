@@ -288,7 +288,7 @@ func TestReadyAsksTheStreams(t *testing.T) {
 	if err := b.Ready(ctx, "KEPT"); err != nil {
 		t.Errorf("ready with its stream served: %v", err)
 	}
-	b.passed.Store(false) // starting: no grace
+	b.lastPass = time.Time{} // starting: no grace
 	if err := b.Ready(ctx, "KEPT", "MISSING"); err == nil || !strings.Contains(err.Error(), "MISSING") {
 		t.Errorf("ready without stream MISSING: %v, want an error naming it", err)
 	}
@@ -301,11 +301,11 @@ func TestReadyAsksTheStreams(t *testing.T) {
 	if err := b.Ready(ctx, "KEPT"); err != nil {
 		t.Errorf("unready at the first failed check: %v", err)
 	}
-	b.failing.Store(time.Now().Add(-ReadyGrace / 2).UnixNano())
+	b.failingSince = time.Now().Add(-ReadyGrace / 2)
 	if err := b.Ready(ctx, "KEPT"); err != nil {
 		t.Errorf("unready %s after the first failed check: %v", ReadyGrace/2, err)
 	}
-	b.failing.Store(time.Now().Add(-ReadyGrace).UnixNano())
+	b.failingSince = time.Now().Add(-ReadyGrace)
 	if err := b.Ready(ctx, "KEPT"); err == nil {
 		t.Errorf("ready with NATS gone for %s", ReadyGrace)
 	}

@@ -163,9 +163,13 @@ func TestNATSNodeAndStreamLeaderKilledUnderLoad(t *testing.T) {
 		start, whole := down(hold, two...)
 		unready := ready.unreadySince(start)
 		// Unready only once ReadyGrace has passed without a quorum, and
-		// ready again once NATS is whole (down waited for it).
-		if bound := max(whole-broker.ReadyGrace, 0) + time.Second; unready > bound {
-			t.Errorf("without a quorum for %s the API was unready %s, more than the %s past ReadyGrace that NATS was broken", hold, unready, bound)
+		// ready again once NATS is whole (down waited for it). The slack of
+		// half a grace is the known gap of docs/reliability.md: a
+		// replica's stream lookups may go unanswered for a while after a
+		// leader's server came back, and that run of failures can carry
+		// into this fault.
+		if bound := max(whole-broker.ReadyGrace, 0) + broker.ReadyGrace/2; unready > bound {
+			t.Errorf("without a quorum for %s the API was unready %s, more than the %s allowed (NATS broken for %s, less ReadyGrace, plus slack)", hold, unready, bound, whole)
 		}
 		if hold > broker.ReadyGrace+2*time.Second && unready == 0 {
 			t.Errorf("without a quorum for %s the API was never unready", hold)
@@ -412,6 +416,10 @@ type tickScreen struct {
 func (s *tickScreen) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.writeLocked(p)
+}
+
+func (s *tickScreen) writeLocked(p []byte) (int, error) {
 	s.buf.Write(p)
 	rest := s.buf.Bytes()[s.scanned:]
 	now := time.Now()
