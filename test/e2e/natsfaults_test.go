@@ -46,19 +46,7 @@ func TestNATSNodeAndStreamLeaderKilledUnderLoad(t *testing.T) {
 	ready := watchReady(ctx, t, r)
 	cluster.waitCurrent(ctx, js, time.Minute)
 
-	shells := make([]*loadShell, sessions)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
-	for i := range shells {
-		g.Go(func() error {
-			sh, err := openLoadShell(ctx, gctx, r)
-			shells[i] = sh
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	shells := openLoadShells(ctx, t, r, sessions)
 	// Ten lines a second in each shell; fewer each at full scale, so that
 	// the node's two cores keep up (the loop forks sleep).
 	period := "0.1"
@@ -302,6 +290,25 @@ type loadShell struct {
 	stdin *io.PipeWriter
 	out   *tickScreen
 	done  chan error
+}
+
+// openLoadShells opens n sessions, eight at a time, each with its viewer.
+func openLoadShells(ctx context.Context, t *testing.T, r *replica, n int) []*loadShell {
+	t.Helper()
+	shells := make([]*loadShell, n)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i := range shells {
+		g.Go(func() error {
+			sh, err := openLoadShell(ctx, gctx, r)
+			shells[i] = sh
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	return shells
 }
 
 // openLoadShell opens the session within setup and keeps the viewer

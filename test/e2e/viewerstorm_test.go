@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/tools/remotecommand"
 
 	"github.com/meshery/terminal-apiserver/pkg/apis/terminal/v1alpha1"
@@ -28,19 +27,7 @@ func TestHundredViewersReconnectAtOnce(t *testing.T) {
 		fmt.Sprintf("--max-sessions-per-user=%d", 2*sessions), fmt.Sprintf("--max-attaches-per-user=%d", 2*viewers+2*sessions),
 		fmt.Sprintf("--max-viewers-per-session=%d", 2*viewers/sessions+2))
 
-	shells := make([]*loadShell, sessions)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
-	for i := range shells {
-		g.Go(func() error {
-			sh, err := openLoadShell(ctx, gctx, r)
-			shells[i] = sh
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	shells := openLoadShells(ctx, t, r, sessions)
 	for _, sh := range shells {
 		sh.typeLine("i=0; while [ $i -lt 100000 ]; do echo tick-$i; i=$((i+1)); sleep 0.2; done")
 	}
